@@ -1,0 +1,275 @@
+//! Configuration: built-in defaults, then an optional TOML file (`--config` or
+//! `AUTH_CONFIG`), then the environment — the old service's names (`ALLOWED_SERVICES`, ...)
+//! and `AUTH_`-prefixed names with `__` for nesting (`AUTH_PLUGINS__EXAMPLE__KEY`).
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use figment::{
+    Figment,
+    providers::{Env, Format, Toml},
+};
+use serde::Deserialize;
+
+use crate::plugins::{EntryList, PluginSettings};
+
+/// Environment names kept from the old service, mapped to their keys here.
+const COMPAT_ENV: &[&str] = &["ALLOWED_SERVICES", "INSTALLED_EXTENSIONS"];
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    #[default]
+    Human,
+    Json,
+}
+
+/// Every setting. Secrets may live in here (plugin settings, keys): never log it whole.
+#[derive(Debug, Clone, Deserialize)]
+pub struct Config {
+    /// Where `lib<name>.so` files are looked up. Default: the directory of the
+    /// `auth-host` executable.
+    #[serde(default)]
+    pub plugin_dir: Option<PathBuf>,
+    /// `ALLOWED_SERVICES`: `[alias:]provider;...`
+    #[serde(default)]
+    pub allowed_services: EntryList,
+    /// `INSTALLED_EXTENSIONS`: `[alias:]extension;...`, run in this order.
+    #[serde(default)]
+    pub installed_extensions: EntryList,
+    /// Time limit of one plugin call, in milliseconds.
+    #[serde(default = "default_plugin_timeout_ms")]
+    pub plugin_timeout_ms: u64,
+    /// Calls one plugin alias may have in flight at once.
+    #[serde(default = "default_plugin_max_in_flight")]
+    pub plugin_max_in_flight: usize,
+    /// `[plugins.<alias>]`: settings handed to that alias' plugin at load.
+    #[serde(default)]
+    pub plugins: BTreeMap<String, serde_json::Value>,
+    /// `human` or `json`.
+    #[serde(default)]
+    pub log_format: LogFormat,
+}
+
+fn default_plugin_timeout_ms() -> u64 {
+    5_000
+}
+
+fn default_plugin_max_in_flight() -> usize {
+    256
+}
+
+/// Problems found in the configuration, one message each (key, what is wrong, what is
+/// expected).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigErrors(pub Vec<String>);
+
+impl std::fmt::Display for ConfigErrors {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        for (i, problem) in self.0.iter().enumerate() {
+            if i > 0 {
+                writeln!(f)?;
+            }
+            write!(f, "configuration error: {problem}")?;
+        }
+        Ok(())
+    }
+}
+
+impl std::error::Error for ConfigErrors {}
+
+/// "key (where it was set): what is wrong, what was expected".
+fn describe(error: figment::Error) -> String {
+    let key = error.path.join(".");
+    let variable = error.path.join("__").to_uppercase();
+    let place = match &error.metadata {
+        Some(metadata) => match &metadata.source {
+            Some(figment::Source::File(file)) => format!(" (in {})", file.display()),
+            _ if metadata.name.starts_with("`AUTH_`") => format!(" (from AUTH_{variable})"),
+            _ if metadata.name.contains("environment") => format!(" (from {variable})"),
+            _ => format!(" ({})", metadata.name),
+        },
+        None => String::new(),
+    };
+    format!("{key}{place}: {}", error.kind)
+}
+
+impl Config {
+    /// Reads the configuration from `file` (or `AUTH_CONFIG`) and the environment.
+    pub fn load(file: Option<&Path>) -> Result<Config, ConfigErrors> {
+        let file = file
+            .map(Path::to_path_buf)
+            .or_else(|| std::env::var_os("AUTH_CONFIG").map(PathBuf::from));
+        let mut figment = Figment::new();
+        if let Some(file) = file {
+            if !file.is_file() {
+                return Err(ConfigErrors(vec![format!(
+                    "configuration file {} does not exist or is not a file",
+                    file.display()
+                )]));
+            }
+            figment = figment.merge(Toml::file(file));
+        }
+        figment = figment
+            .merge(Env::raw().only(COMPAT_ENV))
+            .merge(Env::prefixed("AUTH_").split("__").ignore(&["CONFIG"]));
+        Self::from_figment(figment)
+    }
+
+    /// Extracts and validates a configuration.
+    pub fn from_figment(figment: Figment) -> Result<Config, ConfigErrors> {
+        let config: Config = figment
+            .extract()
+            .map_err(|error| ConfigErrors(error.into_iter().map(describe).collect()))?;
+        let mut problems = Vec::new();
+        if config.plugin_timeout_ms == 0 {
+            problems.push("plugin_timeout_ms: must be at least 1 (milliseconds)".to_owned());
+        }
+        if config.plugin_max_in_flight == 0 {
+            problems.push("plugin_max_in_flight: must be at least 1".to_owned());
+        }
+        for (alias, settings) in &config.plugins {
+            if !settings.is_object() {
+                problems.push(format!(
+                    "plugins.{alias}: must be a table of settings, found {settings}"
+                ));
+            }
+        }
+        for extension in config.installed_extensions.iter() {
+            if config
+                .allowed_services
+                .iter()
+                .any(|s| s.alias == extension.alias)
+            {
+                problems.push(format!(
+                    "alias `{}` is named both in ALLOWED_SERVICES and INSTALLED_EXTENSIONS; \
+                     give one of them another alias, so that each has its own [plugins.<alias>] settings",
+                    extension.alias
+                ));
+            }
+        }
+        if problems.is_empty() {
+            Ok(config)
+        } else {
+            Err(ConfigErrors(problems))
+        }
+    }
+
+    /// The plugin directory in effect.
+    pub fn plugin_dir(&self) -> PathBuf {
+        if let Some(dir) = &self.plugin_dir {
+            return dir.clone();
+        }
+        std::env::current_exe()
+            .ok()
+            .and_then(|exe| exe.parent().map(Path::to_path_buf))
+            .unwrap_or_else(|| PathBuf::from("."))
+    }
+
+    pub fn plugin_settings(&self) -> PluginSettings {
+        PluginSettings {
+            dir: self.plugin_dir(),
+            allowed_services: self.allowed_services.clone(),
+            installed_extensions: self.installed_extensions.clone(),
+            settings: self.plugins.clone(),
+            call_timeout: Duration::from_millis(self.plugin_timeout_ms),
+            max_in_flight: self.plugin_max_in_flight,
+        }
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::result_large_err)] // figment's `Jail` closures return its large error type
+mod tests {
+    use super::*;
+    use figment::Jail;
+
+    #[test]
+    fn old_and_new_environment_names_and_toml_layer_in_order() {
+        Jail::expect_with(|jail| {
+            jail.create_file(
+                "auth.toml",
+                r#"
+                    allowed_services = "a:one;b:two"
+                    plugin_timeout_ms = 100
+                    [plugins.a]
+                    greeting = "from toml"
+                    level = 1
+                "#,
+            )?;
+            jail.set_env("AUTH_CONFIG", "auth.toml");
+            jail.set_env("INSTALLED_EXTENSIONS", "ext:sample_extension;");
+            jail.set_env("AUTH_PLUGINS__A__GREETING", "from env");
+            jail.set_env("AUTH_PLUGIN_DIR", "/opt/plugins");
+            let config = Config::load(None).map_err(|e| e.to_string())?;
+            assert_eq!(config.allowed_services.to_string(), "a:one;b:two");
+            assert_eq!(
+                config.installed_extensions.to_string(),
+                "ext:sample_extension"
+            );
+            assert_eq!(config.plugin_timeout_ms, 100);
+            assert_eq!(config.plugin_dir(), PathBuf::from("/opt/plugins"));
+            assert_eq!(
+                config.plugins["a"],
+                serde_json::json!({"greeting": "from env", "level": 1})
+            );
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn allowed_services_from_the_old_environment_name() {
+        Jail::expect_with(|jail| {
+            jail.set_env(
+                "ALLOWED_SERVICES",
+                "example:sample_permission_provider;example2:sample_permission_provider",
+            );
+            let config = Config::load(None).map_err(|e| e.to_string())?;
+            let aliases: Vec<_> = config
+                .allowed_services
+                .iter()
+                .map(|e| e.alias.as_str())
+                .collect();
+            assert_eq!(aliases, ["example", "example2"]);
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn every_problem_is_named_with_its_key() {
+        Jail::expect_with(|jail| {
+            jail.set_env("AUTH_PLUGIN_TIMEOUT_MS", "soon");
+            let errors = Config::load(None).unwrap_err();
+            assert_eq!(errors.0.len(), 1, "{errors}");
+            assert!(errors.0[0].contains("plugin_timeout_ms"), "{errors}");
+            assert!(errors.0[0].contains("AUTH_PLUGIN_TIMEOUT_MS"), "{errors}");
+            Ok(())
+        });
+        Jail::expect_with(|jail| {
+            jail.set_env("ALLOWED_SERVICES", "x:../../etc/evil");
+            let errors = Config::load(None).unwrap_err();
+            assert!(errors.to_string().contains("must be 1 to 64"), "{errors}");
+            Ok(())
+        });
+        Jail::expect_with(|jail| {
+            jail.set_env("AUTH_CONFIG", "missing.toml");
+            let errors = Config::load(None).unwrap_err();
+            assert!(
+                errors.to_string().contains("missing.toml does not exist"),
+                "{errors}"
+            );
+            Ok(())
+        });
+        Jail::expect_with(|jail| {
+            jail.set_env("ALLOWED_SERVICES", "same:sample_permission_provider");
+            jail.set_env("INSTALLED_EXTENSIONS", "same:sample_extension");
+            let errors = Config::load(None).unwrap_err();
+            assert!(
+                errors.to_string().contains("alias `same` is named both"),
+                "{errors}"
+            );
+            Ok(())
+        });
+    }
+}

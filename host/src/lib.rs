@@ -1,0 +1,5 @@
+//! auth-host: OAuth2 login service and user-permission manager with native plugins.
+
+pub mod config;
+pub mod logging;
+pub mod plugins;
