@@ -3,7 +3,9 @@
 //! boundary: each call runs under `catch_unwind` and a panic becomes a `CallError`.
 
 use std::any::Any;
+use std::cell::RefCell;
 use std::panic::{AssertUnwindSafe, catch_unwind};
+use std::sync::Once;
 
 use abi_stable::{
     marker_type::ErasedObject,
@@ -36,6 +38,26 @@ fn panic_message(payload: &(dyn Any + Send)) -> String {
     }
 }
 
+thread_local! {
+    /// Where the last panic on this thread happened, for the error that reports it.
+    static PANIC_PLACE: RefCell<Option<String>> = const { RefCell::new(None) };
+}
+
+/// The plugin has its own copy of std, so this hook sees only panics raised inside the
+/// plugin. Instead of printing them to stderr, unstructured and without the alias, it keeps
+/// their place; the message and place become the call's error, which the host logs.
+fn install_panic_hook() {
+    static INSTALLED: Once = Once::new();
+    INSTALLED.call_once(|| {
+        std::panic::set_hook(Box::new(|info| {
+            let place = info
+                .location()
+                .map(|l| format!("{}:{}:{}", l.file(), l.line(), l.column()));
+            PANIC_PLACE.with(|cell| *cell.borrow_mut() = place);
+        }));
+    });
+}
+
 /// Runs one plugin call, turning an error or a panic into a `CallError`.
 fn guard<T>(call: impl FnOnce() -> Result<T, PluginError>) -> RResult<T, CallError> {
     match catch_unwind(AssertUnwindSafe(call)) {
@@ -45,7 +67,10 @@ fn guard<T>(call: impl FnOnce() -> Result<T, PluginError>) -> RResult<T, CallErr
             message: error.message().into(),
         }),
         Err(payload) => {
-            let message = panic_message(payload.as_ref());
+            let mut message = panic_message(payload.as_ref());
+            if let Some(place) = PANIC_PLACE.with(|cell| cell.borrow_mut().take()) {
+                message = format!("{message} (at {place})");
+            }
             // The payload's own destructor may panic too; never let that unwind further.
             let _ = catch_unwind(AssertUnwindSafe(move || drop(payload)));
             RErr(CallError {
@@ -97,6 +122,7 @@ extern "C" fn create_provider<T: PermissionProvider>(
     settings: RStr<'_>,
     logger: HostLogger,
 ) -> RResult<PluginInstance, CallError> {
+    install_panic_hook();
     guard(|| Ok(erase(T::new(context(settings, logger)?)?)))
 }
 
@@ -163,6 +189,7 @@ extern "C" fn create_extension<T: LifecycleExtension>(
     settings: RStr<'_>,
     logger: HostLogger,
 ) -> RResult<PluginInstance, CallError> {
+    install_panic_hook();
     guard(|| Ok(erase(T::new(context(settings, logger)?)?)))
 }
 

@@ -1,0 +1,229 @@
+//! Test kit: builds real plugin files with cargo and lays out plugin directories.
+#![allow(dead_code, clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::OnceLock;
+
+pub fn workspace_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .unwrap()
+        .to_path_buf()
+}
+
+pub fn target_dir() -> PathBuf {
+    std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| workspace_root().join("target"))
+}
+
+fn cargo() -> Command {
+    let mut command = Command::new(std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into()));
+    command.env("CARGO_TARGET_DIR", target_dir());
+    command
+}
+
+/// JSON messages, from which `cargo_cdylibs` reads the files built.
+const MESSAGE_FORMAT: &str = "--message-format=json-render-diagnostics";
+
+/// Runs a cargo build command (which must ask for [`MESSAGE_FORMAT`]) and returns the cdylib
+/// files it produced, by crate name.
+pub fn cargo_cdylibs(mut command: Command) -> HashMap<String, PathBuf> {
+    let output = command.output().expect("cargo runs");
+    assert!(
+        output.status.success(),
+        "cargo failed:\n{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let mut files = HashMap::new();
+    for line in String::from_utf8_lossy(&output.stdout).lines() {
+        let Ok(message) = serde_json::from_str::<serde_json::Value>(line) else {
+            continue;
+        };
+        if message["reason"] != "compiler-artifact" {
+            continue;
+        }
+        let is_cdylib = message["target"]["kind"]
+            .as_array()
+            .is_some_and(|kinds| kinds.iter().any(|k| k == "cdylib"));
+        if !is_cdylib {
+            continue;
+        }
+        let name = message["target"]["name"].as_str().unwrap().to_owned();
+        for file in message["filenames"].as_array().unwrap() {
+            let file = PathBuf::from(file.as_str().unwrap());
+            if file.extension().is_some_and(|e| e == "so") {
+                files.insert(name.clone(), file);
+            }
+        }
+    }
+    files
+}
+
+/// The workspace's plugins (samples and test plugins), built once per test process.
+pub fn workspace_plugins() -> &'static HashMap<String, PathBuf> {
+    static BUILT: OnceLock<HashMap<String, PathBuf>> = OnceLock::new();
+    BUILT.get_or_init(|| {
+        let mut command = cargo();
+        command.current_dir(workspace_root()).args([
+            "build",
+            MESSAGE_FORMAT,
+            "-p",
+            "sample_permission_provider",
+            "-p",
+            "sample_extension",
+            "-p",
+            "test_provider",
+            "-p",
+            "test_extension",
+        ]);
+        cargo_cdylibs(command)
+    })
+}
+
+/// `test_abort_provider` built with `-C panic=abort`, copied out of the target directory so
+/// that a later normal build of the same crate cannot replace it under the test.
+pub fn abort_plugin() -> &'static Path {
+    static BUILT: OnceLock<tempfile::TempPath> = OnceLock::new();
+    BUILT.get_or_init(|| {
+        let mut command = cargo();
+        command.current_dir(workspace_root()).args([
+            "rustc",
+            MESSAGE_FORMAT,
+            "-p",
+            "test_abort_provider",
+            "--lib",
+        ]);
+        // `-C panic=abort` applies to the plugin crate itself, which is what its
+        // `export_plugin!` records; its dependencies may stay unwind-capable.
+        command.args(["--", "-C", "panic=abort"]);
+        let built = cargo_cdylibs(command)
+            .remove("test_abort_provider")
+            .unwrap();
+        let copy = tempfile::NamedTempFile::new().unwrap().into_temp_path();
+        std::fs::copy(built, &copy).unwrap();
+        copy
+    })
+}
+
+/// Builds the ABI fixtures (tools/abi-fixtures) in a temporary copy, after `patch` edits
+/// the copy, and returns the provider file. `package` names the provider so that variants
+/// do not overwrite each other in the shared target directory.
+pub fn build_abi_fixture(package: &str, patch: impl FnOnce(&Path)) -> PathBuf {
+    let copy = tempfile::tempdir().unwrap();
+    let fixtures = workspace_root().join("tools/abi-fixtures");
+    for crate_dir in ["plugin-api-1.0", "old_provider"] {
+        copy_dir(&fixtures.join(crate_dir), &copy.path().join(crate_dir));
+    }
+    let provider = copy.path().join("old_provider");
+    // The workspace's lock file pins the same dependency versions, so artifacts are reused.
+    std::fs::copy(
+        workspace_root().join("Cargo.lock"),
+        provider.join("Cargo.lock"),
+    )
+    .unwrap();
+    replace_in(
+        &provider.join("Cargo.toml"),
+        "name = \"old_provider\"",
+        &format!("name = \"{package}\""),
+    );
+    patch(copy.path());
+    let mut command = cargo();
+    command
+        .current_dir(&provider)
+        .args(["build", "--offline", MESSAGE_FORMAT]);
+    let mut files = cargo_cdylibs(command);
+    files.remove(package).unwrap()
+}
+
+pub fn replace_in(file: &Path, from: &str, to: &str) {
+    let text = std::fs::read_to_string(file).unwrap();
+    assert!(
+        text.contains(from),
+        "{} does not contain {from:?}",
+        file.display()
+    );
+    std::fs::write(file, text.replacen(from, to, 1)).unwrap();
+}
+
+fn copy_dir(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for entry in std::fs::read_dir(from).unwrap() {
+        let entry = entry.unwrap();
+        let target = to.join(entry.file_name());
+        if entry.file_type().unwrap().is_dir() {
+            if entry.file_name() != "target" {
+                copy_dir(&entry.path(), &target);
+            }
+        } else {
+            std::fs::copy(entry.path(), target).unwrap();
+        }
+    }
+}
+
+/// A fresh plugin directory holding copies of the given files, under their file names.
+pub struct PluginDir {
+    dir: tempfile::TempDir,
+}
+
+impl PluginDir {
+    pub fn new() -> Self {
+        PluginDir {
+            dir: tempfile::tempdir().unwrap(),
+        }
+    }
+
+    /// Copies workspace plugins in, as `lib<name>.so`.
+    pub fn with_workspace_plugins(names: &[&str]) -> Self {
+        let dir = Self::new();
+        for name in names {
+            dir.add_file(&workspace_plugins()[*name], name);
+        }
+        dir
+    }
+
+    /// Copies `file` in as plugin `name` (`lib<name>.so`).
+    pub fn add_file(&self, file: &Path, name: &str) -> PathBuf {
+        let target = self.file_of(name);
+        std::fs::copy(file, &target).unwrap();
+        target
+    }
+
+    /// Writes `bytes` as plugin `name`.
+    pub fn add_bytes(&self, bytes: &[u8], name: &str) -> PathBuf {
+        let target = self.file_of(name);
+        std::fs::write(&target, bytes).unwrap();
+        target
+    }
+
+    pub fn file_of(&self, name: &str) -> PathBuf {
+        self.dir.path().join(format!("lib{name}.so"))
+    }
+
+    pub fn path(&self) -> &Path {
+        self.dir.path()
+    }
+}
+
+/// The path of the `auth-host` binary built for these tests.
+pub fn auth_host_bin() -> &'static str {
+    env!("CARGO_BIN_EXE_auth-host")
+}
+
+/// A real shared library that is not a plugin: the system's zlib.
+pub fn system_zlib() -> PathBuf {
+    let candidates = [
+        "/usr/lib/x86_64-linux-gnu/libz.so.1",
+        "/lib/x86_64-linux-gnu/libz.so.1",
+        "/usr/lib/aarch64-linux-gnu/libz.so.1",
+        "/usr/lib64/libz.so.1",
+        "/usr/lib/libz.so.1",
+    ];
+    candidates
+        .iter()
+        .map(PathBuf::from)
+        .find(|p| p.exists())
+        .expect("zlib (a system library every Debian machine has) is installed")
+}

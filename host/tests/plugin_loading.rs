@@ -1,0 +1,279 @@
+//! The plugin core against real built plugin files.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+mod common;
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use auth_host::plugins::{
+    HookDecision, LoadOutcome, PluginCallError, PluginRegistry, PluginSettings,
+};
+use auth_host_plugin_api::{Amendment, PluginKind, UserInfo};
+use common::PluginDir;
+use serde_json::json;
+
+fn settings(dir: &Path, services: &str, extensions: &str) -> PluginSettings {
+    PluginSettings {
+        dir: dir.to_path_buf(),
+        allowed_services: services.parse().unwrap(),
+        installed_extensions: extensions.parse().unwrap(),
+        settings: BTreeMap::new(),
+        call_timeout: Duration::from_secs(5),
+        max_in_flight: 16,
+    }
+}
+
+fn user(id: &str) -> UserInfo {
+    UserInfo {
+        id: id.into(),
+        username: Some(format!("{id}-name")),
+        email: Some(format!("{id}@example.test")),
+        ..UserInfo::default()
+    }
+}
+
+fn load(settings: &PluginSettings) -> PluginRegistry {
+    match PluginRegistry::load(settings) {
+        Ok(registry) => registry,
+        Err(outcomes) => panic!(
+            "load failed: {:?}",
+            outcomes
+                .iter()
+                .filter_map(LoadOutcome::failure_message)
+                .collect::<Vec<_>>()
+        ),
+    }
+}
+
+fn permissions(registry: &PluginRegistry, service: &str, userid: &str) -> serde_json::Value {
+    let provider = registry.provider(service).unwrap();
+    serde_json::Value::Object(provider.get_permissions(service, &user(userid)).unwrap())
+}
+
+#[test]
+fn two_providers_load_together_with_one_file_under_two_aliases() {
+    let dir = PluginDir::with_workspace_plugins(&["sample_permission_provider", "test_provider"]);
+    let mut settings = settings(
+        dir.path(),
+        "example:sample_permission_provider;example2:sample_permission_provider;\
+         second:test_provider;third:test_provider",
+        "",
+    );
+    settings
+        .settings
+        .insert("second".into(), json!({"greeting": "hello from second"}));
+    settings
+        .settings
+        .insert("third".into(), json!({"greeting": "hello from third"}));
+    let registry = load(&settings);
+
+    assert_eq!(
+        registry.services(),
+        ["example", "example2", "second", "third"]
+    );
+    assert_eq!(
+        permissions(&registry, "example", "u1"),
+        json!({"provider-token": "example-u1"})
+    );
+    assert_eq!(
+        permissions(&registry, "example2", "u1"),
+        json!({"provider-token": "example2-u1"})
+    );
+    // Each alias has its own settings; the file was loaded once, so the second instance sees
+    // the first in the library's shared counter.
+    assert_eq!(
+        permissions(&registry, "second", "u2"),
+        json!({
+            "service": "second", "user": "u2", "username": "u2-name",
+            "greeting": "hello from second", "instance": 1, "instances": 2
+        })
+    );
+    assert_eq!(
+        permissions(&registry, "third", "u2")["greeting"],
+        "hello from third"
+    );
+    assert_eq!(permissions(&registry, "third", "u2")["instance"], 2);
+
+    let second = registry.provider("second").unwrap();
+    assert_eq!(second.kind(), PluginKind::PermissionProvider);
+    let summary = second.summary();
+    assert_eq!(
+        (summary.name.as_str(), summary.version.as_str()),
+        ("test_provider", "0.3.0")
+    );
+    assert_eq!(summary.api_version, auth_host_plugin_api::API_VERSION);
+    assert!(registry.provider("test_provider").is_none());
+}
+
+#[test]
+fn a_panicking_call_is_an_error_and_the_next_call_works() {
+    let dir = PluginDir::with_workspace_plugins(&["test_provider"]);
+    let registry = load(&settings(dir.path(), "p:test_provider", ""));
+    let provider = registry.provider("p").unwrap();
+
+    let error = provider.get_permissions("p", &user("panic")).unwrap_err();
+    let PluginCallError::Panicked { alias, message } = error else {
+        panic!("expected a panic, got {error:?}");
+    };
+    assert_eq!(alias, "p");
+    assert!(
+        message.starts_with("asked to panic (at ") && message.contains("test_provider/src/lib.rs"),
+        "{message}"
+    );
+    let error = provider.get_permissions("p", &user("error")).unwrap_err();
+    assert_eq!(
+        error,
+        PluginCallError::Failed {
+            alias: "p".into(),
+            message: "asked to fail".into()
+        }
+    );
+    // Still alive, still answering.
+    assert_eq!(permissions(&registry, "p", "after")["user"], "after");
+    for _ in 0..50 {
+        assert!(provider.get_permissions("p", &user("panic")).is_err());
+    }
+    assert_eq!(permissions(&registry, "p", "after")["user"], "after");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_slow_call_is_cut_off_and_others_keep_answering() {
+    let dir = PluginDir::with_workspace_plugins(&["test_provider", "sample_permission_provider"]);
+    let mut settings = settings(
+        dir.path(),
+        "slow:test_provider;fast:sample_permission_provider",
+        "",
+    );
+    settings.call_timeout = Duration::from_millis(300);
+    settings.max_in_flight = 2;
+    settings
+        .settings
+        .insert("slow".into(), json!({"sleep_ms": 2_000}));
+    let registry = Arc::new(load(&settings));
+    let slow = Arc::clone(registry.provider("slow").unwrap());
+    let fast = Arc::clone(registry.provider("fast").unwrap());
+
+    let started = Instant::now();
+    let cut_off = registry
+        .run(&slow, |p| p.get_permissions("slow", &user("sleep")))
+        .await;
+    assert_eq!(
+        cut_off.unwrap_err(),
+        PluginCallError::TimedOut {
+            alias: "slow".into(),
+            timeout: Duration::from_millis(300)
+        }
+    );
+    assert!(started.elapsed() < Duration::from_millis(1_500));
+
+    // While that call still sleeps on its thread, the other service answers.
+    let answer = registry
+        .run(&fast, |p| p.get_permissions("fast", &user("u1")))
+        .await
+        .unwrap();
+    assert_eq!(answer["provider-token"], "fast-u1");
+
+    // A second hung call fills the slow plugin's in-flight limit (2): the next is refused
+    // at once instead of taking another thread.
+    let _ = registry
+        .run(&slow, |p| p.get_permissions("slow", &user("sleep")))
+        .await;
+    let busy = registry
+        .run(&slow, |p| p.get_permissions("slow", &user("u1")))
+        .await;
+    assert_eq!(
+        busy.unwrap_err(),
+        PluginCallError::Busy {
+            alias: "slow".into()
+        }
+    );
+
+    // Once the sleepers return, the plugin serves again.
+    tokio::time::sleep(Duration::from_millis(2_500)).await;
+    let answer = registry
+        .run(&slow, |p| p.get_permissions("slow", &user("u1")))
+        .await
+        .unwrap();
+    assert_eq!(answer["user"], "u1");
+}
+
+#[test]
+fn extension_hooks_decide_and_a_panicking_hook_is_an_error() {
+    let dir = PluginDir::with_workspace_plugins(&["test_extension", "sample_extension"]);
+    let registry = load(&settings(
+        dir.path(),
+        "",
+        "first:test_extension;sample_extension",
+    ));
+    let aliases: Vec<_> = registry.extensions().iter().map(|e| e.alias()).collect();
+    assert_eq!(aliases, ["first", "sample_extension"]);
+    let extension = &registry.extensions()[0];
+    let with_email = |email: &str| UserInfo {
+        id: "u".into(),
+        email: Some(email.into()),
+        ..UserInfo::default()
+    };
+    assert_eq!(
+        extension.on_new_user(&with_email("a@fine.test")).unwrap(),
+        HookDecision::Continue
+    );
+    assert_eq!(
+        extension
+            .on_user_login(&with_email("a@refuse.test"))
+            .unwrap(),
+        HookDecision::Refuse("on_user_login: not welcome".into())
+    );
+    assert_eq!(
+        extension.on_new_user(&with_email("a@amend.test")).unwrap(),
+        HookDecision::Amend(Amendment {
+            name: Some("Amended by on_new_user".into()),
+            ..Amendment::default()
+        })
+    );
+    assert!(matches!(
+        extension.on_user_login(&with_email("a@panic.test")),
+        Err(PluginCallError::Panicked { .. })
+    ));
+    extension
+        .on_user_logout(&with_email("a@fine.test"))
+        .unwrap();
+    let sample = &registry.extensions()[1];
+    assert_eq!(
+        sample.on_user_login(&with_email("a@refuse.test")).unwrap(),
+        HookDecision::Continue
+    );
+}
+
+#[test]
+fn settings_a_plugin_refuses_stop_its_load() {
+    let dir = PluginDir::with_workspace_plugins(&["test_provider"]);
+    let mut settings = settings(dir.path(), "a:test_provider;b:test_provider", "");
+    settings
+        .settings
+        .insert("a".into(), json!({"refuse_to_start": true}));
+    settings
+        .settings
+        .insert("b".into(), json!({"colour": "blue"}));
+    let outcomes = PluginRegistry::load(&settings).unwrap_err();
+    let messages: Vec<_> = outcomes
+        .iter()
+        .filter_map(LoadOutcome::failure_message)
+        .collect();
+    let file = dir.file_of("test_provider");
+    assert_eq!(
+        messages,
+        [
+            format!(
+                "service `a`: cannot load {}: failed to start: refuse_to_start is set",
+                file.display()
+            ),
+            format!(
+                "service `b`: cannot load {}: failed to start: invalid settings: unknown field `colour`, expected one of `greeting`, `sleep_ms`, `refuse_to_start`",
+                file.display()
+            ),
+        ]
+    );
+}
