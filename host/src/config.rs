@@ -10,7 +10,7 @@ use figment::{
     Figment,
     providers::{Env, Format, Toml},
 };
-use serde::Deserialize;
+use serde::{Deserialize, de::DeserializeOwned};
 
 use crate::plugins::{EntryList, PluginSettings};
 
@@ -26,29 +26,22 @@ pub enum LogFormat {
 }
 
 /// Every setting. Secrets may live in here (plugin settings, keys): never log it whole.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone)]
 pub struct Config {
     /// Where `lib<name>.so` files are looked up. Default: the directory of the
     /// `auth-host` executable.
-    #[serde(default)]
     pub plugin_dir: Option<PathBuf>,
     /// `ALLOWED_SERVICES`: `[alias:]provider;...`
-    #[serde(default)]
     pub allowed_services: EntryList,
     /// `INSTALLED_EXTENSIONS`: `[alias:]extension;...`, run in this order.
-    #[serde(default)]
     pub installed_extensions: EntryList,
     /// Time limit of one plugin call, in milliseconds.
-    #[serde(default = "default_plugin_timeout_ms")]
     pub plugin_timeout_ms: u64,
     /// Calls one plugin alias may have in flight at once.
-    #[serde(default = "default_plugin_max_in_flight")]
     pub plugin_max_in_flight: usize,
     /// `[plugins.<alias>]`: settings handed to that alias' plugin at load.
-    #[serde(default)]
     pub plugins: BTreeMap<String, serde_json::Value>,
     /// `human` or `json`.
-    #[serde(default)]
     pub log_format: LogFormat,
 }
 
@@ -78,6 +71,36 @@ impl std::fmt::Display for ConfigErrors {
 }
 
 impl std::error::Error for ConfigErrors {}
+
+/// Reads one key at a time, collecting problems.
+struct Keys<'a> {
+    figment: &'a Figment,
+    problems: Vec<String>,
+}
+
+impl Keys<'_> {
+    /// The key's value; `None` when it is not set or (with a problem noted) invalid.
+    fn get<T: DeserializeOwned>(&mut self, key: &str) -> Option<T> {
+        match self.figment.extract_inner::<T>(key) {
+            Ok(value) => Some(value),
+            Err(error) if error.missing() => None,
+            Err(error) => {
+                for mut problem in error {
+                    // Errors raised by our own parsing (e.g. `[alias:]name` lists) come
+                    // without their key and source: add them.
+                    if problem.path.is_empty() {
+                        problem.path = key.split('.').map(str::to_owned).collect();
+                    }
+                    if problem.metadata.is_none() {
+                        problem.metadata = self.figment.find_metadata(key).cloned();
+                    }
+                    self.problems.push(describe(problem));
+                }
+                None
+            }
+        }
+    }
+}
 
 /// "key (where it was set): what is wrong, what was expected".
 fn describe(error: figment::Error) -> String {
@@ -117,12 +140,27 @@ impl Config {
         Self::from_figment(figment)
     }
 
-    /// Extracts and validates a configuration.
+    /// Extracts and validates a configuration. Each key is read on its own, so that every
+    /// bad key is reported, not only the first.
     pub fn from_figment(figment: Figment) -> Result<Config, ConfigErrors> {
-        let config: Config = figment
-            .extract()
-            .map_err(|error| ConfigErrors(error.into_iter().map(describe).collect()))?;
-        let mut problems = Vec::new();
+        let mut keys = Keys {
+            figment: &figment,
+            problems: Vec::new(),
+        };
+        let config = Config {
+            plugin_dir: keys.get("plugin_dir"),
+            allowed_services: keys.get("allowed_services").unwrap_or_default(),
+            installed_extensions: keys.get("installed_extensions").unwrap_or_default(),
+            plugin_timeout_ms: keys
+                .get("plugin_timeout_ms")
+                .unwrap_or_else(default_plugin_timeout_ms),
+            plugin_max_in_flight: keys
+                .get("plugin_max_in_flight")
+                .unwrap_or_else(default_plugin_max_in_flight),
+            plugins: keys.get("plugins").unwrap_or_default(),
+            log_format: keys.get("log_format").unwrap_or_default(),
+        };
+        let mut problems = keys.problems;
         if config.plugin_timeout_ms == 0 {
             problems.push("plugin_timeout_ms: must be at least 1 (milliseconds)".to_owned());
         }

@@ -221,14 +221,15 @@ fn root_module(header: &'static LibHeader) -> Result<PluginModuleRef, LoadError>
         ));
     };
     let ours_layout = <PluginModuleRef as StableAbi>::LAYOUT;
-    let checked = if found_version.minor < ours.minor {
+    let plugin_is_older = found_version.minor < ours.minor;
+    let checked = if plugin_is_older {
         check_layout_compatibility(theirs, ours_layout)
     } else {
         check_layout_compatibility(ours_layout, theirs)
     };
     if let Err(errors) = checked {
         let full = errors.to_string();
-        let summary = summarize_layout_errors(&full);
+        let summary = summarize_layout_errors(&full, plugin_is_older);
         return Err(LoadError::IncompatibleApi {
             expected: format!("plugin-api {API_VERSION} layout"),
             found: format!(
@@ -244,8 +245,9 @@ fn root_module(header: &'static LibHeader) -> Result<PluginModuleRef, LoadError>
 }
 
 /// abi_stable's report is about 150 lines; operators need its `Error:` lines with the
-/// expected and found values.
-fn summarize_layout_errors(report: &str) -> String {
+/// expected and found values. `swapped` when the check compared the plugin's layout as the
+/// expected one, so that "expected" always means this host's.
+fn summarize_layout_errors(report: &str, swapped: bool) -> String {
     let mut parts = Vec::new();
     let mut lines = report.lines().map(str::trim);
     while let Some(line) = lines.next() {
@@ -272,6 +274,9 @@ fn summarize_layout_errors(report: &str) -> String {
                 value if reading == Reading::Found && found.is_none() => found = Some(value),
                 _ => {}
             }
+        }
+        if swapped {
+            std::mem::swap(&mut expected, &mut found);
         }
         parts.push(format!(
             "{error}: expected {}, found {}",
@@ -348,8 +353,12 @@ mod tests {
     fn summary_keeps_error_expected_and_found() {
         let report = "Compared <this>:\n  lots\n\nError:too many fields\nExpected:\n    10\nFound:\n    9\n\nmore noise\nError:unexpected field\nExpected:\n    get_permissions\nFound:\n    get_perms\n\n";
         assert_eq!(
-            summarize_layout_errors(report),
+            summarize_layout_errors(report, false),
             "too many fields: expected 10, found 9; unexpected field: expected get_permissions, found get_perms"
+        );
+        assert!(
+            summarize_layout_errors(report, true)
+                .starts_with("too many fields: expected 9, found 10")
         );
     }
 }

@@ -20,6 +20,8 @@ fn decide(hook: &str, user: &UserInfo) -> Result<Verdict, PluginError> {
         .unwrap_or_default();
     match domain {
         "refuse.test" => Ok(Verdict::Refuse(format!("{hook}: not welcome"))),
+        // Panicking on purpose is what this plugin is for.
+        #[allow(clippy::panic)]
         "panic.test" => panic!("{hook} asked to panic"),
         "amend.test" => Ok(Verdict::Amend(Amendment {
             name: Some(format!("Amended by {hook}")),

@@ -50,6 +50,7 @@ impl PermissionProvider for TestProvider {
 
     fn get_permissions(&self, service: &str, user: &UserInfo) -> Result<Permissions, PluginError> {
         match user.id.as_str() {
+            #[allow(clippy::panic)] // on purpose: the test suite checks the host survives it
             "panic" => panic!("asked to panic"),
             "error" => return Err(PluginError::new("asked to fail")),
             "sleep" => std::thread::sleep(Duration::from_millis(self.settings.sleep_ms)),

@@ -1,0 +1,31 @@
+# auth-host — the commands a newcomer needs. `make run` serves with the sample plugins;
+# `make test` runs every test (it builds the plugins the tests load).
+
+CARGO ?= cargo
+# The sample plugins are built next to the binary, which is the default plugin directory.
+SAMPLE_PLUGINS = ALLOWED_SERVICES="example:sample_permission_provider" \
+                 INSTALLED_EXTENSIONS="sample_extension"
+
+.PHONY: build run test lint fmt check-plugins clean
+
+build:
+	$(CARGO) build --workspace
+
+run: build
+	$(SAMPLE_PLUGINS) ./target/debug/auth-host serve
+
+check-plugins: build
+	$(SAMPLE_PLUGINS) ./target/debug/auth-host plugins check
+
+test: build
+	$(CARGO) test --workspace
+
+lint:
+	$(CARGO) fmt --all -- --check
+	$(CARGO) clippy --workspace --all-targets -- -D warnings
+
+fmt:
+	$(CARGO) fmt --all
+
+clean:
+	$(CARGO) clean

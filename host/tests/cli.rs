@@ -1,0 +1,221 @@
+//! The `auth-host` binary: `plugins check`, plugin log lines, and `serve` refusing bad plugins.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+mod common;
+
+use std::process::{Command, Output};
+
+use common::PluginDir;
+
+fn auth_host(dir: &PluginDir, envs: &[(&str, &str)], args: &[&str]) -> Output {
+    let mut command = Command::new(common::auth_host_bin());
+    command
+        .args(args)
+        .env_clear()
+        .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+        .env("AUTH_PLUGIN_DIR", dir.path())
+        .env("RUST_LOG", "info");
+    for (key, value) in envs {
+        command.env(key, value);
+    }
+    command.output().unwrap()
+}
+
+fn text(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes).into_owned()
+}
+
+#[test]
+fn plugins_check_reports_each_alias_and_succeeds_when_all_load() {
+    let dir =
+        PluginDir::with_workspace_plugins(&["sample_permission_provider", "sample_extension"]);
+    let output = auth_host(
+        &dir,
+        &[
+            (
+                "ALLOWED_SERVICES",
+                "example:sample_permission_provider;example2:sample_permission_provider",
+            ),
+            ("INSTALLED_EXTENSIONS", "sample_extension"),
+        ],
+        &["plugins", "check"],
+    );
+    let stdout = text(&output.stdout);
+    assert!(
+        output.status.success(),
+        "{stdout}\n{}",
+        text(&output.stderr)
+    );
+    let version = auth_host_plugin_api::API_VERSION;
+    let provider = dir.file_of("sample_permission_provider");
+    let extension = dir.file_of("sample_extension");
+    let expected = format!(
+        "plugin directory: {}\n\
+         OK    service `example`: permission provider, sample_permission_provider 1.0.0, plugin-api {version}, {}\n\
+         OK    service `example2`: permission provider, sample_permission_provider 1.0.0, plugin-api {version}, {}\n\
+         OK    extension `sample_extension`: lifecycle extension, sample_extension 1.0.0, plugin-api {version}, {}\n",
+        dir.path().display(),
+        provider.display(),
+        provider.display(),
+        extension.display()
+    );
+    assert_eq!(stdout, expected);
+}
+
+#[test]
+fn plugins_check_fails_when_one_alias_fails_and_says_why() {
+    let dir = PluginDir::with_workspace_plugins(&["sample_permission_provider"]);
+    let output = auth_host(
+        &dir,
+        &[(
+            "ALLOWED_SERVICES",
+            "good:sample_permission_provider;bad:absent",
+        )],
+        &["plugins", "check"],
+    );
+    assert_eq!(output.status.code(), Some(1));
+    let stdout = text(&output.stdout);
+    assert!(stdout.contains("OK    service `good`"), "{stdout}");
+    assert!(
+        stdout.contains(&format!(
+            "FAIL  service `bad`: cannot load {}: no such file",
+            dir.file_of("absent").display()
+        )),
+        "{stdout}"
+    );
+}
+
+#[test]
+fn plugins_check_checks_files_no_configuration_names() {
+    let dir = PluginDir::with_workspace_plugins(&["sample_extension"]);
+    let text_file = dir.add_bytes(b"not a library", "notes");
+    let extension = dir.file_of("sample_extension");
+    let output = auth_host(
+        &dir,
+        &[],
+        &[
+            "plugins",
+            "check",
+            extension.to_str().unwrap(),
+            text_file.to_str().unwrap(),
+        ],
+    );
+    assert_eq!(output.status.code(), Some(1));
+    let stdout = text(&output.stdout);
+    let version = auth_host_plugin_api::API_VERSION;
+    assert_eq!(
+        stdout,
+        format!(
+            "OK    `libsample_extension.so`: lifecycle extension, sample_extension 1.0.0, plugin-api {version}, {}\n\
+             FAIL  plugin `libnotes.so`: cannot load {}: not a plugin: not an ELF shared library\n",
+            extension.display(),
+            text_file.display()
+        )
+    );
+}
+
+#[test]
+fn plugin_log_lines_reach_the_host_log_with_their_alias() {
+    let dir =
+        PluginDir::with_workspace_plugins(&["sample_permission_provider", "sample_extension"]);
+    let envs = [
+        (
+            "ALLOWED_SERVICES",
+            "example:sample_permission_provider;other:sample_permission_provider",
+        ),
+        ("INSTALLED_EXTENSIONS", "audit:sample_extension"),
+    ];
+    let output = auth_host(&dir, &envs, &["plugins", "check"]);
+    assert!(output.status.success());
+    let stderr = text(&output.stderr);
+    for (alias, line) in [
+        ("example", "sample provider ready as `example`"),
+        ("other", "sample provider ready as `other`"),
+        ("audit", "sample extension ready as `audit`"),
+    ] {
+        let found = stderr
+            .lines()
+            .find(|l| l.contains(line))
+            .unwrap_or_else(|| panic!("no `{line}` in:\n{stderr}"));
+        assert!(found.contains("INFO"), "{found}");
+        assert!(found.contains(&format!("plugin=\"{alias}\"")), "{found}");
+    }
+
+    // The same lines as JSON, with the alias as a field.
+    let json_envs = [envs[0], envs[1], ("AUTH_LOG_FORMAT", "json")];
+    let output = auth_host(&dir, &json_envs, &["plugins", "check"]);
+    assert!(output.status.success());
+    let events: Vec<serde_json::Value> = text(&output.stderr)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let ready = events
+        .iter()
+        .find(|e| e["message"] == "sample extension ready as `audit`")
+        .unwrap();
+    assert_eq!(ready["plugin"], "audit");
+    assert_eq!(ready["level"], "INFO");
+    assert_eq!(ready["target"], "plugin");
+}
+
+#[test]
+fn serve_refuses_to_start_when_a_plugin_fails_with_the_same_messages() {
+    let dir = PluginDir::with_workspace_plugins(&["sample_extension"]);
+    let output = auth_host(
+        &dir,
+        &[
+            (
+                "ALLOWED_SERVICES",
+                "svc:sample_extension;gone:missing_plugin",
+            ),
+            ("AUTH_LISTEN", "127.0.0.1:0"),
+        ],
+        &["serve"],
+    );
+    assert_eq!(output.status.code(), Some(2));
+    let stderr = text(&output.stderr);
+    assert!(
+        stderr.contains(&format!(
+            "service `svc`: cannot load {}: it is a lifecycle extension, but it is named as a permission provider",
+            dir.file_of("sample_extension").display()
+        )),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains(&format!(
+            "service `gone`: cannot load {}: no such file",
+            dir.file_of("missing_plugin").display()
+        )),
+        "{stderr}"
+    );
+    assert!(stderr.contains("not starting"), "{stderr}");
+}
+
+#[test]
+fn a_bad_configuration_stops_with_one_message_per_problem() {
+    let dir = PluginDir::new();
+    let output = auth_host(
+        &dir,
+        &[
+            ("ALLOWED_SERVICES", "x:../../etc/passwd"),
+            ("AUTH_PLUGIN_TIMEOUT_MS", "soon"),
+        ],
+        &["plugins", "check"],
+    );
+    assert_eq!(output.status.code(), Some(2));
+    let stderr = text(&output.stderr);
+    let lines: Vec<&str> = stderr.lines().collect();
+    assert_eq!(lines.len(), 2, "{stderr}");
+    assert!(
+        lines.iter().any(|l| l.starts_with(
+            "configuration error: allowed_services (from ALLOWED_SERVICES): `x:../../etc/passwd`"
+        )),
+        "{stderr}"
+    );
+    assert!(
+        lines.iter().any(|l| l.starts_with(
+            "configuration error: plugin_timeout_ms (from AUTH_PLUGIN_TIMEOUT_MS): invalid type"
+        )),
+        "{stderr}"
+    );
+}
