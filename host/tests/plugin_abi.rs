@@ -3,25 +3,10 @@
 
 mod common;
 
-use std::collections::BTreeMap;
-use std::path::Path;
-use std::time::Duration;
-
-use auth_host::plugins::{LoadOutcome, PluginRegistry, PluginSettings};
+use auth_host::plugins::{LoadOutcome, PluginRegistry};
 use auth_host_plugin_api::UserInfo;
-use common::{PluginDir, build_abi_fixture, replace_in};
+use common::{PluginDir, build_abi_fixture, plugin_settings as settings, replace_in};
 use serde_json::json;
-
-fn settings(dir: &Path, services: &str, extensions: &str) -> PluginSettings {
-    PluginSettings {
-        dir: dir.to_path_buf(),
-        allowed_services: services.parse().unwrap(),
-        installed_extensions: extensions.parse().unwrap(),
-        settings: BTreeMap::new(),
-        call_timeout: Duration::from_secs(5),
-        max_in_flight: 16,
-    }
-}
 
 /// Loads `alias:name` as a service and returns the one failure message.
 fn refusal(dir: &PluginDir, name: &str) -> String {

@@ -3,8 +3,6 @@
 
 mod common;
 
-use std::collections::BTreeMap;
-use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -12,19 +10,8 @@ use auth_host::plugins::{
     HookDecision, LoadOutcome, PluginCallError, PluginRegistry, PluginSettings,
 };
 use auth_host_plugin_api::{Amendment, PluginKind, UserInfo};
-use common::PluginDir;
+use common::{PluginDir, plugin_settings as settings};
 use serde_json::json;
-
-fn settings(dir: &Path, services: &str, extensions: &str) -> PluginSettings {
-    PluginSettings {
-        dir: dir.to_path_buf(),
-        allowed_services: services.parse().unwrap(),
-        installed_extensions: extensions.parse().unwrap(),
-        settings: BTreeMap::new(),
-        call_timeout: Duration::from_secs(5),
-        max_in_flight: 16,
-    }
-}
 
 fn user(id: &str) -> UserInfo {
     UserInfo {

@@ -207,6 +207,22 @@ impl PluginDir {
     }
 }
 
+/// Plugin settings for `dir` with the given lists, a 5 s time limit and 16 calls in flight.
+pub fn plugin_settings(
+    dir: &Path,
+    services: &str,
+    extensions: &str,
+) -> auth_host::plugins::PluginSettings {
+    auth_host::plugins::PluginSettings {
+        dir: dir.to_path_buf(),
+        allowed_services: services.parse().unwrap(),
+        installed_extensions: extensions.parse().unwrap(),
+        settings: Default::default(),
+        call_timeout: std::time::Duration::from_secs(5),
+        max_in_flight: 16,
+    }
+}
+
 /// The path of the `auth-host` binary built for these tests.
 pub fn auth_host_bin() -> &'static str {
     env!("CARGO_BIN_EXE_auth-host")
