@@ -3,3 +3,5 @@
 pub mod config;
 pub mod logging;
 pub mod plugins;
+pub mod storage;
+pub mod tokens;

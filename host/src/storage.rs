@@ -1,0 +1,370 @@
+//! Storage: users and revoked tokens, on SQLite or PostgreSQL through sea-orm. Nothing
+//! outside this module sees sea-orm.
+
+use std::time::Duration;
+
+use chrono::{NaiveDateTime, Utc};
+use sea_orm::sea_query::{Alias, Expr, ExprTrait, Func, OnConflict, Query};
+use sea_orm::{
+    ActiveValue, ColumnTrait, ConnectOptions, ConnectionTrait, Database, DatabaseConnection,
+    DbBackend, DbErr, EntityTrait, PaginatorTrait, QueryFilter, QueryOrder, QuerySelect, SqlErr,
+};
+
+use auth_host_migrations::{Migrator, MigratorTrait};
+
+mod users {
+    use sea_orm::entity::prelude::*;
+
+    /// The old service's `users` table, plus `username_set_at` (added by auth-host).
+    #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
+    #[sea_orm(table_name = "users")]
+    pub struct Model {
+        #[sea_orm(primary_key, auto_increment = false)]
+        pub id: String,
+        pub provider_id: Option<String>,
+        pub username: Option<String>,
+        pub name: Option<String>,
+        pub email: Option<String>,
+        pub avatar_url: Option<String>,
+        pub join_date: Option<DateTime>,
+        pub username_set_at: Option<DateTime>,
+    }
+
+    #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
+    pub enum Relation {}
+
+    impl ActiveModelBehavior for ActiveModel {}
+}
+
+mod revoked_tokens {
+    use sea_orm::entity::prelude::*;
+
+    #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
+    #[sea_orm(table_name = "revoked_tokens")]
+    pub struct Model {
+        #[sea_orm(primary_key, auto_increment = false)]
+        pub token_id: String,
+        pub expires_at: i64,
+    }
+
+    #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
+    pub enum Relation {}
+
+    impl ActiveModelBehavior for ActiveModel {}
+}
+
+/// A stored user.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct User {
+    /// md5 hex of the email.
+    pub id: String,
+    pub provider_id: Option<String>,
+    pub username: Option<String>,
+    pub name: Option<String>,
+    pub email: Option<String>,
+    pub avatar_url: Option<String>,
+    pub join_date: Option<NaiveDateTime>,
+    /// When the user chose their username; `None` while it is the derived one.
+    pub username_set_at: Option<NaiveDateTime>,
+}
+
+impl From<users::Model> for User {
+    fn from(m: users::Model) -> Self {
+        User {
+            id: m.id,
+            provider_id: m.provider_id,
+            username: m.username,
+            name: m.name,
+            email: m.email,
+            avatar_url: m.avatar_url,
+            join_date: m.join_date,
+            username_set_at: m.username_set_at,
+        }
+    }
+}
+
+impl From<User> for users::ActiveModel {
+    fn from(u: User) -> Self {
+        users::ActiveModel {
+            id: ActiveValue::Set(u.id),
+            provider_id: ActiveValue::Set(u.provider_id),
+            username: ActiveValue::Set(u.username),
+            name: ActiveValue::Set(u.name),
+            email: ActiveValue::Set(u.email),
+            avatar_url: ActiveValue::Set(u.avatar_url),
+            join_date: ActiveValue::Set(u.join_date),
+            username_set_at: ActiveValue::Set(u.username_set_at),
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("database error: {0}")]
+    Db(#[from] DbErr),
+    #[error("{0}")]
+    Config(String),
+}
+
+/// What became of a username choice.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum UsernameChoice {
+    Changed,
+    AlreadySet,
+    Taken,
+    UnknownUser,
+}
+
+/// Connection pool settings.
+#[derive(Debug, Clone, Copy)]
+pub struct PoolSettings {
+    pub max_connections: u32,
+    pub acquire_timeout: Duration,
+}
+
+impl Default for PoolSettings {
+    fn default() -> Self {
+        PoolSettings {
+            max_connections: 16,
+            acquire_timeout: Duration::from_secs(5),
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct Store {
+    db: DatabaseConnection,
+}
+
+impl Store {
+    /// Connects to `url` (`sqlite://…`, `postgres://…`). A SQLite file is created if missing
+    /// and put in WAL mode, so that readers never wait for the writer.
+    pub async fn connect(url: &str, pool: PoolSettings) -> Result<Store, StoreError> {
+        let backend = if url.starts_with("sqlite:") {
+            DbBackend::Sqlite
+        } else if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+            DbBackend::Postgres
+        } else {
+            return Err(StoreError::Config(format!(
+                "database_url: unsupported scheme in `{}` (expected sqlite:// or postgres://)",
+                redact_url(url)
+            )));
+        };
+        let mut options = ConnectOptions::new(url.to_owned());
+        options
+            .max_connections(pool.max_connections)
+            .min_connections(1)
+            .acquire_timeout(pool.acquire_timeout)
+            .connect_timeout(Duration::from_secs(5))
+            // Statements can carry token ids and emails: never log them.
+            .sqlx_logging(false);
+        if backend == DbBackend::Sqlite {
+            options.map_sqlx_sqlite_opts(|o| {
+                use sea_orm::sqlx::sqlite::{SqliteJournalMode, SqliteSynchronous};
+                o.create_if_missing(true)
+                    .journal_mode(SqliteJournalMode::Wal)
+                    .synchronous(SqliteSynchronous::Normal)
+                    .busy_timeout(Duration::from_secs(5))
+            });
+        }
+        let db = Database::connect(options).await?;
+        Ok(Store { db })
+    }
+
+    /// Applies pending migrations; returns the names of those applied.
+    pub async fn migrate(&self) -> Result<Vec<String>, StoreError> {
+        let pending: Vec<String> = Migrator::get_pending_migrations(&self.db)
+            .await?
+            .iter()
+            .map(|m| m.name().to_owned())
+            .collect();
+        Migrator::up(&self.db, None).await?;
+        Ok(pending)
+    }
+
+    /// Whether usernames are unique case-insensitively at the database level (they are
+    /// unless an old database already held usernames differing only in case).
+    pub async fn has_case_insensitive_username_index(&self) -> Result<bool, StoreError> {
+        let backend = self.db.get_database_backend();
+        let sql = match backend {
+            DbBackend::Sqlite => {
+                "SELECT COUNT(*) AS n FROM sqlite_master WHERE type = 'index' AND name = 'users_username_lower_key'"
+            }
+            _ => {
+                "SELECT COUNT(*) AS n FROM pg_indexes WHERE indexname = 'users_username_lower_key'"
+            }
+        };
+        let row = self
+            .db
+            .query_one_raw(sea_orm::Statement::from_string(backend, sql))
+            .await?;
+        Ok(row
+            .map(|r| r.try_get::<i64>("", "n"))
+            .transpose()?
+            .unwrap_or(0)
+            > 0)
+    }
+
+    pub async fn ping(&self) -> Result<(), StoreError> {
+        Ok(self.db.ping().await?)
+    }
+
+    pub async fn user(&self, id: &str) -> Result<Option<User>, StoreError> {
+        Ok(users::Entity::find_by_id(id.to_owned())
+            .one(&self.db)
+            .await?
+            .map(User::from))
+    }
+
+    /// The user with this username, compared case-insensitively.
+    pub async fn user_by_username(&self, username: &str) -> Result<Option<User>, StoreError> {
+        Ok(users::Entity::find()
+            .filter(
+                Expr::expr(Func::lower(Expr::col(users::Column::Username)))
+                    .eq(Func::lower(Expr::val(username))),
+            )
+            .one(&self.db)
+            .await?
+            .map(User::from))
+    }
+
+    pub async fn users(&self, limit: u64, offset: u64) -> Result<Vec<User>, StoreError> {
+        Ok(users::Entity::find()
+            .order_by_asc(users::Column::JoinDate)
+            .order_by_asc(users::Column::Id)
+            .limit(limit)
+            .offset(offset)
+            .all(&self.db)
+            .await?
+            .into_iter()
+            .map(User::from)
+            .collect())
+    }
+
+    pub async fn count_users(&self) -> Result<u64, StoreError> {
+        Ok(users::Entity::find().count(&self.db).await?)
+    }
+
+    pub async fn insert_user(&self, user: User) -> Result<(), StoreError> {
+        users::Entity::insert(users::ActiveModel::from(user))
+            .exec(&self.db)
+            .await?;
+        Ok(())
+    }
+
+    /// Deletes a user; `false` when there was none.
+    pub async fn delete_user(&self, id: &str) -> Result<bool, StoreError> {
+        let result = users::Entity::delete_by_id(id.to_owned())
+            .exec(&self.db)
+            .await?;
+        Ok(result.rows_affected > 0)
+    }
+
+    /// Sets a user-chosen username, once, if no other user has it (in any case). One
+    /// statement, so two concurrent choices of one free name cannot both win: the second
+    /// sees the first's row, or fails on the unique index.
+    pub async fn choose_username(
+        &self,
+        id: &str,
+        username: &str,
+    ) -> Result<UsernameChoice, StoreError> {
+        let other = Alias::new("other");
+        let taken = Query::select()
+            .expr(Expr::val(1))
+            .from_as(users::Entity, other.clone())
+            .and_where(
+                Expr::expr(Func::lower(Expr::col((
+                    other.clone(),
+                    users::Column::Username,
+                ))))
+                .eq(Func::lower(Expr::val(username))),
+            )
+            .and_where(Expr::col((other, users::Column::Id)).ne(id))
+            .to_owned();
+        let now = Utc::now().naive_utc();
+        let update = users::Entity::update_many()
+            .col_expr(users::Column::Username, Expr::val(username))
+            .col_expr(users::Column::UsernameSetAt, Expr::val(now))
+            .filter(users::Column::Id.eq(id))
+            .filter(users::Column::UsernameSetAt.is_null())
+            .filter(Expr::exists(taken).not())
+            .exec(&self.db)
+            .await;
+        match update {
+            Ok(result) if result.rows_affected == 1 => Ok(UsernameChoice::Changed),
+            Ok(_) => Ok(match self.user(id).await? {
+                None => UsernameChoice::UnknownUser,
+                Some(user) if user.username_set_at.is_some() => UsernameChoice::AlreadySet,
+                Some(_) => UsernameChoice::Taken,
+            }),
+            Err(error) if matches!(error.sql_err(), Some(SqlErr::UniqueConstraintViolation(_))) => {
+                Ok(UsernameChoice::Taken)
+            }
+            Err(error) => Err(error.into()),
+        }
+    }
+
+    /// Records a revoked client token until `expires_at` (Unix seconds), and forgets
+    /// revocations of tokens that have expired anyway.
+    pub async fn revoke_token(&self, token_id: &str, expires_at: i64) -> Result<(), StoreError> {
+        let inserted = revoked_tokens::Entity::insert(revoked_tokens::ActiveModel {
+            token_id: ActiveValue::Set(token_id.to_owned()),
+            expires_at: ActiveValue::Set(expires_at),
+        })
+        .on_conflict(
+            OnConflict::column(revoked_tokens::Column::TokenId)
+                .do_nothing()
+                .to_owned(),
+        )
+        .exec(&self.db)
+        .await;
+        match inserted {
+            Ok(_) | Err(DbErr::RecordNotInserted) => {}
+            Err(error) => return Err(error.into()),
+        }
+        revoked_tokens::Entity::delete_many()
+            .filter(revoked_tokens::Column::ExpiresAt.lt(Utc::now().timestamp()))
+            .exec(&self.db)
+            .await?;
+        Ok(())
+    }
+
+    pub async fn is_revoked(&self, token_id: &str) -> Result<bool, StoreError> {
+        Ok(revoked_tokens::Entity::find_by_id(token_id.to_owned())
+            .one(&self.db)
+            .await?
+            .is_some())
+    }
+}
+
+/// A database URL without its password, for messages.
+pub fn redact_url(url: &str) -> String {
+    match (url.find("://"), url.rfind('@')) {
+        (Some(scheme_end), Some(at)) if at > scheme_end => {
+            let credentials = &url[scheme_end + 3..at];
+            match credentials.split_once(':') {
+                Some((user, _)) => format!("{}{user}:***{}", &url[..scheme_end + 3], &url[at..]),
+                None => url.to_owned(),
+            }
+        }
+        _ => url.to_owned(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn passwords_are_redacted() {
+        assert_eq!(
+            redact_url("postgres://auth:s3cret@db:5432/auth"),
+            "postgres://auth:***@db:5432/auth"
+        );
+        assert_eq!(redact_url("sqlite://data/auth.db"), "sqlite://data/auth.db");
+        assert_eq!(
+            redact_url("postgres://auth@db/auth"),
+            "postgres://auth@db/auth"
+        );
+    }
+}

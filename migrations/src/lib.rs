@@ -1,0 +1,29 @@
+//! auth-host's database migrations, applied in order at start-up and by `auth-host migrate`.
+//!
+//! The first one creates the old service's `users` table only when it is not there, so that
+//! auth-host starts on a database the old service created and keeps every row. Everything
+//! auth-host adds lives in new tables or new nullable columns.
+
+pub use sea_orm_migration::prelude::*;
+
+mod m20261123_000001_users;
+mod m20261123_000002_username_choice;
+mod m20261123_000003_revoked_tokens;
+
+pub struct Migrator;
+
+#[async_trait::async_trait]
+impl MigratorTrait for Migrator {
+    fn migrations() -> Vec<Box<dyn MigrationTrait>> {
+        vec![
+            Box::new(m20261123_000001_users::Migration),
+            Box::new(m20261123_000002_username_choice::Migration),
+            Box::new(m20261123_000003_revoked_tokens::Migration),
+        ]
+    }
+
+    /// Not `seaql_migrations`, so that the name says whose migrations these are.
+    fn migration_table_name() -> DynIden {
+        "auth_host_migrations".into_iden()
+    }
+}
