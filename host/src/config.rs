@@ -3,6 +3,7 @@
 //! and `AUTH_`-prefixed names with `__` for nesting (`AUTH_PLUGINS__EXAMPLE__KEY`).
 
 use std::collections::BTreeMap;
+use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -15,7 +16,57 @@ use serde::{Deserialize, de::DeserializeOwned};
 use crate::plugins::{EntryList, PluginSettings};
 
 /// Environment names kept from the old service, mapped to their keys here.
-const COMPAT_ENV: &[&str] = &["ALLOWED_SERVICES", "INSTALLED_EXTENSIONS"];
+const COMPAT_ENV: &[&str] = &[
+    "ALLOWED_SERVICES",
+    "INSTALLED_EXTENSIONS",
+    "PRIVATE_KEY",
+    "PUBLIC_KEY",
+    "DATABASE_URL",
+    "EXTERNAL_ADDRESS",
+];
+
+/// A value that must never reach a log: `Debug` shows it redacted.
+#[derive(Clone, PartialEq, Eq, Deserialize)]
+#[serde(transparent)]
+pub struct Secret(String);
+
+impl Secret {
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::fmt::Debug for Secret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Secret(***)")
+    }
+}
+
+/// `;`-separated text or a TOML list, as a list of trimmed, non-empty items.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct List(pub Vec<String>);
+
+impl<'de> Deserialize<'de> for List {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        #[derive(Deserialize)]
+        #[serde(untagged)]
+        enum Raw {
+            Text(String),
+            Items(Vec<String>),
+        }
+        let items = match Raw::deserialize(deserializer)? {
+            Raw::Text(text) => text.split(';').map(str::to_owned).collect(),
+            Raw::Items(items) => items,
+        };
+        Ok(List(
+            items
+                .into_iter()
+                .map(|item| item.trim().to_owned())
+                .filter(|item| !item.is_empty())
+                .collect(),
+        ))
+    }
+}
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -28,6 +79,31 @@ pub enum LogFormat {
 /// Every setting. Secrets may live in here (plugin settings, keys): never log it whole.
 #[derive(Debug, Clone)]
 pub struct Config {
+    /// Address to serve on.
+    pub listen: SocketAddr,
+    /// Where the generated key pair and the default SQLite database live.
+    pub data_dir: PathBuf,
+    /// `DATABASE_URL`: `sqlite://…` or `postgres://…`; default: a SQLite file in `data_dir`.
+    pub database_url: Option<Secret>,
+    /// Connections in the database pool.
+    pub database_max_connections: u32,
+    /// `PRIVATE_KEY` / `PUBLIC_KEY`: the RSA key pair, PEM. Both or neither.
+    pub private_key: Option<Secret>,
+    pub public_key: Option<String>,
+    /// Public keys of earlier key pairs, still accepted during a rotation (PEM).
+    pub previous_public_keys: Vec<String>,
+    /// `EXTERNAL_ADDRESS`: this service's public base address; a bare host name means
+    /// `https://HOST`.
+    pub external_address: Option<String>,
+    /// Lifetime of client tokens (default 14 days) and permission tokens (default 1 hour).
+    pub client_token_lifetime_secs: u64,
+    pub permission_token_lifetime_secs: u64,
+    /// Origins allowed to call the API from a browser (CORS).
+    pub cors_origins: List,
+    /// Largest request body accepted.
+    pub max_body_bytes: usize,
+    /// Longest a request may take end to end.
+    pub request_timeout_ms: u64,
     /// Where `lib<name>.so` files are looked up. Default: the directory of the
     /// `auth-host` executable.
     pub plugin_dir: Option<PathBuf>,
@@ -43,6 +119,12 @@ pub struct Config {
     pub plugins: BTreeMap<String, serde_json::Value>,
     /// `human` or `json`.
     pub log_format: LogFormat,
+}
+
+const DAY: u64 = 24 * 60 * 60;
+
+fn default_listen() -> SocketAddr {
+    SocketAddr::from(([127, 0, 0, 1], 8000))
 }
 
 fn default_plugin_timeout_ms() -> u64 {
@@ -71,6 +153,41 @@ impl std::fmt::Display for ConfigErrors {
 }
 
 impl std::error::Error for ConfigErrors {}
+
+/// `https://HOST` for a bare host name (as the old service read it); otherwise the URL
+/// itself, which must be http(s) with a host, without a trailing `/`.
+pub fn normalize_external_address(address: &str) -> Result<String, String> {
+    let address = address.trim().trim_end_matches('/');
+    if address.is_empty() {
+        return Err("is empty".into());
+    }
+    let url = if address.contains("://") {
+        address.to_owned()
+    } else {
+        format!("https://{address}")
+    };
+    let rest = url
+        .strip_prefix("https://")
+        .or_else(|| url.strip_prefix("http://"))
+        .ok_or_else(|| format!("`{address}` must be a host name or an http(s) URL"))?;
+    if rest.is_empty() || rest.starts_with('/') {
+        return Err(format!("`{address}` has no host"));
+    }
+    Ok(url)
+}
+
+/// An origin is `scheme://host[:port]`, with nothing after it.
+pub fn normalize_origin(origin: &str) -> Result<String, String> {
+    let origin = origin.trim().trim_end_matches('/');
+    let rest = origin
+        .strip_prefix("https://")
+        .or_else(|| origin.strip_prefix("http://"))
+        .ok_or("expected scheme://host[:port]")?;
+    if rest.is_empty() || rest.contains('/') || rest.contains('?') || rest.contains('#') {
+        return Err("expected scheme://host[:port], with no path".into());
+    }
+    Ok(origin.to_ascii_lowercase())
+}
 
 /// Reads one key at a time, collecting problems.
 struct Keys<'a> {
@@ -148,6 +265,23 @@ impl Config {
             problems: Vec::new(),
         };
         let config = Config {
+            listen: keys.get("listen").unwrap_or_else(default_listen),
+            data_dir: keys
+                .get("data_dir")
+                .unwrap_or_else(|| PathBuf::from("data")),
+            database_url: keys.get("database_url"),
+            database_max_connections: keys.get("database_max_connections").unwrap_or(16),
+            private_key: keys.get("private_key"),
+            public_key: keys.get("public_key"),
+            previous_public_keys: keys.get("previous_public_keys").unwrap_or_default(),
+            external_address: keys.get("external_address"),
+            client_token_lifetime_secs: keys.get("client_token_lifetime_secs").unwrap_or(14 * DAY),
+            permission_token_lifetime_secs: keys
+                .get("permission_token_lifetime_secs")
+                .unwrap_or(3600),
+            cors_origins: keys.get("cors_origins").unwrap_or_default(),
+            max_body_bytes: keys.get("max_body_bytes").unwrap_or(64 * 1024),
+            request_timeout_ms: keys.get("request_timeout_ms").unwrap_or(30_000),
             plugin_dir: keys.get("plugin_dir"),
             allowed_services: keys.get("allowed_services").unwrap_or_default(),
             installed_extensions: keys.get("installed_extensions").unwrap_or_default(),
@@ -161,6 +295,43 @@ impl Config {
             log_format: keys.get("log_format").unwrap_or_default(),
         };
         let mut problems = keys.problems;
+        if config.private_key.is_some() != config.public_key.is_some() {
+            problems.push(
+                "private_key / public_key (PRIVATE_KEY, PUBLIC_KEY): set both, or neither to \
+                 use a key pair generated in the data directory"
+                    .to_owned(),
+            );
+        }
+        for (key, value) in [
+            (
+                "client_token_lifetime_secs",
+                config.client_token_lifetime_secs,
+            ),
+            (
+                "permission_token_lifetime_secs",
+                config.permission_token_lifetime_secs,
+            ),
+            ("request_timeout_ms", config.request_timeout_ms),
+            ("max_body_bytes", config.max_body_bytes as u64),
+            (
+                "database_max_connections",
+                u64::from(config.database_max_connections),
+            ),
+        ] {
+            if value == 0 {
+                problems.push(format!("{key}: must be at least 1"));
+            }
+        }
+        if let Some(address) = &config.external_address
+            && let Err(problem) = normalize_external_address(address)
+        {
+            problems.push(format!("external_address (EXTERNAL_ADDRESS): {problem}"));
+        }
+        for origin in &config.cors_origins.0 {
+            if let Err(problem) = normalize_origin(origin) {
+                problems.push(format!("cors_origins: `{origin}`: {problem}"));
+            }
+        }
         if config.plugin_timeout_ms == 0 {
             problems.push("plugin_timeout_ms: must be at least 1 (milliseconds)".to_owned());
         }
@@ -192,6 +363,21 @@ impl Config {
         } else {
             Err(ConfigErrors(problems))
         }
+    }
+
+    /// The database in effect.
+    pub fn database_url(&self) -> String {
+        match &self.database_url {
+            Some(url) => url.expose().to_owned(),
+            None => format!("sqlite://{}", self.data_dir.join("auth-host.db").display()),
+        }
+    }
+
+    /// `EXTERNAL_ADDRESS` as a base URL without a trailing `/`.
+    pub fn external_base(&self) -> Option<String> {
+        self.external_address
+            .as_deref()
+            .and_then(|a| normalize_external_address(a).ok())
     }
 
     /// The plugin directory in effect.
@@ -240,6 +426,12 @@ mod tests {
             jail.set_env("INSTALLED_EXTENSIONS", "ext:sample_extension;");
             jail.set_env("AUTH_PLUGINS__A__GREETING", "from env");
             jail.set_env("AUTH_PLUGIN_DIR", "/opt/plugins");
+            jail.set_env("EXTERNAL_ADDRESS", "auth.example.com");
+            jail.set_env("DATABASE_URL", "postgres://auth:pw@db/auth");
+            jail.set_env(
+                "AUTH_CORS_ORIGINS",
+                "https://app.example.com;http://localhost:3000",
+            );
             let config = Config::load(None).map_err(|e| e.to_string())?;
             assert_eq!(config.allowed_services.to_string(), "a:one;b:two");
             assert_eq!(
@@ -248,6 +440,17 @@ mod tests {
             );
             assert_eq!(config.plugin_timeout_ms, 100);
             assert_eq!(config.plugin_dir(), PathBuf::from("/opt/plugins"));
+            assert_eq!(
+                config.external_base().as_deref(),
+                Some("https://auth.example.com")
+            );
+            assert_eq!(config.database_url(), "postgres://auth:pw@db/auth");
+            assert!(
+                !format!("{config:?}").contains("pw@"),
+                "secrets stay out of Debug"
+            );
+            assert_eq!(config.cors_origins.0.len(), 2);
+            assert_eq!(config.listen, default_listen());
             assert_eq!(
                 config.plugins["a"],
                 serde_json::json!({"greeting": "from env", "level": 1})

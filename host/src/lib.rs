@@ -1,7 +1,12 @@
 //! auth-host: OAuth2 login service and user-permission manager with native plugins.
 
+pub mod app;
 pub mod config;
+pub mod error;
+pub mod http;
 pub mod logging;
+pub mod metrics;
 pub mod plugins;
+pub mod service;
 pub mod storage;
 pub mod tokens;

@@ -3,8 +3,11 @@
 use std::path::PathBuf;
 use std::process::ExitCode;
 
+use auth_host::app::{self, StartupError};
 use auth_host::config::Config;
-use auth_host::plugins::{self, LoadOutcome, PluginRegistry};
+use auth_host::plugins::{self, PluginRegistry};
+use auth_host::service::{iso8601, user_info};
+use auth_host::storage::{Store, User};
 use clap::{Parser, Subcommand};
 
 #[derive(Debug, Parser)]
@@ -19,12 +22,25 @@ struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
-    /// Load the configured plugins and serve; refuses to start if any plugin fails to load.
+    /// Load keys, database and plugins, and serve the HTTP API. Refuses to start if any
+    /// of them fails.
     Serve,
+    /// Apply pending database migrations and exit.
+    Migrate,
     /// Plugin tools.
     Plugins {
         #[command(subcommand)]
         command: PluginsCommand,
+    },
+    /// Token tools.
+    Token {
+        #[command(subcommand)]
+        command: TokenCommand,
+    },
+    /// User records.
+    Users {
+        #[command(subcommand)]
+        command: UsersCommand,
     },
 }
 
@@ -38,7 +54,31 @@ enum PluginsCommand {
     },
 }
 
-/// Exit status for a configuration that cannot be used.
+#[derive(Debug, Subcommand)]
+enum TokenCommand {
+    /// Print a client token for an existing user (and nothing else) on stdout.
+    Issue {
+        #[arg(long)]
+        userid: String,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum UsersCommand {
+    /// List users, oldest first.
+    List {
+        #[arg(long, default_value_t = 100)]
+        limit: u64,
+        #[arg(long, default_value_t = 0)]
+        offset: u64,
+    },
+    /// Show one user (by id or username) as JSON.
+    Show { user: String },
+    /// Delete one user by id.
+    Delete { id: String },
+}
+
+/// Exit status for a configuration (or environment) that cannot be used.
 const EXIT_CONFIG: u8 = 2;
 
 fn main() -> ExitCode {
@@ -51,33 +91,125 @@ fn main() -> ExitCode {
         }
     };
     auth_host::logging::init(config.log_format);
-    match cli.command {
-        Command::Serve => serve(&config),
-        Command::Plugins {
-            command: PluginsCommand::Check { files },
-        } => check_plugins(&config, &files),
+    if let Command::Plugins {
+        command: PluginsCommand::Check { files },
+    } = &cli.command
+    {
+        return check_plugins(&config, files);
+    }
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(error) => {
+            eprintln!("cannot start the async runtime: {error}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let result = runtime.block_on(async {
+        match cli.command {
+            Command::Serve => app::serve(&config).await.map(|()| ExitCode::SUCCESS),
+            Command::Migrate => app::open_store(&config).await.map(|_| {
+                println!("database is up to date");
+                ExitCode::SUCCESS
+            }),
+            Command::Token {
+                command: TokenCommand::Issue { userid },
+            } => issue_token(&config, &userid).await,
+            Command::Users { command } => users(&config, command).await,
+            Command::Plugins { .. } => Ok(ExitCode::SUCCESS),
+        }
+    });
+    match result {
+        Ok(code) => code,
+        Err(error) => {
+            for line in error.to_string().lines() {
+                tracing::error!("{line}");
+            }
+            if matches!(error, StartupError::Plugins(_)) {
+                tracing::error!("not starting: fix or remove the plugins above");
+            }
+            ExitCode::from(EXIT_CONFIG)
+        }
     }
 }
 
-fn serve(config: &Config) -> ExitCode {
-    let settings = config.plugin_settings();
-    let registry = match PluginRegistry::load(&settings) {
-        Ok(registry) => registry,
-        Err(outcomes) => {
-            for message in outcomes.iter().filter_map(LoadOutcome::failure_message) {
-                tracing::error!("{message}");
+async fn issue_token(config: &Config, userid: &str) -> Result<ExitCode, StartupError> {
+    let tokens = app::token_service(config, app::load_keys(config)?);
+    let store = app::open_store(config).await?;
+    if store_call(config, store.user(userid).await)?.is_none() {
+        eprintln!("no user with id `{userid}`");
+        return Ok(ExitCode::FAILURE);
+    }
+    let (token, _) = tokens
+        .issue_client_token(userid)
+        .map_err(|e| StartupError::Io(format!("cannot sign: {e}")))?;
+    println!("{token}");
+    Ok(ExitCode::SUCCESS)
+}
+
+fn store_call<T>(
+    config: &Config,
+    result: Result<T, auth_host::storage::StoreError>,
+) -> Result<T, StartupError> {
+    result.map_err(|error| StartupError::Storage {
+        url: auth_host::storage::redact_url(&config.database_url()),
+        error,
+    })
+}
+
+async fn find_user(
+    store: &Store,
+    key: &str,
+) -> Result<Option<User>, auth_host::storage::StoreError> {
+    match store.user(key).await? {
+        Some(user) => Ok(Some(user)),
+        None => store.user_by_username(key).await,
+    }
+}
+
+async fn users(config: &Config, command: UsersCommand) -> Result<ExitCode, StartupError> {
+    let store = app::open_store(config).await?;
+    match command {
+        UsersCommand::List { limit, offset } => {
+            let users = store_call(config, store.users(limit, offset).await)?;
+            println!("{:<32}  {:<24}  {:<32}  JOINED", "ID", "USERNAME", "EMAIL");
+            for user in &users {
+                println!(
+                    "{:<32}  {:<24}  {:<32}  {}",
+                    user.id,
+                    user.username.as_deref().unwrap_or("-"),
+                    user.email.as_deref().unwrap_or("-"),
+                    user.join_date.as_ref().map(iso8601).unwrap_or_default()
+                );
             }
-            tracing::error!("not starting: fix or remove the plugins above");
-            return ExitCode::from(EXIT_CONFIG);
+            let total = store_call(config, store.count_users().await)?;
+            eprintln!("{} of {total} users", users.len());
+            Ok(ExitCode::SUCCESS)
         }
-    };
-    tracing::info!(
-        services = ?registry.services(),
-        extensions = registry.extensions().len(),
-        plugin_dir = %settings.dir.display(),
-        "plugins loaded"
-    );
-    ExitCode::SUCCESS
+        UsersCommand::Show { user } => match store_call(config, find_user(&store, &user).await)? {
+            Some(found) => {
+                let text = serde_json::to_string_pretty(&user_info(&found))
+                    .map_err(|e| StartupError::Io(e.to_string()))?;
+                println!("{text}");
+                Ok(ExitCode::SUCCESS)
+            }
+            None => {
+                eprintln!("no user `{user}`");
+                Ok(ExitCode::FAILURE)
+            }
+        },
+        UsersCommand::Delete { id } => {
+            if store_call(config, store.delete_user(&id).await)? {
+                println!("deleted user `{id}`");
+                Ok(ExitCode::SUCCESS)
+            } else {
+                eprintln!("no user with id `{id}`");
+                Ok(ExitCode::FAILURE)
+            }
+        }
+    }
 }
 
 fn check_plugins(config: &Config, files: &[PathBuf]) -> ExitCode {

@@ -1,0 +1,190 @@
+//! Putting auth-host together from its configuration: keys, storage, plugins, the service
+//! and its HTTP front end.
+
+use std::collections::HashSet;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::net::TcpListener;
+
+use crate::config::{Config, normalize_origin};
+use crate::http::{HttpApi, HttpSettings};
+use crate::metrics::Metrics;
+use crate::plugins::{LoadOutcome, PluginRegistry};
+use crate::service::AuthService;
+use crate::storage::{PoolSettings, Store, StoreError, redact_url};
+use crate::tokens::{KeyError, Keys, TokenService};
+
+/// Why auth-host cannot start; each problem is one message.
+#[derive(Debug, thiserror::Error)]
+pub enum StartupError {
+    #[error("signing keys: {0}")]
+    Keys(#[from] KeyError),
+    #[error("database {url}: {error}")]
+    Storage { url: String, error: StoreError },
+    #[error("{}", plugin_messages(.0))]
+    Plugins(Vec<LoadOutcome>),
+    #[error("{0}")]
+    Io(String),
+}
+
+fn plugin_messages(outcomes: &[LoadOutcome]) -> String {
+    outcomes
+        .iter()
+        .filter_map(LoadOutcome::failure_message)
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+/// The signing keys: `PRIVATE_KEY`/`PUBLIC_KEY`, or the pair kept in the data directory
+/// (made on first start).
+pub fn load_keys(config: &Config) -> Result<Keys, StartupError> {
+    match (&config.private_key, &config.public_key) {
+        (Some(private), Some(public)) => Ok(Keys::from_pem(
+            private.expose(),
+            public,
+            &config.previous_public_keys,
+        )?),
+        _ => {
+            let (keys, created) =
+                Keys::from_data_dir(&config.data_dir, &config.previous_public_keys)?;
+            if created {
+                tracing::warn!(
+                    data_dir = %config.data_dir.display(),
+                    kid = keys.kid(),
+                    "generated a new signing key pair in the data directory; set PRIVATE_KEY and \
+                     PUBLIC_KEY to share one key pair between replicas"
+                );
+            }
+            Ok(keys)
+        }
+    }
+}
+
+pub fn token_service(config: &Config, keys: Keys) -> TokenService {
+    TokenService::new(
+        keys,
+        Duration::from_secs(config.client_token_lifetime_secs),
+        Duration::from_secs(config.permission_token_lifetime_secs),
+    )
+}
+
+/// Connects to the database and applies pending migrations.
+pub async fn open_store(config: &Config) -> Result<Store, StartupError> {
+    let url = config.database_url();
+    let failed = |error| StartupError::Storage {
+        url: redact_url(&url),
+        error,
+    };
+    if url.starts_with("sqlite:") {
+        std::fs::create_dir_all(&config.data_dir).map_err(|e| {
+            StartupError::Io(format!(
+                "cannot create the data directory {}: {e}",
+                config.data_dir.display()
+            ))
+        })?;
+    }
+    let store = Store::connect(
+        &url,
+        PoolSettings {
+            max_connections: config.database_max_connections,
+            ..PoolSettings::default()
+        },
+    )
+    .await
+    .map_err(failed)?;
+    let applied = store.migrate().await.map_err(failed)?;
+    if !applied.is_empty() {
+        tracing::info!(?applied, "database migrated");
+    }
+    if !store
+        .has_case_insensitive_username_index()
+        .await
+        .map_err(failed)?
+    {
+        tracing::warn!(
+            "the users table holds usernames that differ only in case, so the database cannot \
+             enforce case-insensitive uniqueness; auth-host still refuses new duplicates"
+        );
+    }
+    Ok(store)
+}
+
+/// A ready service: everything loaded, nothing listening yet.
+pub struct App {
+    pub service: Arc<AuthService>,
+    pub http: Arc<HttpApi>,
+}
+
+impl App {
+    pub async fn build(config: &Config) -> Result<App, StartupError> {
+        let tokens = token_service(config, load_keys(config)?);
+        let store = open_store(config).await?;
+        let settings = config.plugin_settings();
+        // Opening libraries and starting plugins blocks; keep it off the async workers.
+        let plugins = tokio::task::spawn_blocking(move || PluginRegistry::load(&settings))
+            .await
+            .map_err(|e| StartupError::Io(format!("plugin loading stopped: {e}")))?
+            .map_err(StartupError::Plugins)?;
+        let metrics = Arc::new(Metrics::new());
+        let loaded = plugins.services().len() + plugins.extensions().len();
+        metrics.plugins_loaded.set(loaded as i64);
+        tracing::info!(
+            services = ?plugins.services(),
+            extensions = plugins.extensions().len(),
+            "plugins loaded"
+        );
+        let service = Arc::new(AuthService::new(store, tokens, Arc::new(plugins), metrics));
+        let http = Arc::new(HttpApi::new(
+            Arc::clone(&service),
+            HttpSettings {
+                max_body_bytes: config.max_body_bytes,
+                request_timeout: Duration::from_millis(config.request_timeout_ms),
+                cors_origins: config
+                    .cors_origins
+                    .0
+                    .iter()
+                    .filter_map(|o| normalize_origin(o).ok())
+                    .collect::<HashSet<_>>(),
+            },
+        ));
+        Ok(App { service, http })
+    }
+}
+
+/// Builds auth-host and serves until SIGINT or SIGTERM.
+pub async fn serve(config: &Config) -> Result<(), StartupError> {
+    let app = App::build(config).await?;
+    let listener = TcpListener::bind(config.listen)
+        .await
+        .map_err(|e| StartupError::Io(format!("cannot listen on {}: {e}", config.listen)))?;
+    let address = listener
+        .local_addr()
+        .map_err(|e| StartupError::Io(e.to_string()))?;
+    tracing::info!(%address, "listening");
+    app.http.serve(listener, shutdown_signal()).await;
+    tracing::info!("stopped");
+    Ok(())
+}
+
+async fn shutdown_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        match signal(SignalKind::terminate()) {
+            Ok(mut terminate) => {
+                tokio::select! {
+                    _ = tokio::signal::ctrl_c() => {}
+                    _ = terminate.recv() => {}
+                }
+            }
+            Err(_) => {
+                let _ = tokio::signal::ctrl_c().await;
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+    }
+}

@@ -1,0 +1,129 @@
+//! Reading a request: parameters from the query and a form body, the client token, the
+//! JSONP callback.
+
+use http_body_util::{BodyExt, Limited};
+use hyper::body::Incoming;
+use hyper::header::{CONTENT_LENGTH, CONTENT_TYPE};
+use hyper::{Method, Request};
+
+use crate::error::{Error, Result};
+
+/// The request's parameters: query first, then form fields (as Flask's `request.values`).
+#[derive(Debug, Default)]
+pub struct Params {
+    query: Vec<(String, String)>,
+    form: Vec<(String, String)>,
+    auth_token: Option<String>,
+}
+
+impl Params {
+    /// Reads the query, and for a POST with a form body, the form (at most `max_body` bytes).
+    pub async fn read(request: Request<Incoming>, max_body: usize) -> Result<Params> {
+        let (parts, body) = request.into_parts();
+        let query = parts
+            .uri
+            .query()
+            .map(|q| form_urlencoded::parse(q.as_bytes()).into_owned().collect())
+            .unwrap_or_default();
+        let auth_token = parts
+            .headers
+            .get("auth-token")
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned);
+        let is_form = parts
+            .headers
+            .get(CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|v| v.starts_with("application/x-www-form-urlencoded"));
+        let mut form = Vec::new();
+        if parts.method == Method::POST && is_form {
+            let declared = parts
+                .headers
+                .get(CONTENT_LENGTH)
+                .and_then(|v| v.to_str().ok())
+                .and_then(|v| v.parse::<usize>().ok());
+            if declared.is_some_and(|length| length > max_body) {
+                return Err(Error::PayloadTooLarge);
+            }
+            let bytes = Limited::new(body, max_body)
+                .collect()
+                .await
+                .map_err(|_| Error::PayloadTooLarge)?
+                .to_bytes();
+            form = form_urlencoded::parse(&bytes).into_owned().collect();
+        }
+        Ok(Params {
+            query,
+            form,
+            auth_token,
+        })
+    }
+
+    /// A parameter's value: from the query, else from the form.
+    pub fn get(&self, key: &str) -> Option<&str> {
+        self.query
+            .iter()
+            .chain(self.form.iter())
+            .find(|(k, _)| k == key)
+            .map(|(_, v)| v.as_str())
+    }
+
+    /// The client token: the `auth-token` header, else the `jwt` parameter.
+    pub fn jwt(&self) -> Option<&str> {
+        self.auth_token.as_deref().or_else(|| self.get("jwt"))
+    }
+
+    /// The JSONP callback, when there is one; a name that is not a plain JavaScript
+    /// identifier path is refused.
+    pub fn callback(&self) -> Result<Option<&str>> {
+        match self.get("callback") {
+            None => Ok(None),
+            Some(name) if is_callback_name(name) => Ok(Some(name)),
+            Some(_) => Err(Error::BadRequest(
+                "callback must match ^[A-Za-z_$][A-Za-z0-9_$.]{0,63}$".into(),
+            )),
+        }
+    }
+}
+
+/// `^[A-Za-z_$][A-Za-z0-9_$.]{0,63}$`
+fn is_callback_name(name: &str) -> bool {
+    let mut chars = name.chars();
+    let first_ok = chars
+        .next()
+        .is_some_and(|c| c.is_ascii_alphabetic() || c == '_' || c == '$');
+    first_ok
+        && name.len() <= 64
+        && chars.all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '$' | '.'))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn callback_names() {
+        for good in [
+            "cb",
+            "$",
+            "_x",
+            "jQuery123_456",
+            "a.b.c",
+            &format!("a{}", "b".repeat(63)),
+        ] {
+            assert!(is_callback_name(good), "{good}");
+        }
+        for bad in [
+            "",
+            "1cb",
+            "a-b",
+            "a(b)",
+            "alert(1)//",
+            "a b",
+            "é",
+            &"a".repeat(65),
+        ] {
+            assert!(!is_callback_name(bad), "{bad}");
+        }
+    }
+}

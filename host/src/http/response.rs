@@ -1,0 +1,115 @@
+//! Rendering answers: JSON (or JSONP), text, and the mapping of every error to a status.
+
+use http_body_util::Full;
+use hyper::body::Bytes;
+use hyper::header::{self, HeaderValue};
+use hyper::{Response, StatusCode};
+use serde_json::{Value, json};
+
+use crate::error::Error;
+use crate::plugins::PluginCallError;
+
+pub type Body = Full<Bytes>;
+
+/// What a handler answers, before rendering.
+#[derive(Debug)]
+pub struct Reply {
+    pub status: StatusCode,
+    pub body: ReplyBody,
+    pub allow: Option<&'static [&'static str]>,
+}
+
+#[derive(Debug)]
+pub enum ReplyBody {
+    Json(Value),
+    Text {
+        content_type: &'static str,
+        text: String,
+    },
+}
+
+impl Reply {
+    pub fn json(body: Value) -> Reply {
+        Reply::json_with(StatusCode::OK, body)
+    }
+
+    pub fn json_with(status: StatusCode, body: Value) -> Reply {
+        Reply {
+            status,
+            body: ReplyBody::Json(body),
+            allow: None,
+        }
+    }
+
+    pub fn text(content_type: &'static str, text: String) -> Reply {
+        Reply {
+            status: StatusCode::OK,
+            body: ReplyBody::Text { content_type, text },
+            allow: None,
+        }
+    }
+
+    /// Renders, wrapping JSON as `callback(...)` when a callback was given.
+    pub fn render(self, callback: Option<&str>) -> Response<Body> {
+        let (content_type, bytes) = match (self.body, callback) {
+            (ReplyBody::Json(value), Some(callback)) => (
+                "application/javascript; charset=utf-8",
+                format!("{callback}({value})").into_bytes(),
+            ),
+            (ReplyBody::Json(value), None) => ("application/json", value.to_string().into_bytes()),
+            (ReplyBody::Text { content_type, text }, _) => (content_type, text.into_bytes()),
+        };
+        let mut response = Response::new(Full::new(Bytes::from(bytes)));
+        *response.status_mut() = self.status;
+        let headers = response.headers_mut();
+        headers.insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
+        // Answers carry tokens and profiles: never cached, never sniffed.
+        headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+        headers.insert(
+            header::X_CONTENT_TYPE_OPTIONS,
+            HeaderValue::from_static("nosniff"),
+        );
+        if let Some(methods) = self.allow
+            && let Ok(value) = HeaderValue::from_str(&methods.join(", "))
+        {
+            headers.insert(header::ALLOW, value);
+        }
+        response
+    }
+}
+
+/// The status of a failed plugin call, as `/auth/authorize` answers it.
+pub fn plugin_status(error: &PluginCallError) -> StatusCode {
+    match error {
+        PluginCallError::TimedOut { .. } => StatusCode::GATEWAY_TIMEOUT,
+        PluginCallError::Busy { .. } => StatusCode::SERVICE_UNAVAILABLE,
+        PluginCallError::Failed { .. }
+        | PluginCallError::Panicked { .. }
+        | PluginCallError::InvalidAnswer { .. } => StatusCode::BAD_GATEWAY,
+    }
+}
+
+/// Every error, as a status and `{"error": …}`. Internal details are logged, not shown.
+impl From<Error> for Reply {
+    fn from(error: Error) -> Reply {
+        let (status, message) = match &error {
+            Error::BadRequest(message) => (StatusCode::BAD_REQUEST, message.clone()),
+            Error::NotFound => (StatusCode::NOT_FOUND, "not found".into()),
+            Error::MethodNotAllowed { .. } => {
+                (StatusCode::METHOD_NOT_ALLOWED, "method not allowed".into())
+            }
+            Error::PayloadTooLarge => (StatusCode::PAYLOAD_TOO_LARGE, error.to_string()),
+            Error::Timeout => (StatusCode::SERVICE_UNAVAILABLE, error.to_string()),
+            Error::Plugin(plugin) => (plugin_status(plugin), plugin.to_string()),
+            Error::Storage(_) | Error::Signing(_) => {
+                tracing::error!(%error, "internal error");
+                (StatusCode::INTERNAL_SERVER_ERROR, "internal error".into())
+            }
+        };
+        let mut reply = Reply::json_with(status, json!({ "error": message }));
+        if let Error::MethodNotAllowed { allowed } = error {
+            reply.allow = Some(allowed);
+        }
+        reply
+    }
+}

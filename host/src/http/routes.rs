@@ -1,0 +1,217 @@
+//! The routes: which path and method reach which handler. Handlers only read parameters,
+//! call the service and shape the JSON the old service answered.
+
+use hyper::StatusCode;
+use md5::Digest as _;
+use serde_json::{Value, json};
+
+use super::request::Params;
+use super::response::{Reply, plugin_status};
+use crate::error::{Error, Result};
+use crate::service::{AuthService, Authorization, iso8601};
+use crate::storage::User;
+
+/// Every route, served under `/auth/` and (for compatibility) `/user/`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Route {
+    Check,
+    Authorize,
+    Update,
+    PublicKey,
+    Resolve,
+    GetProfile,
+    Jwks,
+    Health,
+    Metrics,
+}
+
+const GET: &[&str] = &["GET"];
+const GET_POST: &[&str] = &["GET", "POST"];
+const POST: &[&str] = &["POST"];
+
+impl Route {
+    pub fn from_path(path: &str) -> Option<Route> {
+        let rest = path
+            .strip_prefix("/auth/")
+            .or_else(|| path.strip_prefix("/user/"))?;
+        Some(match rest {
+            "check" => Route::Check,
+            "authorize" => Route::Authorize,
+            "update" => Route::Update,
+            "public-key" => Route::PublicKey,
+            "resolve" => Route::Resolve,
+            "get_profile" => Route::GetProfile,
+            ".well-known/jwks.json" => Route::Jwks,
+            "health" => Route::Health,
+            "metrics" => Route::Metrics,
+            _ => return None,
+        })
+    }
+
+    /// The route's name in metrics and logs.
+    pub fn name(self) -> &'static str {
+        match self {
+            Route::Check => "check",
+            Route::Authorize => "authorize",
+            Route::Update => "update",
+            Route::PublicKey => "public-key",
+            Route::Resolve => "resolve",
+            Route::GetProfile => "get_profile",
+            Route::Jwks => "jwks",
+            Route::Health => "health",
+            Route::Metrics => "metrics",
+        }
+    }
+
+    pub fn methods(self) -> &'static [&'static str] {
+        match self {
+            Route::Authorize => GET_POST,
+            Route::Update => POST,
+            _ => GET,
+        }
+    }
+}
+
+pub async fn handle(route: Route, service: &AuthService, params: &Params) -> Result<Reply> {
+    match route {
+        Route::Check => check(service, params).await,
+        Route::Authorize => authorize(service, params).await,
+        Route::Update => update(service, params).await,
+        Route::PublicKey => Ok(Reply::text(
+            "text/plain; charset=utf-8",
+            service.tokens().keys().public_pem().to_owned(),
+        )),
+        Route::Resolve => {
+            let userid = match params.get("username") {
+                Some(username) => service.resolve(username).await?,
+                None => None,
+            };
+            Ok(Reply::json(json!({ "userid": userid })))
+        }
+        Route::GetProfile => get_profile(service, params).await,
+        Route::Jwks => Ok(Reply::json(
+            serde_json::to_value(service.tokens().keys().jwks())
+                .map_err(|e| Error::BadRequest(e.to_string()))?,
+        )),
+        Route::Health => Ok(match service.store().ping().await {
+            Ok(()) => Reply::json(json!({"status": "ok"})),
+            Err(error) => {
+                tracing::warn!(%error, "health check: database unreachable");
+                Reply::json_with(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    json!({"status": "unavailable", "database": "unreachable"}),
+                )
+            }
+        }),
+        Route::Metrics => Ok(Reply::text(
+            "application/openmetrics-text; version=1.0.0; charset=utf-8",
+            service.metrics().render(),
+        )),
+    }
+}
+
+fn profile(user: &User) -> Value {
+    json!({
+        "id": user.id,
+        "idhash": user.id,
+        "provider_id": user.provider_id,
+        "username": user.username,
+        "name": user.name,
+        "email": user.email,
+        "avatar_url": user.avatar_url,
+        "join_date": user.join_date.as_ref().map(iso8601),
+    })
+}
+
+async fn check(service: &AuthService, params: &Params) -> Result<Reply> {
+    Ok(Reply::json(
+        match service.authenticate(params.jwt()).await? {
+            Some((user, _)) => json!({"authenticated": true, "profile": profile(&user)}),
+            // Login providers join this list with the login flow.
+            None => json!({"authenticated": false, "providers": {}}),
+        },
+    ))
+}
+
+async fn authorize(service: &AuthService, params: &Params) -> Result<Reply> {
+    match service.authorize(params.jwt(), params.get("service")).await {
+        Ok(Authorization::Nothing) => Ok(Reply::json(json!({"permissions": {}}))),
+        Ok(Authorization::Granted {
+            userid,
+            service,
+            permissions,
+            token,
+        }) => Ok(Reply::json(json!({
+            "userid": userid,
+            "permissions": permissions,
+            "service": service,
+            "token": token,
+        }))),
+        // The provider failed: this request only, with the shape clients already parse.
+        Err(Error::Plugin(error)) => Ok(Reply::json_with(
+            plugin_status(&error),
+            json!({"permissions": {}, "error": error.to_string()}),
+        )),
+        Err(other) => Err(other),
+    }
+}
+
+async fn update(service: &AuthService, params: &Params) -> Result<Reply> {
+    Ok(Reply::json(
+        match service
+            .choose_username(params.jwt(), params.get("username"))
+            .await?
+        {
+            Ok(()) => json!({"success": true}),
+            Err(refusal) => json!({"success": false, "error": refusal.message()}),
+        },
+    ))
+}
+
+async fn get_profile(service: &AuthService, params: &Params) -> Result<Reply> {
+    let user = match params.get("username") {
+        Some(username) => service.profile(username).await?,
+        None => None,
+    };
+    Ok(Reply::json(match user {
+        Some(user) => {
+            let gravatar = user
+                .email
+                .as_deref()
+                .map(|email| format!("{:x}", md5::Md5::digest(email.as_bytes())));
+            json!({
+                "found": true,
+                "profile": {
+                    "id": user.id,
+                    "name": user.name,
+                    "join_date": user.join_date.as_ref().map(iso8601),
+                    "avatar_url": user.avatar_url,
+                    "gravatar": gravatar,
+                }
+            })
+        }
+        None => json!({"found": false, "profile": null}),
+    }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn routes_under_both_prefixes() {
+        for prefix in ["/auth/", "/user/"] {
+            assert_eq!(
+                Route::from_path(&format!("{prefix}check")),
+                Some(Route::Check)
+            );
+            assert_eq!(
+                Route::from_path(&format!("{prefix}.well-known/jwks.json")),
+                Some(Route::Jwks)
+            );
+        }
+        assert_eq!(Route::from_path("/auth/nothing"), None);
+        assert_eq!(Route::from_path("/check"), None);
+        assert_eq!(Route::from_path("/auth/check/"), None);
+    }
+}

@@ -1,0 +1,101 @@
+//! Prometheus metrics, served at `/auth/metrics`.
+
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
+use prometheus_client::registry::Registry;
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct RequestLabels {
+    /// The route's name (`check`, `authorize`, …), never the raw path.
+    pub route: &'static str,
+    pub status: u16,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct RouteLabels {
+    pub route: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct PluginCallLabels {
+    pub alias: String,
+    /// `ok`, `error`, `panic`, `timeout`, `busy`, `invalid`.
+    pub outcome: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct TokenLabels {
+    /// `client` or `permission`.
+    pub kind: &'static str,
+}
+
+pub struct Metrics {
+    registry: Registry,
+    pub requests: Family<RequestLabels, Counter>,
+    pub request_seconds: Family<RouteLabels, Histogram>,
+    pub plugin_calls: Family<PluginCallLabels, Counter>,
+    pub tokens_issued: Family<TokenLabels, Counter>,
+    pub plugins_loaded: Gauge,
+}
+
+impl std::fmt::Debug for Metrics {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Metrics").finish_non_exhaustive()
+    }
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Metrics {
+    pub fn new() -> Metrics {
+        let mut registry = Registry::with_prefix("auth_host");
+        let requests = Family::<RequestLabels, Counter>::default();
+        registry.register("http_requests", "HTTP requests answered", requests.clone());
+        let request_seconds = Family::<RouteLabels, Histogram>::new_with_constructor(|| {
+            // 100 µs … ~3.3 s
+            Histogram::new(exponential_buckets(0.0001, 2.0, 16))
+        });
+        registry.register(
+            "http_request_duration_seconds",
+            "Time to answer an HTTP request",
+            request_seconds.clone(),
+        );
+        let plugin_calls = Family::<PluginCallLabels, Counter>::default();
+        registry.register(
+            "plugin_calls",
+            "Plugin calls by outcome",
+            plugin_calls.clone(),
+        );
+        let tokens_issued = Family::<TokenLabels, Counter>::default();
+        registry.register("tokens_issued", "Tokens signed", tokens_issued.clone());
+        let plugins_loaded = Gauge::default();
+        registry.register(
+            "plugins_loaded",
+            "Plugin aliases loaded",
+            plugins_loaded.clone(),
+        );
+        Metrics {
+            registry,
+            requests,
+            request_seconds,
+            plugin_calls,
+            tokens_issued,
+            plugins_loaded,
+        }
+    }
+
+    /// The OpenMetrics text of every metric.
+    pub fn render(&self) -> String {
+        let mut text = String::new();
+        // Writing into a String cannot fail.
+        let _ = prometheus_client::encoding::text::encode(&mut text, &self.registry);
+        text
+    }
+}

@@ -1,0 +1,326 @@
+//! What auth-host does, independent of HTTP: who a token belongs to, what a user may do in
+//! a service, choosing a username, looking users up.
+
+use std::sync::Arc;
+
+use auth_host_plugin_api::{Permissions, UserInfo};
+
+use crate::error::{Error, Result};
+use crate::metrics::{Metrics, PluginCallLabels, TokenLabels};
+use crate::plugins::{PluginCallError, PluginRegistry};
+use crate::storage::{Store, User, UsernameChoice};
+use crate::tokens::{ClientClaims, TokenService};
+
+/// The answer of `/auth/authorize`.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Authorization {
+    /// No token, a bad one, no service or one not allowed: `{"permissions": {}}`.
+    Nothing,
+    Granted {
+        userid: String,
+        service: String,
+        permissions: Permissions,
+        token: String,
+    },
+}
+
+/// The answer of `/auth/update`: `{"success": true}` or `{"success": false, "error": …}`.
+pub type UpdateOutcome = std::result::Result<(), UpdateRefusal>;
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum UpdateRefusal {
+    NoToken,
+    NotAuthenticated,
+    UnknownUser,
+    AlreadySet,
+    Taken,
+    Invalid(String),
+}
+
+impl UpdateRefusal {
+    /// The texts of the old service, which client apps match on.
+    pub fn message(&self) -> String {
+        match self {
+            UpdateRefusal::NoToken => "No token".into(),
+            UpdateRefusal::NotAuthenticated => "Not authenticated".into(),
+            UpdateRefusal::UnknownUser => "Unknown User".into(),
+            UpdateRefusal::AlreadySet => "Cannot modify username, already set".into(),
+            UpdateRefusal::Taken => "Username already taken".into(),
+            UpdateRefusal::Invalid(reason) => format!("Invalid username: {reason}"),
+        }
+    }
+}
+
+/// Usernames: 2 to 39 characters, ASCII letters, digits, `-`, `_`, `.`, starting and ending
+/// with a letter or digit.
+pub fn validate_username(username: &str) -> std::result::Result<(), String> {
+    const RULE: &str = "use 2 to 39 characters: letters, digits, '-', '_' or '.', \
+                        starting and ending with a letter or digit";
+    let length = username.chars().count();
+    if !(2..=39).contains(&length) {
+        return Err(RULE.into());
+    }
+    let allowed = |c: char| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.');
+    let edges_ok = username.starts_with(|c: char| c.is_ascii_alphanumeric())
+        && username.ends_with(|c: char| c.is_ascii_alphanumeric());
+    if !username.chars().all(allowed) || !edges_ok {
+        return Err(RULE.into());
+    }
+    Ok(())
+}
+
+/// The plugin-facing record of a user.
+pub fn user_info(user: &User) -> UserInfo {
+    UserInfo {
+        id: user.id.clone(),
+        provider_id: user.provider_id.clone(),
+        username: user.username.clone(),
+        name: user.name.clone(),
+        email: user.email.clone(),
+        avatar_url: user.avatar_url.clone(),
+        join_date: user.join_date.map(|d| iso8601(&d)),
+    }
+}
+
+/// ISO 8601 as the old service wrote it (Python's `isoformat()`).
+pub fn iso8601(date: &chrono::NaiveDateTime) -> String {
+    use chrono::Timelike;
+    if date.nanosecond() == 0 {
+        date.format("%Y-%m-%dT%H:%M:%S").to_string()
+    } else {
+        date.format("%Y-%m-%dT%H:%M:%S%.6f").to_string()
+    }
+}
+
+pub struct AuthService {
+    store: Store,
+    tokens: TokenService,
+    plugins: Arc<PluginRegistry>,
+    metrics: Arc<Metrics>,
+}
+
+impl std::fmt::Debug for AuthService {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AuthService").finish_non_exhaustive()
+    }
+}
+
+impl AuthService {
+    pub fn new(
+        store: Store,
+        tokens: TokenService,
+        plugins: Arc<PluginRegistry>,
+        metrics: Arc<Metrics>,
+    ) -> Self {
+        AuthService {
+            store,
+            tokens,
+            plugins,
+            metrics,
+        }
+    }
+
+    pub fn store(&self) -> &Store {
+        &self.store
+    }
+
+    pub fn tokens(&self) -> &TokenService {
+        &self.tokens
+    }
+
+    pub fn plugins(&self) -> &Arc<PluginRegistry> {
+        &self.plugins
+    }
+
+    pub fn metrics(&self) -> &Arc<Metrics> {
+        &self.metrics
+    }
+
+    /// The user a client token belongs to; `None` for no token, a bad, expired or revoked
+    /// one, or a user that no longer exists. Only a storage failure is an error.
+    pub async fn authenticate(&self, token: Option<&str>) -> Result<Option<(User, ClientClaims)>> {
+        let Some(token) = token.filter(|t| !t.is_empty()) else {
+            return Ok(None);
+        };
+        let claims = match self.tokens.verify_client_token(token) {
+            Ok(claims) => claims,
+            Err(reason) => {
+                tracing::debug!(%reason, "client token refused");
+                return Ok(None);
+            }
+        };
+        if self.store.is_revoked(&claims.revocation_id(token)).await? {
+            tracing::debug!("client token revoked");
+            return Ok(None);
+        }
+        Ok(self
+            .store
+            .user(&claims.userid)
+            .await?
+            .map(|user| (user, claims)))
+    }
+
+    /// Issues a client token for a user (login, or `auth-host token issue`).
+    pub fn issue_client_token(&self, userid: &str) -> Result<String> {
+        let (token, _) = self
+            .tokens
+            .issue_client_token(userid)
+            .map_err(Error::Signing)?;
+        self.metrics
+            .tokens_issued
+            .get_or_create(&TokenLabels { kind: "client" })
+            .inc();
+        Ok(token)
+    }
+
+    /// What the user of `token` may do in `service`, asked of the service's provider plugin.
+    pub async fn authorize(
+        &self,
+        token: Option<&str>,
+        service: Option<&str>,
+    ) -> Result<Authorization> {
+        let Some(service) = service.filter(|s| !s.is_empty()) else {
+            return Ok(Authorization::Nothing);
+        };
+        let Some(provider) = self.plugins.provider(service).cloned() else {
+            return Ok(Authorization::Nothing);
+        };
+        let Some((user, _)) = self.authenticate(token).await? else {
+            return Ok(Authorization::Nothing);
+        };
+        let info = user_info(&user);
+        let asked = service.to_owned();
+        let answer = self
+            .plugins
+            .run(&provider, move |plugin| {
+                plugin.get_permissions(&asked, &info)
+            })
+            .await;
+        self.metrics
+            .plugin_calls
+            .get_or_create(&PluginCallLabels {
+                alias: provider.alias().to_owned(),
+                outcome: outcome_label(&answer),
+            })
+            .inc();
+        let permissions = match answer {
+            Ok(permissions) => permissions,
+            Err(error) => {
+                tracing::warn!(service, %error, "permission provider failed");
+                return Err(error.into());
+            }
+        };
+        let token = self
+            .tokens
+            .issue_permission_token(&user.id, service, &permissions)
+            .map_err(Error::Signing)?;
+        self.metrics
+            .tokens_issued
+            .get_or_create(&TokenLabels { kind: "permission" })
+            .inc();
+        Ok(Authorization::Granted {
+            userid: user.id,
+            service: service.to_owned(),
+            permissions,
+            token,
+        })
+    }
+
+    /// Replaces the derived username with one the user chose; once.
+    pub async fn choose_username(
+        &self,
+        token: Option<&str>,
+        username: Option<&str>,
+    ) -> Result<UpdateOutcome> {
+        let Some(token) = token.filter(|t| !t.is_empty()) else {
+            return Ok(Err(UpdateRefusal::NoToken));
+        };
+        let claims = match self.tokens.verify_client_token(token) {
+            Ok(claims) => claims,
+            Err(_) => return Ok(Err(UpdateRefusal::NotAuthenticated)),
+        };
+        if self.store.is_revoked(&claims.revocation_id(token)).await? {
+            return Ok(Err(UpdateRefusal::NotAuthenticated));
+        }
+        let Some(user) = self.store.user(&claims.userid).await? else {
+            return Ok(Err(UpdateRefusal::UnknownUser));
+        };
+        // Other profile fields are ignored, as the old service did.
+        let Some(username) = username else {
+            return Ok(Ok(()));
+        };
+        if user.username_set_at.is_some() {
+            return Ok(Err(UpdateRefusal::AlreadySet));
+        }
+        if user.username.as_deref() == Some(username) {
+            return Ok(Ok(()));
+        }
+        if let Err(reason) = validate_username(username) {
+            return Ok(Err(UpdateRefusal::Invalid(reason)));
+        }
+        Ok(
+            match self.store.choose_username(&user.id, username).await? {
+                UsernameChoice::Changed => Ok(()),
+                UsernameChoice::AlreadySet => Err(UpdateRefusal::AlreadySet),
+                UsernameChoice::Taken => Err(UpdateRefusal::Taken),
+                UsernameChoice::UnknownUser => Err(UpdateRefusal::UnknownUser),
+            },
+        )
+    }
+
+    /// The id of the user with this username (case-insensitive).
+    pub async fn resolve(&self, username: &str) -> Result<Option<String>> {
+        Ok(self.store.user_by_username(username).await?.map(|u| u.id))
+    }
+
+    /// The user with this username (case-insensitive).
+    pub async fn profile(&self, username: &str) -> Result<Option<User>> {
+        Ok(self.store.user_by_username(username).await?)
+    }
+}
+
+fn outcome_label<T>(answer: &std::result::Result<T, PluginCallError>) -> &'static str {
+    match answer {
+        Ok(_) => "ok",
+        Err(PluginCallError::Failed { .. }) => "error",
+        Err(PluginCallError::Panicked { .. }) => "panic",
+        Err(PluginCallError::TimedOut { .. }) => "timeout",
+        Err(PluginCallError::Busy { .. }) => "busy",
+        Err(PluginCallError::InvalidAnswer { .. }) => "invalid",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn username_rules() {
+        for good in ["ab", "alice", "a.b-c_d", "User42", &"x".repeat(39)] {
+            assert_eq!(validate_username(good), Ok(()), "{good}");
+        }
+        for bad in [
+            "a",
+            "",
+            "-alice",
+            "alice.",
+            "al ice",
+            "ali/ce",
+            "élise",
+            &"x".repeat(40),
+        ] {
+            assert!(validate_username(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn dates_are_written_as_python_isoformat_did() {
+        let whole = chrono::NaiveDate::from_ymd_opt(2019, 5, 1)
+            .unwrap()
+            .and_hms_opt(12, 34, 56)
+            .unwrap();
+        assert_eq!(iso8601(&whole), "2019-05-01T12:34:56");
+        let fraction = whole + chrono::Duration::microseconds(1500);
+        assert_eq!(iso8601(&fraction), "2019-05-01T12:34:56.001500");
+    }
+}
