@@ -152,7 +152,7 @@ impl Keys {
                 let der = pair
                     .as_der()
                     .map_err(|_| KeyError::Invalid("cannot encode the new key".into()))?;
-                let text = pem::encode(&pem::Pem::new("PRIVATE KEY", der.as_ref().to_vec()));
+                let text = pem_text("PRIVATE KEY", der.as_ref().to_vec());
                 write_private(dir, &path, &text).map_err(|e| KeyError::Io(e.to_string()))?;
                 created = true;
                 der.as_ref().to_vec()
@@ -165,8 +165,8 @@ impl Keys {
             .public_key()
             .as_der()
             .map_err(|_| KeyError::Invalid("cannot encode the public key".into()))?;
-        let private_pem = pem::encode(&pem::Pem::new("PRIVATE KEY", private_der));
-        let public_pem = pem::encode(&pem::Pem::new("PUBLIC KEY", public_der.as_ref().to_vec()));
+        let private_pem = pem_text("PRIVATE KEY", private_der);
+        let public_pem = pem_text("PUBLIC KEY", public_der.as_ref().to_vec());
         Ok((
             Keys::from_pem(&private_pem, &public_pem, previous)?,
             created,
@@ -249,6 +249,14 @@ fn verifying_key(pem_text: &str, what: &str) -> Result<VerifyingKey, KeyError> {
         key,
         jwk,
     })
+}
+
+/// PEM with `\n` line endings (the `pem` crate writes `\r\n` by default).
+fn pem_text(tag: &str, der: Vec<u8>) -> String {
+    pem::encode_config(
+        &pem::Pem::new(tag, der),
+        pem::EncodeConfig::new().set_line_ending(pem::LineEnding::LF),
+    )
 }
 
 fn write_private(dir: &Path, path: &Path, text: &str) -> std::io::Result<()> {

@@ -223,6 +223,8 @@ pub fn plugin_settings(
     }
 }
 
+pub mod server;
+
 /// The path of the `auth-host` binary built for these tests.
 pub fn auth_host_bin() -> &'static str {
     env!("CARGO_BIN_EXE_auth-host")

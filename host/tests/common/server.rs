@@ -1,0 +1,277 @@
+//! A real auth-host per test: its own database (SQLite file, or a fresh PostgreSQL database),
+//! its own data and plugin directories, listening on a free port of 127.0.0.1.
+#![allow(dead_code, clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use std::sync::Arc;
+
+use auth_host::app::App;
+use auth_host::config::Config;
+use auth_host::service::AuthService;
+use auth_host::storage::User;
+use figment::Figment;
+use figment::providers::Serialized;
+use sea_orm::{ConnectionTrait, Database};
+use serde_json::{Value, json};
+use tokio::sync::oneshot;
+
+use super::PluginDir;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    Sqlite,
+    Postgres,
+}
+
+/// The PostgreSQL server tests create their databases on.
+fn postgres_admin_url() -> String {
+    std::env::var("AUTH_TEST_POSTGRES_URL")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".into())
+}
+
+/// PostgreSQL tests run unless a developer explicitly opts out with
+/// `AUTH_TEST_POSTGRES=skip`; under CI they always run.
+pub fn postgres_skipped() -> bool {
+    let skip = std::env::var("AUTH_TEST_POSTGRES").is_ok_and(|v| v == "skip");
+    let ci = std::env::var("CI").is_ok_and(|v| v == "true" || v == "1");
+    if skip && !ci {
+        eprintln!("PostgreSQL tests skipped (AUTH_TEST_POSTGRES=skip)");
+    }
+    skip && !ci
+}
+
+/// A database for one test, removed when dropped.
+pub struct TestDatabase {
+    pub url: String,
+    postgres_name: Option<String>,
+    _dir: tempfile::TempDir,
+}
+
+impl TestDatabase {
+    pub async fn new(backend: Backend) -> TestDatabase {
+        let dir = tempfile::tempdir().unwrap();
+        match backend {
+            Backend::Sqlite => TestDatabase {
+                url: format!("sqlite://{}", dir.path().join("auth.db").display()),
+                postgres_name: None,
+                _dir: dir,
+            },
+            Backend::Postgres => {
+                let admin_url = postgres_admin_url();
+                let admin = Database::connect(&admin_url).await.unwrap_or_else(|e| {
+                    panic!(
+                        "PostgreSQL is required for these tests and is not reachable at \
+                         {admin_url} ({e}). Start it (pg_ctlcluster ... main start) or set \
+                         AUTH_TEST_POSTGRES_URL."
+                    )
+                });
+                let name = format!("auth_host_test_{}", uuid::Uuid::new_v4().simple());
+                admin
+                    .execute_unprepared(&format!("CREATE DATABASE {name}"))
+                    .await
+                    .unwrap();
+                let base = admin_url.rsplit_once('/').unwrap().0;
+                TestDatabase {
+                    url: format!("{base}/{name}"),
+                    postgres_name: Some(name),
+                    _dir: dir,
+                }
+            }
+        }
+    }
+
+    /// A direct connection, for plain SQL.
+    pub async fn connect(&self) -> sea_orm::DatabaseConnection {
+        Database::connect(&self.url).await.unwrap()
+    }
+}
+
+impl Drop for TestDatabase {
+    fn drop(&mut self) {
+        let Some(name) = self.postgres_name.take() else {
+            return;
+        };
+        // Drop runs outside any runtime guarantee (maybe while panicking): use a thread of
+        // its own with a small runtime.
+        let _ = std::thread::spawn(move || {
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .unwrap();
+            runtime.block_on(async {
+                if let Ok(admin) = Database::connect(&postgres_admin_url()).await {
+                    let _ = admin
+                        .execute_unprepared(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
+                        .await;
+                }
+            });
+        })
+        .join();
+    }
+}
+
+/// A running auth-host.
+pub struct TestServer {
+    pub base: String,
+    pub service: Arc<AuthService>,
+    pub database: TestDatabase,
+    pub plugins: PluginDir,
+    pub data_dir: tempfile::TempDir,
+    shutdown: Option<oneshot::Sender<()>>,
+    task: Option<tokio::task::JoinHandle<()>>,
+}
+
+/// The settings every test server starts with; `extra` is merged over them.
+pub fn test_config(
+    database: &TestDatabase,
+    plugins: &PluginDir,
+    data_dir: &std::path::Path,
+    extra: Value,
+) -> Config {
+    let mut settings = json!({
+        "listen": "127.0.0.1:0",
+        "data_dir": data_dir,
+        "database_url": database.url,
+        "database_max_connections": 8,
+        "plugin_dir": plugins.path(),
+        "allowed_services": "example:sample_permission_provider;example2:sample_permission_provider;test:test_provider",
+        "installed_extensions": "",
+        "plugin_timeout_ms": 2000,
+    });
+    if let (Value::Object(base), Value::Object(extra)) = (&mut settings, extra) {
+        base.extend(extra);
+    }
+    Config::from_figment(Figment::from(Serialized::defaults(settings))).unwrap()
+}
+
+impl TestServer {
+    pub async fn start(backend: Backend) -> TestServer {
+        Self::start_with(backend, json!({})).await
+    }
+
+    /// Starts with `extra` settings over the test defaults.
+    pub async fn start_with(backend: Backend, extra: Value) -> TestServer {
+        let database = TestDatabase::new(backend).await;
+        Self::start_on(database, extra).await
+    }
+
+    /// Starts on an existing database.
+    pub async fn start_on(database: TestDatabase, extra: Value) -> TestServer {
+        let plugins = PluginDir::with_workspace_plugins(&[
+            "sample_permission_provider",
+            "test_provider",
+            "sample_extension",
+            "test_extension",
+        ]);
+        let data_dir = tempfile::tempdir().unwrap();
+        let config = test_config(&database, &plugins, data_dir.path(), extra);
+        let app = App::build(&config).await.unwrap();
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let base = format!("http://{}", listener.local_addr().unwrap());
+        let (shutdown, stopped) = oneshot::channel::<()>();
+        let http = Arc::clone(&app.http);
+        let task = tokio::spawn(async move {
+            http.serve(listener, async {
+                let _ = stopped.await;
+            })
+            .await;
+        });
+        TestServer {
+            base,
+            service: app.service,
+            database,
+            plugins,
+            data_dir,
+            shutdown: Some(shutdown),
+            task: Some(task),
+        }
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.base)
+    }
+
+    /// Stores a user the way a first login would (id = md5 of the email).
+    pub async fn add_user(&self, email: &str, username: &str) -> User {
+        let id = format!("{:x}", <md5::Md5 as md5::Digest>::digest(email.as_bytes()));
+        self.add_user_with_id(&id, email, username).await
+    }
+
+    pub async fn add_user_with_id(&self, id: &str, email: &str, username: &str) -> User {
+        let user = User {
+            id: id.to_owned(),
+            provider_id: Some(format!("github:{username}")),
+            username: Some(username.to_owned()),
+            name: Some(format!("{username} name")),
+            email: Some(email.to_owned()),
+            avatar_url: Some(format!("https://avatars.example/{username}.png")),
+            join_date: Some(
+                chrono::NaiveDate::from_ymd_opt(2024, 2, 29)
+                    .unwrap()
+                    .and_hms_micro_opt(10, 20, 30, 123_456)
+                    .unwrap(),
+            ),
+            username_set_at: None,
+        };
+        self.service
+            .store()
+            .insert_user(user.clone())
+            .await
+            .unwrap();
+        user
+    }
+
+    /// A client token for `userid`, as a login would hand out.
+    pub fn token_for(&self, userid: &str) -> String {
+        self.service.issue_client_token(userid).unwrap()
+    }
+
+    pub async fn stop(mut self) {
+        if let Some(shutdown) = self.shutdown.take() {
+            let _ = shutdown.send(());
+        }
+        if let Some(task) = self.task.take() {
+            let _ = task.await;
+        }
+    }
+}
+
+impl Drop for TestServer {
+    fn drop(&mut self) {
+        if let Some(shutdown) = self.shutdown.take() {
+            let _ = shutdown.send(());
+        }
+    }
+}
+
+pub fn client() -> reqwest::Client {
+    reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap()
+}
+
+/// Runs each listed test against SQLite and against PostgreSQL.
+#[macro_export]
+macro_rules! on_both_backends {
+    ($($name:ident),* $(,)?) => {
+        mod sqlite {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $name() {
+                    super::$name($crate::common::server::Backend::Sqlite).await;
+                }
+            )*
+        }
+        mod postgres {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $name() {
+                    if $crate::common::server::postgres_skipped() {
+                        return;
+                    }
+                    super::$name($crate::common::server::Backend::Postgres).await;
+                }
+            )*
+        }
+    };
+}
