@@ -6,7 +6,10 @@ CARGO ?= cargo
 SAMPLE_PLUGINS = ALLOWED_SERVICES="example:sample_permission_provider" \
                  INSTALLED_EXTENSIONS="sample_extension"
 
-.PHONY: build run test lint fmt check-plugins clean
+# PyJWT, for the test that verifies permission tokens as downstream services do.
+PYJWT_VENV = target/pyjwt-venv
+
+.PHONY: build run test lint fmt check-plugins clean pyjwt
 
 build:
 	$(CARGO) build --workspace
@@ -17,8 +20,15 @@ run: build
 check-plugins: build
 	$(SAMPLE_PLUGINS) ./target/debug/auth-host plugins check
 
-test: build
+test: build pyjwt
 	$(CARGO) test --workspace
+
+pyjwt: $(PYJWT_VENV)/.installed
+
+$(PYJWT_VENV)/.installed:
+	python3 -m venv $(PYJWT_VENV)
+	$(PYJWT_VENV)/bin/pip install --quiet --disable-pip-version-check "pyjwt[crypto]>=2.8"
+	touch $@
 
 lint:
 	$(CARGO) fmt --all -- --check

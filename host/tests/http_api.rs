@@ -162,7 +162,7 @@ async fn check_authenticates_only_valid_tokens(backend: Backend) {
         body["authenticated"], true,
         "other tokens of the user still work"
     );
-    server.stop().await;
+    let _ = server.stop().await;
 }
 
 async fn jsonp_wraps_answers_and_refuses_bad_callback_names(backend: Backend) {
@@ -192,7 +192,7 @@ async fn jsonp_wraps_answers_and_refuses_bad_callback_names(backend: Backend) {
         let body: Value = response.json().await.unwrap();
         assert!(body["error"].as_str().unwrap().contains("callback"));
     }
-    server.stop().await;
+    let _ = server.stop().await;
 }
 
 async fn authorize_signs_the_providers_permissions(backend: Backend) {
@@ -273,7 +273,7 @@ async fn authorize_signs_the_providers_permissions(backend: Backend) {
     let (_, body) =
         get_json(&server.url(&format!("/auth/authorize?jwt={fresh}&service=example"))).await;
     assert_eq!(body, nothing);
-    server.stop().await;
+    let _ = server.stop().await;
 }
 
 async fn a_failing_provider_fails_only_its_own_requests(backend: Backend) {
@@ -367,7 +367,7 @@ async fn a_failing_provider_fails_only_its_own_requests(backend: Backend) {
             "{outcome}:\n{metrics}"
         );
     }
-    server.stop().await;
+    let _ = server.stop().await;
 }
 
 async fn update_sets_the_username_once(backend: Backend) {
@@ -454,7 +454,7 @@ async fn update_sets_the_username_once(backend: Backend) {
         .unwrap();
     assert_eq!(response.status(), 405);
     assert_eq!(response.headers()["allow"], "POST");
-    server.stop().await;
+    let _ = server.stop().await;
 }
 
 async fn two_concurrent_updates_for_one_free_username_have_one_winner(backend: Backend) {
@@ -522,7 +522,7 @@ async fn two_concurrent_updates_for_one_free_username_have_one_winner(backend: B
                 .is_some()
         );
     }
-    server.stop().await;
+    let _ = server.stop().await;
 }
 
 async fn lookups_keys_health_metrics_and_errors(backend: Backend) {
@@ -621,7 +621,7 @@ async fn lookups_keys_health_metrics_and_errors(backend: Backend) {
         "{text}"
     );
     assert!(text.contains("auth_host_plugins_loaded 3"), "{text}");
-    server.stop().await;
+    let _ = server.stop().await;
 }
 
 async fn limits_and_cors(backend: Backend) {
@@ -674,7 +674,7 @@ async fn limits_and_cors(backend: Backend) {
         response.headers()["access-control-allow-origin"],
         "https://app.example.com"
     );
-    server.stop().await;
+    let _ = server.stop().await;
 }
 
 on_both_backends!(

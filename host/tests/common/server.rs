@@ -81,7 +81,12 @@ impl TestDatabase {
 
     /// A direct connection, for plain SQL.
     pub async fn connect(&self) -> sea_orm::DatabaseConnection {
-        Database::connect(&self.url).await.unwrap()
+        let url = if self.url.starts_with("sqlite:") {
+            format!("{}?mode=rwc", self.url)
+        } else {
+            self.url.clone()
+        };
+        Database::connect(&url).await.unwrap()
     }
 }
 
@@ -113,7 +118,7 @@ impl Drop for TestDatabase {
 pub struct TestServer {
     pub base: String,
     pub service: Arc<AuthService>,
-    pub database: TestDatabase,
+    database: Option<TestDatabase>,
     pub plugins: PluginDir,
     pub data_dir: tempfile::TempDir,
     shutdown: Option<oneshot::Sender<()>>,
@@ -178,7 +183,7 @@ impl TestServer {
         TestServer {
             base,
             service: app.service,
-            database,
+            database: Some(database),
             plugins,
             data_dir,
             shutdown: Some(shutdown),
@@ -225,13 +230,19 @@ impl TestServer {
         self.service.issue_client_token(userid).unwrap()
     }
 
-    pub async fn stop(mut self) {
+    pub fn database(&self) -> &TestDatabase {
+        self.database.as_ref().unwrap()
+    }
+
+    /// Stops serving (requests in flight finish) and hands back the database.
+    pub async fn stop(mut self) -> TestDatabase {
         if let Some(shutdown) = self.shutdown.take() {
             let _ = shutdown.send(());
         }
         if let Some(task) = self.task.take() {
             let _ = task.await;
         }
+        self.database.take().unwrap()
     }
 }
 

@@ -1,0 +1,212 @@
+//! auth-host starts on a database the old Python service created, keeps every row and serves
+//! those users.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+mod common;
+
+use common::server::{Backend, TestDatabase, TestServer, client};
+use sea_orm::{ConnectionTrait, DatabaseConnection, Statement};
+use serde_json::{Value, json};
+
+/// The table as Flask-SQLAlchemy created it.
+fn create_table(backend: Backend) -> String {
+    let timestamp = match backend {
+        Backend::Sqlite => "DATETIME",
+        Backend::Postgres => "TIMESTAMP WITHOUT TIME ZONE",
+    };
+    format!(
+        "CREATE TABLE users (
+            id VARCHAR(128) NOT NULL,
+            provider_id VARCHAR(128),
+            username VARCHAR(128),
+            name VARCHAR(128),
+            email VARCHAR(128),
+            avatar_url VARCHAR(512),
+            join_date {timestamp},
+            PRIMARY KEY (id),
+            UNIQUE (username)
+        )"
+    )
+}
+
+const ROWS: &str = "INSERT INTO users (id, provider_id, username, name, email, avatar_url, join_date) VALUES
+    ('5d41402abc4b2a76b9719d911017c592', 'github:1234', 'hello', 'Hello World', 'hello@example.com', 'https://avatars.example/1234', '2017-03-14 09:26:53.589793'),
+    ('7d793037a0760186574b0282f2f435e7', 'google:98765', 'world', 'W. Orld', 'world@example.com', NULL, '2016-01-02 03:04:05'),
+    ('e99a18c428cb38d5f260853678922e03', NULL, NULL, NULL, 'bare@example.com', NULL, NULL)";
+
+async fn rows(db: &DatabaseConnection) -> Vec<Value> {
+    let backend = db.get_database_backend();
+    // Dates as text, so that both backends compare alike.
+    let date = match backend {
+        sea_orm::DbBackend::Postgres => "to_char(join_date, 'YYYY-MM-DD HH24:MI:SS.US')",
+        _ => "join_date",
+    };
+    db.query_all_raw(Statement::from_string(
+        backend,
+        format!(
+            "SELECT id, provider_id, username, name, email, avatar_url, {date} AS join_date \
+             FROM users ORDER BY id"
+        ),
+    ))
+    .await
+    .unwrap()
+    .into_iter()
+    .map(|row| {
+        let text = |column: &str| row.try_get::<Option<String>>("", column).unwrap();
+        json!([
+            text("id"),
+            text("provider_id"),
+            text("username"),
+            text("name"),
+            text("email"),
+            text("avatar_url"),
+            text("join_date")
+        ])
+    })
+    .collect()
+}
+
+async fn get(server: &TestServer, path: &str) -> Value {
+    client()
+        .get(server.url(path))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap()
+}
+
+async fn serves_the_old_services_users_and_keeps_every_row(backend: Backend) {
+    let database = TestDatabase::new(backend).await;
+    let db = database.connect().await;
+    let sql_backend = db.get_database_backend();
+    db.execute_raw(Statement::from_string(sql_backend, create_table(backend)))
+        .await
+        .unwrap();
+    db.execute_raw(Statement::from_string(sql_backend, ROWS))
+        .await
+        .unwrap();
+    let before = rows(&db).await;
+    assert_eq!(before.len(), 3);
+
+    let server = TestServer::start_on(database, json!({})).await;
+    let hello = "5d41402abc4b2a76b9719d911017c592";
+    let token = server.token_for(hello);
+    assert_eq!(
+        get(&server, &format!("/auth/check?jwt={token}")).await,
+        json!({"authenticated": true, "profile": {
+            "id": hello, "idhash": hello, "provider_id": "github:1234", "username": "hello",
+            "name": "Hello World", "email": "hello@example.com",
+            "avatar_url": "https://avatars.example/1234", "join_date": "2017-03-14T09:26:53.589793",
+        }})
+    );
+    // The user with nothing but an id and an email is served too.
+    let bare = "e99a18c428cb38d5f260853678922e03";
+    let body = get(
+        &server,
+        &format!("/auth/check?jwt={}", server.token_for(bare)),
+    )
+    .await;
+    assert_eq!(body["authenticated"], true);
+    assert_eq!(body["profile"]["username"], Value::Null);
+    assert_eq!(body["profile"]["join_date"], Value::Null);
+
+    assert_eq!(
+        get(&server, "/auth/resolve?username=WORLD").await,
+        json!({"userid": "7d793037a0760186574b0282f2f435e7"})
+    );
+    assert_eq!(
+        get(&server, "/user/get_profile?username=world").await,
+        json!({"found": true, "profile": {
+            "id": "7d793037a0760186574b0282f2f435e7", "name": "W. Orld",
+            "join_date": "2016-01-02T03:04:05", "avatar_url": null,
+            "gravatar": format!("{:x}", <md5::Md5 as md5::Digest>::digest(b"world@example.com")),
+        }})
+    );
+    let body = get(
+        &server,
+        &format!("/auth/authorize?jwt={token}&service=example"),
+    )
+    .await;
+    assert_eq!(
+        body["permissions"],
+        json!({"provider-token": format!("example-{hello}")})
+    );
+
+    // A derived username of an old user can still be replaced once.
+    let answer: Value = client()
+        .post(server.url(&format!("/auth/update?jwt={token}&username=hello_again")))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(answer, json!({"success": true}));
+
+    // Every row kept; only the chosen username changed.
+    let database = server.stop().await;
+    let mut after = rows(&db).await;
+    assert_eq!(after.len(), 3);
+    assert_eq!(after[0][2], "hello_again");
+    after[0][2] = json!("hello");
+    assert_eq!(after, before);
+
+    // A second start on the same database changes nothing.
+    let server = TestServer::start_on(database, json!({})).await;
+    assert_eq!(
+        get(&server, "/auth/resolve?username=hello_again").await,
+        json!({"userid": hello})
+    );
+    let _database = server.stop().await;
+    assert_eq!(rows(&db).await.len(), 3);
+}
+
+async fn starts_even_when_old_usernames_differ_only_in_case(backend: Backend) {
+    let database = TestDatabase::new(backend).await;
+    let db = database.connect().await;
+    let sql_backend = db.get_database_backend();
+    db.execute_raw(Statement::from_string(sql_backend, create_table(backend)))
+        .await
+        .unwrap();
+    db.execute_raw(Statement::from_string(
+        sql_backend,
+        "INSERT INTO users (id, username, email) VALUES ('a', 'Sam', 'sam1@example.com'), ('b', 'sam', 'sam2@example.com')",
+    ))
+    .await
+    .unwrap();
+    let server = TestServer::start_on(database, json!({})).await;
+    assert!(
+        !server
+            .service
+            .store()
+            .has_case_insensitive_username_index()
+            .await
+            .unwrap()
+    );
+    // auth-host still refuses a new case-insensitive duplicate.
+    let other = server.add_user("other@example.com", "other").await;
+    let answer: Value = client()
+        .post(server.url(&format!(
+            "/auth/update?jwt={}&username=SAM",
+            server.token_for(&other.id)
+        )))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(
+        answer,
+        json!({"success": false, "error": "Username already taken"})
+    );
+    let _database = server.stop().await;
+    assert_eq!(rows(&db).await.len(), 3);
+}
+
+on_both_backends!(
+    serves_the_old_services_users_and_keeps_every_row,
+    starts_even_when_old_usernames_differ_only_in_case,
+);
