@@ -8,12 +8,24 @@ use std::process::{Command, Output};
 use common::PluginDir;
 
 fn auth_host(dir: &PluginDir, envs: &[(&str, &str)], args: &[&str]) -> Output {
+    let data_dir = tempfile::tempdir().unwrap();
+    auth_host_in(data_dir.path(), dir, envs, args)
+}
+
+/// Runs the binary with its own data directory (keys, SQLite database).
+fn auth_host_in(
+    data_dir: &std::path::Path,
+    dir: &PluginDir,
+    envs: &[(&str, &str)],
+    args: &[&str],
+) -> Output {
     let mut command = Command::new(common::auth_host_bin());
     command
         .args(args)
         .env_clear()
         .env("PATH", std::env::var_os("PATH").unwrap_or_default())
         .env("AUTH_PLUGIN_DIR", dir.path())
+        .env("AUTH_DATA_DIR", data_dir)
         .env("RUST_LOG", "info");
     for (key, value) in envs {
         command.env(key, value);
@@ -218,4 +230,156 @@ fn a_bad_configuration_stops_with_one_message_per_problem() {
         )),
         "{stderr}"
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn migrate_token_issue_and_users_commands() {
+    let plugins = PluginDir::new();
+    let data = tempfile::tempdir().unwrap();
+    let run = |args: &[&str]| auth_host_in(data.path(), &plugins, &[], args);
+
+    let output = run(&["migrate"]);
+    assert!(output.status.success(), "{}", text(&output.stderr));
+    assert_eq!(text(&output.stdout), "database is up to date\n");
+    let output = run(&["migrate"]);
+    assert!(output.status.success());
+
+    // A user, stored as a login would.
+    let store = auth_host::storage::Store::connect(
+        &format!("sqlite://{}", data.path().join("auth-host.db").display()),
+        Default::default(),
+    )
+    .await
+    .unwrap();
+    store
+        .insert_user(auth_host::storage::User {
+            id: "0123abcd".into(),
+            provider_id: Some("github:7".into()),
+            username: Some("mona".into()),
+            name: Some("Mona".into()),
+            email: Some("mona@example.com".into()),
+            avatar_url: None,
+            join_date: None,
+            username_set_at: None,
+        })
+        .await
+        .unwrap();
+
+    // `token issue` prints the token and nothing else.
+    let output = run(&["token", "issue", "--userid", "0123abcd"]);
+    assert!(output.status.success(), "{}", text(&output.stderr));
+    let stdout = text(&output.stdout);
+    let token = stdout.strip_suffix('\n').unwrap();
+    assert_eq!(token.split('.').count(), 3, "{stdout}");
+    assert!(!token.contains(char::is_whitespace));
+    let (keys, _) = auth_host::tokens::Keys::from_data_dir(data.path(), &[]).unwrap();
+    let tokens = auth_host::tokens::TokenService::new(
+        keys,
+        std::time::Duration::from_secs(1),
+        std::time::Duration::from_secs(1),
+    );
+    let claims = tokens.verify_client_token(token).unwrap();
+    assert_eq!(claims.userid, "0123abcd");
+    assert_eq!(claims.exp - claims.iat, 14 * 24 * 3600);
+
+    let output = run(&["token", "issue", "--userid", "nobody"]);
+    assert_eq!(output.status.code(), Some(1));
+    assert!(output.stdout.is_empty());
+    assert!(text(&output.stderr).contains("no user with id `nobody`"));
+
+    let output = run(&["users", "list"]);
+    assert!(output.status.success());
+    let listing = text(&output.stdout);
+    assert!(
+        listing.lines().next().unwrap().starts_with("ID"),
+        "{listing}"
+    );
+    assert!(
+        listing.contains("0123abcd") && listing.contains("mona@example.com"),
+        "{listing}"
+    );
+    assert!(text(&output.stderr).contains("1 of 1 users"));
+
+    for key in ["0123abcd", "MONA"] {
+        let output = run(&["users", "show", key]);
+        assert!(output.status.success(), "{key}");
+        let shown: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
+        assert_eq!(shown["id"], "0123abcd");
+        assert_eq!(shown["username"], "mona");
+    }
+    let output = run(&["users", "delete", "0123abcd"]);
+    assert!(output.status.success());
+    assert_eq!(text(&output.stdout), "deleted user `0123abcd`\n");
+    let output = run(&["users", "delete", "0123abcd"]);
+    assert_eq!(output.status.code(), Some(1));
+    assert!(store.user("0123abcd").await.unwrap().is_none());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn serve_logs_requests_with_their_id_and_never_a_token_or_key() {
+    use std::io::{BufRead, BufReader};
+    let plugins = PluginDir::with_workspace_plugins(&["sample_permission_provider"]);
+    let data = tempfile::tempdir().unwrap();
+    let mut child = Command::new(common::auth_host_bin())
+        .arg("serve")
+        .env_clear()
+        .env("AUTH_PLUGIN_DIR", plugins.path())
+        .env("AUTH_DATA_DIR", data.path())
+        .env("AUTH_LISTEN", "127.0.0.1:0")
+        .env("ALLOWED_SERVICES", "example:sample_permission_provider")
+        .env("RUST_LOG", "debug")
+        .env("AUTH_LOG_FORMAT", "json")
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stderr = BufReader::new(child.stderr.take().unwrap());
+    let mut log = String::new();
+    let address = loop {
+        let mut line = String::new();
+        assert!(
+            stderr.read_line(&mut line).unwrap() > 0,
+            "exited early:\n{log}"
+        );
+        log.push_str(&line);
+        let event: serde_json::Value = serde_json::from_str(&line).unwrap();
+        if event["message"] == "listening" {
+            break event["address"].as_str().unwrap().to_owned();
+        }
+    };
+    // A token of the server's own key, sent in the query and in the header.
+    let (keys, _) = auth_host::tokens::Keys::from_data_dir(data.path(), &[]).unwrap();
+    let tokens = auth_host::tokens::TokenService::new(
+        keys,
+        std::time::Duration::from_secs(60),
+        std::time::Duration::from_secs(60),
+    );
+    let (token, _) = tokens.issue_client_token("someone").unwrap();
+    let base = format!("http://{address}");
+    let http = common::server::client();
+    http.get(format!("{base}/auth/check?jwt={token}"))
+        .header("x-request-id", "req-for-the-log")
+        .send()
+        .await
+        .unwrap();
+    http.get(format!("{base}/auth/authorize?service=example"))
+        .header("auth-token", &token)
+        .send()
+        .await
+        .unwrap();
+    child.kill().unwrap();
+    child.wait().unwrap();
+    for line in stderr.lines() {
+        log.push_str(&line.unwrap());
+        log.push('\n');
+    }
+    assert!(
+        log.contains("req-for-the-log"),
+        "request ids are logged:\n{log}"
+    );
+    assert!(log.contains("\"route\":\"check\""), "{log}");
+    let signature = token.rsplit('.').next().unwrap();
+    assert!(!log.contains(signature), "a token reached the log:\n{log}");
+    let private = std::fs::read_to_string(data.path().join("signing-key.pem")).unwrap();
+    let key_line = private.lines().nth(1).unwrap();
+    assert!(!log.contains(key_line), "the private key reached the log");
 }
