@@ -41,14 +41,9 @@ async fn pyjwt_verifies_a_permission_token_with_only_the_public_key() {
     let server = TestServer::start(Backend::Sqlite).await;
     let user = server.add_user("dana@example.com", "dana").await;
     let token = server.token_for(&user.id);
-    let answer: Value = client()
-        .get(server.url(&format!("/auth/authorize?jwt={token}&service=example")))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let (_, answer) = server
+        .get_json(&format!("/auth/authorize?jwt={token}&service=example"))
+        .await;
     let permission_token = answer["token"].as_str().unwrap();
     let pem = client()
         .get(server.url("/auth/public-key"))

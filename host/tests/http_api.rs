@@ -5,19 +5,12 @@ mod common;
 
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-use common::server::{Backend, TestServer, client};
+use common::server::{Backend, TestServer, client, json_answer};
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 
 async fn get_json(url: &str) -> (StatusCode, Value) {
-    let response = client().get(url).send().await.unwrap();
-    let status = response.status();
-    let content_type = response.headers()["content-type"]
-        .to_str()
-        .unwrap()
-        .to_owned();
-    assert_eq!(content_type, "application/json", "{url}");
-    (status, response.json().await.unwrap())
+    json_answer(client().get(url).send().await.unwrap()).await
 }
 
 fn forge(header: &Value, claims: &Value, signature: &[u8]) -> String {

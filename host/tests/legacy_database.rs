@@ -4,7 +4,7 @@
 
 mod common;
 
-use common::server::{Backend, TestDatabase, TestServer, client};
+use common::server::{Backend, TestDatabase, TestServer};
 use sea_orm::{ConnectionTrait, DatabaseConnection, Statement};
 use serde_json::{Value, json};
 
@@ -67,14 +67,7 @@ async fn rows(db: &DatabaseConnection) -> Vec<Value> {
 }
 
 async fn get(server: &TestServer, path: &str) -> Value {
-    client()
-        .get(server.url(path))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap()
+    server.get_json(path).await.1
 }
 
 async fn serves_the_old_services_users_and_keeps_every_row(backend: Backend) {
@@ -135,14 +128,9 @@ async fn serves_the_old_services_users_and_keeps_every_row(backend: Backend) {
     );
 
     // A derived username of an old user can still be replaced once.
-    let answer: Value = client()
-        .post(server.url(&format!("/auth/update?jwt={token}&username=hello_again")))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let (_, answer) = server
+        .post_json(&format!("/auth/update?jwt={token}&username=hello_again"))
+        .await;
     assert_eq!(answer, json!({"success": true}));
 
     // Every row kept; only the chosen username changed.
@@ -187,17 +175,12 @@ async fn starts_even_when_old_usernames_differ_only_in_case(backend: Backend) {
     );
     // auth-host still refuses a new case-insensitive duplicate.
     let other = server.add_user("other@example.com", "other").await;
-    let answer: Value = client()
-        .post(server.url(&format!(
+    let (_, answer) = server
+        .post_json(&format!(
             "/auth/update?jwt={}&username=SAM",
             server.token_for(&other.id)
-        )))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+        ))
+        .await;
     assert_eq!(
         answer,
         json!({"success": false, "error": "Username already taken"})

@@ -195,6 +195,16 @@ impl TestServer {
         format!("{}{path}", self.base)
     }
 
+    /// GETs `path`, checks the answer is JSON, returns status and body.
+    pub async fn get_json(&self, path: &str) -> (reqwest::StatusCode, Value) {
+        json_answer(client().get(self.url(path)).send().await.unwrap()).await
+    }
+
+    /// POSTs to `path` (parameters in the path's query), returns status and JSON body.
+    pub async fn post_json(&self, path: &str) -> (reqwest::StatusCode, Value) {
+        json_answer(client().post(self.url(path)).send().await.unwrap()).await
+    }
+
     /// Stores a user the way a first login would (id = md5 of the email).
     pub async fn add_user(&self, email: &str, username: &str) -> User {
         let id = format!("{:x}", <md5::Md5 as md5::Digest>::digest(email.as_bytes()));
@@ -252,6 +262,17 @@ impl Drop for TestServer {
             let _ = shutdown.send(());
         }
     }
+}
+
+/// Status and JSON body of an answer that must be JSON.
+pub async fn json_answer(response: reqwest::Response) -> (reqwest::StatusCode, Value) {
+    let status = response.status();
+    let content_type = response.headers()["content-type"]
+        .to_str()
+        .unwrap()
+        .to_owned();
+    assert_eq!(content_type, "application/json", "{}", response.url());
+    (status, response.json().await.unwrap())
 }
 
 pub fn client() -> reqwest::Client {
