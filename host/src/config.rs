@@ -25,12 +25,70 @@ const COMPAT_ENV: &[&str] = &[
     "EXTERNAL_ADDRESS",
 ];
 
+/// The old service's names for the Google and GitHub OAuth clients.
+const COMPAT_PROVIDER_ENV: &[(&str, &str)] = &[
+    ("GOOGLE_KEY", "providers.google.client_id"),
+    ("GOOGLE_SECRET", "providers.google.client_secret"),
+    ("GITHUB_KEY", "providers.github.client_id"),
+    ("GITHUB_SECRET", "providers.github.client_secret"),
+];
+
+/// What kind of login provider a `[providers.<name>]` table describes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ProviderKind {
+    /// OpenID Connect with issuer `https://accounts.google.com`.
+    Google,
+    /// OAuth2 plus GitHub's REST API (`/user`, `/user/emails`).
+    Github,
+    /// Any OpenID Connect provider, found by discovery from its issuer.
+    Oidc,
+}
+
+/// A `[providers.<name>]` table as written.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ProviderTable {
+    pub kind: Option<ProviderKind>,
+    pub client_id: Option<String>,
+    pub client_secret: Option<Secret>,
+    /// OpenID Connect issuer (google: default `https://accounts.google.com`; oidc: required).
+    pub issuer: Option<String>,
+    /// GitHub endpoints, for GitHub Enterprise.
+    pub auth_url: Option<String>,
+    pub token_url: Option<String>,
+    pub api_url: Option<String>,
+    pub scopes: Option<List>,
+    pub display_name: Option<String>,
+}
+
+/// A login provider, checked and with every default filled in.
+#[derive(Debug, Clone)]
+pub struct Provider {
+    pub name: String,
+    pub kind: ProviderKind,
+    pub display_name: String,
+    pub client_id: String,
+    pub client_secret: Secret,
+    pub scopes: Vec<String>,
+    /// OpenID Connect issuer (google, oidc).
+    pub issuer: Option<String>,
+    /// GitHub endpoints.
+    pub auth_url: Option<String>,
+    pub token_url: Option<String>,
+    pub api_url: Option<String>,
+}
+
 /// A value that must never reach a log: `Debug` shows it redacted.
 #[derive(Clone, PartialEq, Eq, Deserialize)]
 #[serde(transparent)]
 pub struct Secret(String);
 
 impl Secret {
+    pub fn new(value: impl Into<String>) -> Self {
+        Secret(value.into())
+    }
+
     pub fn expose(&self) -> &str {
         &self.0
     }
@@ -95,6 +153,12 @@ pub struct Config {
     /// `EXTERNAL_ADDRESS`: this service's public base address; a bare host name means
     /// `https://HOST`.
     pub external_address: Option<String>,
+    /// Origins `next` may point to (default: the origin of `external_address`).
+    pub allowed_redirects: List,
+    /// Login providers, by name (the name in login URLs and `/auth/check`).
+    pub providers: BTreeMap<String, ProviderTable>,
+    /// The `dev` provider: log in as anyone with a form. Loopback `external_address` only.
+    pub dev_login: bool,
     /// Lifetime of client tokens (default 14 days) and permission tokens (default 1 hour).
     pub client_token_lifetime_secs: u64,
     pub permission_token_lifetime_secs: u64,
@@ -176,17 +240,147 @@ pub fn normalize_external_address(address: &str) -> Result<String, String> {
     Ok(url)
 }
 
-/// An origin is `scheme://host[:port]`, with nothing after it.
-pub fn normalize_origin(origin: &str) -> Result<String, String> {
-    let origin = origin.trim().trim_end_matches('/');
-    let rest = origin
-        .strip_prefix("https://")
-        .or_else(|| origin.strip_prefix("http://"))
-        .ok_or("expected scheme://host[:port]")?;
-    if rest.is_empty() || rest.contains('/') || rest.contains('?') || rest.contains('#') {
-        return Err("expected scheme://host[:port], with no path".into());
+/// Checks one provider table and fills in its defaults.
+fn resolve_provider(name: &str, table: &ProviderTable) -> Result<Provider, String> {
+    if name == "dev" {
+        return Err("`dev` is the name of the development login (dev_login)".into());
     }
-    Ok(origin.to_ascii_lowercase())
+    if !name
+        .chars()
+        .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
+    {
+        return Err("names are letters, digits, `_` and `-`".into());
+    }
+    let kind = match (table.kind, name) {
+        (Some(kind), _) => kind,
+        (None, "google") => ProviderKind::Google,
+        (None, "github") => ProviderKind::Github,
+        (None, _) => return Err("kind: expected `google`, `github` or `oidc`".into()),
+    };
+    let (client_id, client_secret) = match (&table.client_id, &table.client_secret) {
+        (Some(id), Some(secret)) if !id.is_empty() && !secret.expose().is_empty() => {
+            (id.clone(), secret.clone())
+        }
+        _ => {
+            let names = match name {
+                "google" => " (GOOGLE_KEY and GOOGLE_SECRET)",
+                "github" => " (GITHUB_KEY and GITHUB_SECRET)",
+                _ => "",
+            };
+            return Err(format!(
+                "client_id and client_secret are both required{names}"
+            ));
+        }
+    };
+    let url_setting =
+        |key: &str, value: &Option<String>, default: &str| -> Result<String, String> {
+            let url = value.clone().unwrap_or_else(|| default.to_owned());
+            check_provider_url(&url).map_err(|problem| format!("{key}: {problem}"))?;
+            Ok(url.trim_end_matches('/').to_owned())
+        };
+    let mut provider = Provider {
+        name: name.to_owned(),
+        kind,
+        display_name: table.display_name.clone().unwrap_or_else(|| match kind {
+            ProviderKind::Google => "Google".into(),
+            ProviderKind::Github => "GitHub".into(),
+            ProviderKind::Oidc => name.to_owned(),
+        }),
+        client_id,
+        client_secret,
+        scopes: Vec::new(),
+        issuer: None,
+        auth_url: None,
+        token_url: None,
+        api_url: None,
+    };
+    match kind {
+        ProviderKind::Google | ProviderKind::Oidc => {
+            let issuer = match (kind, &table.issuer) {
+                (ProviderKind::Oidc, None) => return Err("issuer: required for kind oidc".into()),
+                (_, issuer) => url_setting("issuer", issuer, "https://accounts.google.com")?,
+            };
+            provider.issuer = Some(issuer);
+            provider.scopes = table
+                .scopes
+                .clone()
+                .map(|l| l.0)
+                .unwrap_or_else(|| vec!["openid".into(), "email".into(), "profile".into()]);
+            if !provider.scopes.iter().any(|s| s == "openid") {
+                provider.scopes.insert(0, "openid".into());
+            }
+        }
+        ProviderKind::Github => {
+            provider.auth_url = Some(url_setting(
+                "auth_url",
+                &table.auth_url,
+                "https://github.com/login/oauth/authorize",
+            )?);
+            provider.token_url = Some(url_setting(
+                "token_url",
+                &table.token_url,
+                "https://github.com/login/oauth/access_token",
+            )?);
+            provider.api_url = Some(url_setting(
+                "api_url",
+                &table.api_url,
+                "https://api.github.com",
+            )?);
+            provider.scopes = table
+                .scopes
+                .clone()
+                .map(|l| l.0)
+                .unwrap_or_else(|| vec!["read:user".into(), "user:email".into()]);
+        }
+    }
+    Ok(provider)
+}
+
+/// Provider endpoints are https; plain http only on a loopback address.
+fn check_provider_url(url: &str) -> Result<(), String> {
+    let parsed = url::Url::parse(url).map_err(|e| format!("`{url}` is not a URL ({e})"))?;
+    match parsed.scheme() {
+        "https" if parsed.host().is_some() => Ok(()),
+        "http" if is_loopback_url(url) => Ok(()),
+        "http" => Err(format!(
+            "`{url}`: plain http is only allowed on a loopback address"
+        )),
+        _ => Err(format!("`{url}` must be an https URL")),
+    }
+}
+
+/// Whether the URL's host is a loopback address (or `localhost`).
+pub fn is_loopback_url(url: &str) -> bool {
+    match url::Url::parse(url)
+        .ok()
+        .and_then(|u| u.host().map(|h| h.to_owned()))
+    {
+        Some(url::Host::Ipv4(ip)) => ip.is_loopback(),
+        Some(url::Host::Ipv6(ip)) => ip.is_loopback(),
+        Some(url::Host::Domain(name)) => name.eq_ignore_ascii_case("localhost"),
+        None => false,
+    }
+}
+
+/// `scheme://host[:port]` of a URL, lower-case.
+pub fn origin_of(url: &str) -> Option<String> {
+    let parsed = url::Url::parse(url).ok()?;
+    match parsed.origin() {
+        url::Origin::Tuple(..) => Some(parsed.origin().ascii_serialization()),
+        url::Origin::Opaque(_) => None,
+    }
+}
+
+/// An origin is `scheme://host[:port]`, with nothing after it; returned as browsers
+/// serialize it (lower-case host, no default port), the form `origin_of` gives.
+pub fn normalize_origin(origin: &str) -> Result<String, String> {
+    const EXPECTED: &str = "expected scheme://host[:port], with no path";
+    let parsed = url::Url::parse(origin.trim()).map_err(|_| EXPECTED.to_owned())?;
+    let bare = parsed.path() == "/" && parsed.query().is_none() && parsed.fragment().is_none();
+    if !matches!(parsed.scheme(), "http" | "https") || !bare || !parsed.username().is_empty() {
+        return Err(EXPECTED.into());
+    }
+    origin_of(origin.trim()).ok_or_else(|| EXPECTED.to_owned())
 }
 
 /// Reads one key at a time, collecting problems.
@@ -253,6 +447,16 @@ impl Config {
         }
         figment = figment
             .merge(Env::raw().only(COMPAT_ENV))
+            .merge(
+                Env::raw()
+                    .filter_map(|key| {
+                        COMPAT_PROVIDER_ENV
+                            .iter()
+                            .find(|(name, _)| key.as_str().eq_ignore_ascii_case(name))
+                            .map(|(_, path)| (*path).into())
+                    })
+                    .split("."),
+            )
             .merge(Env::prefixed("AUTH_").split("__").ignore(&["CONFIG"]));
         Self::from_figment(figment)
     }
@@ -275,6 +479,9 @@ impl Config {
             public_key: keys.get("public_key"),
             previous_public_keys: keys.get("previous_public_keys").unwrap_or_default(),
             external_address: keys.get("external_address"),
+            allowed_redirects: keys.get("allowed_redirects").unwrap_or_default(),
+            providers: keys.get("providers").unwrap_or_default(),
+            dev_login: keys.get("dev_login").unwrap_or(false),
             client_token_lifetime_secs: keys.get("client_token_lifetime_secs").unwrap_or(14 * DAY),
             permission_token_lifetime_secs: keys
                 .get("permission_token_lifetime_secs")
@@ -332,6 +539,24 @@ impl Config {
                 problems.push(format!("cors_origins: `{origin}`: {problem}"));
             }
         }
+        for origin in &config.allowed_redirects.0 {
+            if let Err(problem) = normalize_origin(origin) {
+                problems.push(format!("allowed_redirects: `{origin}`: {problem}"));
+            }
+        }
+        if let Err(mut provider_problems) = config.login_providers() {
+            problems.append(&mut provider_problems);
+        }
+        if config.dev_login {
+            match config.external_base() {
+                Some(base) if is_loopback_url(&base) => {}
+                _ => problems.push(
+                    "dev_login (AUTH_DEV_LOGIN): only allowed when external_address \
+                     (EXTERNAL_ADDRESS) is a loopback address such as http://127.0.0.1:8000"
+                        .to_owned(),
+                ),
+            }
+        }
         if config.plugin_timeout_ms == 0 {
             problems.push("plugin_timeout_ms: must be at least 1 (milliseconds)".to_owned());
         }
@@ -378,6 +603,46 @@ impl Config {
         self.external_address
             .as_deref()
             .and_then(|a| normalize_external_address(a).ok())
+    }
+
+    /// The login providers, checked; every problem found otherwise.
+    pub fn login_providers(&self) -> Result<Vec<Provider>, Vec<String>> {
+        let mut providers = Vec::new();
+        let mut problems = Vec::new();
+        for (name, table) in &self.providers {
+            match resolve_provider(name, table) {
+                Ok(provider) => providers.push(provider),
+                Err(problem) => problems.push(format!("providers.{name}: {problem}")),
+            }
+        }
+        if !providers.is_empty() && self.external_base().is_none() {
+            problems.push(
+                "external_address (EXTERNAL_ADDRESS): required when login providers are \
+                 configured, to build their callback URL"
+                    .to_owned(),
+            );
+        }
+        if problems.is_empty() {
+            Ok(providers)
+        } else {
+            Err(problems)
+        }
+    }
+
+    /// Origins `next` may point to.
+    pub fn redirect_origins(&self) -> Vec<String> {
+        if self.allowed_redirects.0.is_empty() {
+            self.external_base()
+                .and_then(|base| origin_of(&base))
+                .into_iter()
+                .collect()
+        } else {
+            self.allowed_redirects
+                .0
+                .iter()
+                .filter_map(|o| normalize_origin(o).ok())
+                .collect()
+        }
     }
 
     /// The plugin directory in effect.

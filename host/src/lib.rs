@@ -5,6 +5,7 @@ pub mod config;
 pub mod error;
 pub mod http;
 pub mod logging;
+pub mod login;
 pub mod metrics;
 pub mod plugins;
 pub mod service;

@@ -53,6 +53,41 @@ mod revoked_tokens {
     impl ActiveModelBehavior for ActiveModel {}
 }
 
+mod login_states {
+    use sea_orm::entity::prelude::*;
+
+    #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
+    #[sea_orm(table_name = "login_states")]
+    pub struct Model {
+        #[sea_orm(primary_key, auto_increment = false)]
+        pub state_hash: String,
+        pub browser_hash: String,
+        pub provider: String,
+        pub next: String,
+        pub pkce_verifier: String,
+        pub nonce: String,
+        pub expires_at: i64,
+    }
+
+    #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
+    pub enum Relation {}
+
+    impl ActiveModelBehavior for ActiveModel {}
+}
+
+/// A login in progress.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LoginState {
+    pub state_hash: String,
+    pub browser_hash: String,
+    pub provider: String,
+    pub next: String,
+    pub pkce_verifier: String,
+    pub nonce: String,
+    /// Unix seconds.
+    pub expires_at: i64,
+}
+
 /// A stored user.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct User {
@@ -302,6 +337,106 @@ impl Store {
             }
             Err(error) => Err(error.into()),
         }
+    }
+
+    /// Stores a login in progress, and forgets expired ones.
+    pub async fn save_login_state(&self, state: LoginState) -> Result<(), StoreError> {
+        login_states::Entity::delete_many()
+            .filter(login_states::Column::ExpiresAt.lt(Utc::now().timestamp()))
+            .exec(&self.db)
+            .await?;
+        login_states::Entity::insert(login_states::ActiveModel {
+            state_hash: ActiveValue::Set(state.state_hash),
+            browser_hash: ActiveValue::Set(state.browser_hash),
+            provider: ActiveValue::Set(state.provider),
+            next: ActiveValue::Set(state.next),
+            pkce_verifier: ActiveValue::Set(state.pkce_verifier),
+            nonce: ActiveValue::Set(state.nonce),
+            expires_at: ActiveValue::Set(state.expires_at),
+        })
+        .exec(&self.db)
+        .await?;
+        Ok(())
+    }
+
+    /// Takes a login in progress: it is deleted in the same step, so a state is used at
+    /// most once even when two callbacks race (only one delete removes the row).
+    pub async fn take_login_state(
+        &self,
+        state_hash: &str,
+    ) -> Result<Option<LoginState>, StoreError> {
+        let Some(found) = login_states::Entity::find_by_id(state_hash.to_owned())
+            .one(&self.db)
+            .await?
+        else {
+            return Ok(None);
+        };
+        let deleted = login_states::Entity::delete_by_id(state_hash.to_owned())
+            .exec(&self.db)
+            .await?;
+        if deleted.rows_affected != 1 {
+            return Ok(None);
+        }
+        Ok(Some(LoginState {
+            state_hash: found.state_hash,
+            browser_hash: found.browser_hash,
+            provider: found.provider,
+            next: found.next,
+            pkce_verifier: found.pkce_verifier,
+            nonce: found.nonce,
+            expires_at: found.expires_at,
+        }))
+    }
+
+    /// Stores a new user under the first free username among `base`, `base1`, `base2`, …
+    /// (compared case-insensitively); returns the user as stored.
+    pub async fn insert_user_with_free_username(
+        &self,
+        mut user: User,
+        base: &str,
+    ) -> Result<User, StoreError> {
+        for attempt in 0..1000u32 {
+            let candidate = if attempt == 0 {
+                base.to_owned()
+            } else {
+                format!("{base}{attempt}")
+            };
+            if self.user_by_username(&candidate).await?.is_some() {
+                continue;
+            }
+            user.username = Some(candidate);
+            match self.insert_user(user.clone()).await {
+                Ok(()) => return Ok(user),
+                // Taken meanwhile by a concurrent login: try the next suffix.
+                Err(StoreError::Db(error))
+                    if matches!(error.sql_err(), Some(SqlErr::UniqueConstraintViolation(_)))
+                        && self.user(&user.id).await?.is_none() =>
+                {
+                    continue;
+                }
+                Err(error) => return Err(error),
+            }
+        }
+        Err(StoreError::Config(format!(
+            "no free username found for `{base}`"
+        )))
+    }
+
+    /// Refreshes what a later login brings: provider id, name and avatar (and a username
+    /// an extension amended).
+    pub async fn refresh_user(&self, user: &User) -> Result<(), StoreError> {
+        users::Entity::update_many()
+            .col_expr(
+                users::Column::ProviderId,
+                Expr::val(user.provider_id.clone()),
+            )
+            .col_expr(users::Column::Name, Expr::val(user.name.clone()))
+            .col_expr(users::Column::AvatarUrl, Expr::val(user.avatar_url.clone()))
+            .col_expr(users::Column::Username, Expr::val(user.username.clone()))
+            .filter(users::Column::Id.eq(user.id.clone()))
+            .exec(&self.db)
+            .await?;
+        Ok(())
     }
 
     /// Records a revoked client token until `expires_at` (Unix seconds), and forgets

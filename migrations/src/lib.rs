@@ -9,6 +9,7 @@ pub use sea_orm_migration::prelude::*;
 mod m20261123_000001_users;
 mod m20261123_000002_username_choice;
 mod m20261123_000003_revoked_tokens;
+mod m20261123_000004_login_states;
 
 pub struct Migrator;
 
@@ -19,6 +20,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261123_000001_users::Migration),
             Box::new(m20261123_000002_username_choice::Migration),
             Box::new(m20261123_000003_revoked_tokens::Migration),
+            Box::new(m20261123_000004_login_states::Migration),
         ]
     }
 

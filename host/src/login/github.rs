@@ -1,0 +1,139 @@
+//! GitHub: OAuth2 (with PKCE) and the REST API (`/user`, `/user/emails`). Every endpoint is
+//! configurable, for GitHub Enterprise.
+
+use oauth2::basic::BasicClient;
+use oauth2::{
+    AuthUrl, AuthorizationCode, ClientId, ClientSecret, CsrfToken, PkceCodeChallenge,
+    PkceCodeVerifier, RedirectUrl, Scope, TokenResponse, TokenUrl,
+};
+use serde::Deserialize;
+
+use super::{EmailChoice, Identity};
+use crate::config::Provider;
+
+fn client(
+    provider: &Provider,
+    redirect: RedirectUrl,
+) -> Result<
+    BasicClient<
+        oauth2::EndpointSet,
+        oauth2::EndpointNotSet,
+        oauth2::EndpointNotSet,
+        oauth2::EndpointNotSet,
+        oauth2::EndpointSet,
+    >,
+    String,
+> {
+    let auth_url = AuthUrl::new(provider.auth_url.clone().unwrap_or_default())
+        .map_err(|e| format!("auth_url: {e}"))?;
+    let token_url = TokenUrl::new(provider.token_url.clone().unwrap_or_default())
+        .map_err(|e| format!("token_url: {e}"))?;
+    Ok(BasicClient::new(ClientId::new(provider.client_id.clone()))
+        .set_client_secret(ClientSecret::new(
+            provider.client_secret.expose().to_owned(),
+        ))
+        .set_auth_uri(auth_url)
+        .set_token_uri(token_url)
+        .set_redirect_uri(redirect))
+}
+
+pub fn authorize_url(
+    provider: &Provider,
+    redirect: RedirectUrl,
+    state: &str,
+    challenge: PkceCodeChallenge,
+) -> Result<String, String> {
+    let state = state.to_owned();
+    let (url, _) = client(provider, redirect)?
+        .authorize_url(move || CsrfToken::new(state))
+        .add_scopes(provider.scopes.iter().cloned().map(Scope::new))
+        .set_pkce_challenge(challenge)
+        .url();
+    Ok(url.to_string())
+}
+
+#[derive(Debug, Deserialize)]
+struct GithubUser {
+    id: u64,
+    login: String,
+    #[serde(default)]
+    name: Option<String>,
+    #[serde(default)]
+    email: Option<String>,
+    #[serde(default)]
+    avatar_url: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+struct GithubEmail {
+    email: String,
+    #[serde(default)]
+    primary: bool,
+    #[serde(default)]
+    verified: bool,
+}
+
+async fn api<T: serde::de::DeserializeOwned>(
+    http: &reqwest::Client,
+    provider: &Provider,
+    path: &str,
+    token: &str,
+) -> Result<T, String> {
+    let url = format!("{}{path}", provider.api_url.as_deref().unwrap_or_default());
+    let response = http
+        .get(&url)
+        .bearer_auth(token)
+        .header(reqwest::header::ACCEPT, "application/vnd.github+json")
+        .send()
+        .await
+        .map_err(|e| format!("GitHub API {path} unreachable: {e}"))?;
+    if !response.status().is_success() {
+        return Err(format!("GitHub API {path} answered {}", response.status()));
+    }
+    response
+        .json()
+        .await
+        .map_err(|e| format!("GitHub API {path} answered unreadable JSON: {e}"))
+}
+
+pub async fn identity(
+    http: &reqwest::Client,
+    provider: &Provider,
+    redirect: RedirectUrl,
+    code: &str,
+    verifier: &str,
+) -> Result<Identity, String> {
+    let token = client(provider, redirect)?
+        .exchange_code(AuthorizationCode::new(code.to_owned()))
+        .set_pkce_verifier(PkceCodeVerifier::new(verifier.to_owned()))
+        .request_async(http)
+        .await
+        .map_err(|e| format!("GitHub refused the code: {e}"))?;
+    let access = token.access_token().secret();
+    let user: GithubUser = api(http, provider, "/user", access).await?;
+    // A public email on GitHub is a verified one; without it, the verified emails decide
+    // (the service picks one that already belongs to a user, else the primary).
+    let email = match user.email.filter(|e| !e.is_empty()) {
+        Some(email) => EmailChoice::Known(email),
+        None => {
+            let emails: Vec<GithubEmail> = api(http, provider, "/user/emails", access).await?;
+            let verified: Vec<(String, bool)> = emails
+                .into_iter()
+                .filter(|e| e.verified)
+                .map(|e| (e.email, e.primary))
+                .collect();
+            if verified.is_empty() {
+                EmailChoice::None
+            } else {
+                EmailChoice::Candidates(verified)
+            }
+        }
+    };
+    Ok(Identity {
+        provider_id: format!("{}:{}", provider.name, user.id),
+        email,
+        name: user.name,
+        login: Some(user.login),
+        avatar_url: user.avatar_url,
+    })
+}

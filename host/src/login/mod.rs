@@ -1,0 +1,444 @@
+//! Logging in with a provider: starting the login (state, PKCE, nonce, browser binding),
+//! and finishing it at the callback (single-use state, code exchange, identity). What
+//! becomes of the identity (user records, hooks, tokens) is the service's business.
+//!
+//! Nothing here knows about HTTP requests: the front end hands in parameters and the
+//! browser-binding cookie, and gets back URLs and cookie values.
+
+mod github;
+mod oidc;
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use base64::Engine;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use chrono::Utc;
+use oauth2::{PkceCodeChallenge, RedirectUrl};
+
+use crate::config::{Provider, ProviderKind};
+use crate::storage::{LoginState, Store, StoreError};
+
+/// A login attempt lives this long.
+pub const LOGIN_LIFETIME: Duration = Duration::from_secs(600);
+
+/// The cookie binding a login to the browser that started it.
+pub const BROWSER_COOKIE: &str = "auth_host_browser";
+
+/// The development login's provider name.
+pub const DEV_PROVIDER: &str = "dev";
+
+/// An identity a provider vouched for.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Identity {
+    /// `<provider>:<subject>`
+    pub provider_id: String,
+    pub email: EmailChoice,
+    pub name: Option<String>,
+    /// The provider's own user name (GitHub's login), the first choice of username.
+    pub login: Option<String>,
+    pub avatar_url: Option<String>,
+}
+
+/// The email of an identity, or (GitHub without a public email) its verified emails.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum EmailChoice {
+    Known(String),
+    /// Verified emails, with whether each is the primary one.
+    Candidates(Vec<(String, bool)>),
+    None,
+}
+
+/// Why a login cannot go on. `next` is where to send the browser with `error`, when the
+/// login got far enough to know a safe one.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LoginFailure {
+    pub next: Option<String>,
+    pub message: String,
+}
+
+impl LoginFailure {
+    fn new(next: Option<&str>, message: impl Into<String>) -> Self {
+        LoginFailure {
+            next: next.map(str::to_owned),
+            message: message.into(),
+        }
+    }
+}
+
+/// What the front end does to start a login: set the cookie, redirect to `redirect`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LoginStart {
+    pub redirect: String,
+    pub browser_cookie: String,
+    /// The state (for the development login's form).
+    pub state: String,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error("unknown login provider `{0}`")]
+    UnknownProvider(String),
+    #[error("{0}")]
+    BadNext(String),
+    #[error(transparent)]
+    Storage(#[from] StoreError),
+    /// The provider cannot be reached (e.g. discovery failed); the browser goes back to
+    /// `next` with the error.
+    #[error("{}", .0.message)]
+    Provider(LoginFailure),
+}
+
+/// Login settings, from the configuration.
+#[derive(Debug, Clone)]
+pub struct LoginSettings {
+    /// `EXTERNAL_ADDRESS`, without a trailing `/`.
+    pub external_base: Option<String>,
+    /// Origins `next` may be on.
+    pub redirect_origins: Vec<String>,
+    pub providers: Vec<Provider>,
+    pub dev_login: bool,
+}
+
+pub struct Logins {
+    settings: LoginSettings,
+    store: Store,
+    http: reqwest::Client,
+    oidc: oidc::DiscoveryCache,
+}
+
+impl std::fmt::Debug for Logins {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Logins").finish_non_exhaustive()
+    }
+}
+
+/// 244 random bits from the OS's CSPRNG (two v4 UUIDs), base64url.
+fn random_token() -> String {
+    let mut bytes = [0u8; 32];
+    bytes[..16].copy_from_slice(uuid::Uuid::new_v4().as_bytes());
+    bytes[16..].copy_from_slice(uuid::Uuid::new_v4().as_bytes());
+    URL_SAFE_NO_PAD.encode(bytes)
+}
+
+/// SHA-256, hex: how states and cookies are stored.
+pub fn digest(text: &str) -> String {
+    aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, text.as_bytes())
+        .as_ref()
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
+/// Appends `key=value` to a URL's query, keeping what is there.
+pub fn with_param(url: &str, key: &str, value: &str) -> String {
+    match url::Url::parse(url) {
+        Ok(mut parsed) => {
+            parsed.query_pairs_mut().append_pair(key, value);
+            parsed.to_string()
+        }
+        Err(_) => url.to_owned(),
+    }
+}
+
+impl Logins {
+    pub fn new(settings: LoginSettings, store: Store) -> Result<Logins, String> {
+        // Never follow redirects from a provider's endpoints (the oauth2 crate's advice
+        // against SSRF), and never wait forever.
+        let http = reqwest::Client::builder()
+            .redirect(reqwest::redirect::Policy::none())
+            .timeout(Duration::from_secs(10))
+            .user_agent(concat!("auth-host/", env!("CARGO_PKG_VERSION")))
+            .build()
+            .map_err(|e| format!("cannot build the HTTP client: {e}"))?;
+        Ok(Logins {
+            settings,
+            store,
+            http,
+            oidc: oidc::DiscoveryCache::default(),
+        })
+    }
+
+    pub fn dev_login(&self) -> bool {
+        self.settings.dev_login
+    }
+
+    fn provider(&self, name: &str) -> Option<&Provider> {
+        self.settings.providers.iter().find(|p| p.name == name)
+    }
+
+    fn callback_url(&self) -> Option<String> {
+        self.settings
+            .external_base
+            .as_ref()
+            .map(|base| format!("{base}/auth/oauth_callback"))
+    }
+
+    /// `/auth/check`'s `providers`: name → login URL on auth-host, carrying `next`.
+    pub fn provider_links(&self, next: Option<&str>) -> BTreeMap<String, String> {
+        let Some(base) = &self.settings.external_base else {
+            return BTreeMap::new();
+        };
+        let names = self
+            .settings
+            .providers
+            .iter()
+            .map(|p| p.name.as_str())
+            .chain(self.settings.dev_login.then_some(DEV_PROVIDER));
+        names
+            .map(|name| {
+                let mut url = format!("{base}/auth/login/{name}");
+                if let Some(next) = next {
+                    url = with_param(&url, "next", next);
+                }
+                (name.to_owned(), url)
+            })
+            .collect()
+    }
+
+    /// `next` when it is an absolute http(s) URL on an allowed origin; the default (the
+    /// external address) when absent.
+    pub fn check_next(&self, next: Option<&str>) -> Result<String, String> {
+        let next = match next.filter(|n| !n.is_empty()) {
+            Some(next) => next.to_owned(),
+            None => match &self.settings.external_base {
+                Some(base) => format!("{base}/"),
+                None => return Err("next is required".into()),
+            },
+        };
+        let origin = crate::config::origin_of(&next)
+            .ok_or_else(|| "next must be an absolute http(s) URL".to_owned())?;
+        if !next.starts_with("http://") && !next.starts_with("https://") {
+            return Err("next must be an absolute http(s) URL".into());
+        }
+        if self.settings.redirect_origins.iter().any(|o| *o == origin) {
+            Ok(next)
+        } else {
+            Err(format!("next is not on an allowed origin ({origin})"))
+        }
+    }
+
+    /// Starts a login with `provider`: remembers it (state, PKCE verifier, nonce, browser)
+    /// and gives the URL of the provider's consent page.
+    pub async fn start(
+        &self,
+        provider_name: &str,
+        next: Option<&str>,
+        browser: Option<&str>,
+    ) -> Result<LoginStart, StartError> {
+        let is_dev = provider_name == DEV_PROVIDER && self.settings.dev_login;
+        let provider = self.provider(provider_name);
+        if provider.is_none() && !is_dev {
+            return Err(StartError::UnknownProvider(provider_name.to_owned()));
+        }
+        // Refused before anything else: a token is never sent to an unlisted site.
+        let next = self.check_next(next).map_err(StartError::BadNext)?;
+        let callback = self
+            .callback_url()
+            .ok_or_else(|| StartError::BadNext("external_address is not configured".into()))?;
+        let state = random_token();
+        let nonce = random_token();
+        let browser_cookie = browser
+            .filter(|b| b.len() >= 32 && b.len() <= 64)
+            .map(str::to_owned)
+            .unwrap_or_else(random_token);
+        let (challenge, verifier) = PkceCodeChallenge::new_random_sha256();
+        let redirect = match provider {
+            None => format!(
+                "{}/auth/login/{DEV_PROVIDER}?state={state}",
+                self.settings.external_base.as_deref().unwrap_or_default()
+            ),
+            Some(provider) => {
+                let redirect_url = RedirectUrl::new(callback)
+                    .map_err(|e| StartError::BadNext(format!("bad callback URL: {e}")))?;
+                let started = match provider.kind {
+                    ProviderKind::Github => {
+                        github::authorize_url(provider, redirect_url, &state, challenge)
+                    }
+                    ProviderKind::Google | ProviderKind::Oidc => {
+                        oidc::authorize_url(
+                            &self.oidc,
+                            &self.http,
+                            provider,
+                            redirect_url,
+                            &state,
+                            &nonce,
+                            challenge,
+                        )
+                        .await
+                    }
+                };
+                started.map_err(|message| {
+                    tracing::warn!(provider = provider.name, %message, "cannot start a login");
+                    StartError::Provider(LoginFailure::new(Some(&next), message))
+                })?
+            }
+        };
+        self.store
+            .save_login_state(LoginState {
+                state_hash: digest(&state),
+                browser_hash: digest(&browser_cookie),
+                provider: provider_name.to_owned(),
+                next,
+                pkce_verifier: verifier.secret().clone(),
+                nonce,
+                expires_at: Utc::now().timestamp() + LOGIN_LIFETIME.as_secs() as i64,
+            })
+            .await?;
+        Ok(LoginStart {
+            redirect,
+            browser_cookie,
+            state,
+        })
+    }
+
+    /// Takes the login `state` names, checking it is alive and bound to this browser.
+    async fn take_state(
+        &self,
+        state: Option<&str>,
+        browser: Option<&str>,
+    ) -> Result<LoginState, LoginFailure> {
+        let state = state
+            .filter(|s| !s.is_empty())
+            .ok_or_else(|| LoginFailure::new(None, "the login has no state"))?;
+        let saved = self
+            .store
+            .take_login_state(&digest(state))
+            .await
+            .map_err(|e| {
+                tracing::error!(error = %e, "cannot read a login state");
+                LoginFailure::new(None, "the login cannot be checked right now")
+            })?
+            .ok_or_else(|| {
+                LoginFailure::new(
+                    None,
+                    "this login is unknown or was already used; start again",
+                )
+            })?;
+        let next = Some(saved.next.as_str());
+        if saved.expires_at < Utc::now().timestamp() {
+            return Err(LoginFailure::new(next, "the login expired; start again"));
+        }
+        // Constant-time compare is not needed: both sides are digests of random values.
+        if browser.map(digest).as_deref() != Some(saved.browser_hash.as_str()) {
+            return Err(LoginFailure::new(
+                next,
+                "the login was started in another browser; start again",
+            ));
+        }
+        Ok(saved)
+    }
+
+    /// Finishes a provider login at the callback: the identity, and where to go next.
+    pub async fn finish(
+        &self,
+        state: Option<&str>,
+        code: Option<&str>,
+        provider_error: Option<&str>,
+        browser: Option<&str>,
+    ) -> Result<(Identity, String), LoginFailure> {
+        let saved = self.take_state(state, browser).await?;
+        let next = Some(saved.next.as_str());
+        if let Some(error) = provider_error {
+            return Err(LoginFailure::new(
+                next,
+                format!("the provider refused: {error}"),
+            ));
+        }
+        let code = code
+            .filter(|c| !c.is_empty())
+            .ok_or_else(|| LoginFailure::new(next, "the provider sent no code"))?;
+        let provider = self.provider(&saved.provider).ok_or_else(|| {
+            LoginFailure::new(next, "this login provider is no longer configured")
+        })?;
+        let callback = self
+            .callback_url()
+            .and_then(|url| RedirectUrl::new(url).ok())
+            .ok_or_else(|| LoginFailure::new(next, "external_address is not configured"))?;
+        let identity = match provider.kind {
+            ProviderKind::Github => {
+                github::identity(&self.http, provider, callback, code, &saved.pkce_verifier).await
+            }
+            ProviderKind::Google | ProviderKind::Oidc => {
+                oidc::identity(
+                    &self.oidc,
+                    &self.http,
+                    provider,
+                    callback,
+                    code,
+                    &saved.pkce_verifier,
+                    &saved.nonce,
+                )
+                .await
+            }
+        };
+        match identity {
+            Ok(identity) => Ok((identity, saved.next)),
+            Err(message) => {
+                tracing::warn!(provider = provider.name, %message, "login failed");
+                Err(LoginFailure::new(next, message))
+            }
+        }
+    }
+
+    /// Finishes a development login: whoever the form says.
+    pub async fn finish_dev(
+        &self,
+        state: Option<&str>,
+        email: Option<&str>,
+        name: Option<&str>,
+        browser: Option<&str>,
+    ) -> Result<(Identity, String), LoginFailure> {
+        if !self.settings.dev_login {
+            return Err(LoginFailure::new(
+                None,
+                "the development login is not enabled",
+            ));
+        }
+        let saved = self.take_state(state, browser).await?;
+        let next = Some(saved.next.as_str());
+        if saved.provider != DEV_PROVIDER {
+            return Err(LoginFailure::new(
+                next,
+                "this login was not a development login",
+            ));
+        }
+        let email = email
+            .map(str::trim)
+            .filter(|e| e.contains('@') && e.len() <= 128)
+            .ok_or_else(|| LoginFailure::new(next, "an email address is required"))?;
+        Ok((
+            Identity {
+                provider_id: format!("{DEV_PROVIDER}:{email}"),
+                email: EmailChoice::Known(email.to_owned()),
+                name: name
+                    .map(str::trim)
+                    .filter(|n| !n.is_empty())
+                    .map(str::to_owned),
+                login: None,
+                avatar_url: None,
+            },
+            saved.next,
+        ))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn next_keeps_its_parameters_and_gains_one() {
+        assert_eq!(
+            with_param("https://app.example.com/cb?x=1#frag", "jwt", "a.b.c"),
+            "https://app.example.com/cb?x=1&jwt=a.b.c#frag"
+        );
+    }
+
+    #[test]
+    fn random_tokens_are_long_and_distinct() {
+        let a = random_token();
+        assert_eq!(a.len(), 43);
+        assert_ne!(a, random_token());
+    }
+}
