@@ -5,6 +5,10 @@ CARGO ?= cargo
 # The sample plugins are built next to the binary, which is the default plugin directory.
 SAMPLE_PLUGINS = ALLOWED_SERVICES="example:sample_permission_provider" \
                  INSTALLED_EXTENSIONS="sample_extension"
+# `make run` serves on loopback with the development login, so that the whole login can be
+# walked in a browser with no OAuth credentials.
+DEV_SERVER = EXTERNAL_ADDRESS="http://127.0.0.1:8000" AUTH_LISTEN="127.0.0.1:8000" \
+             AUTH_DEV_LOGIN=true
 
 # PyJWT, for the test that verifies permission tokens as downstream services do.
 PYJWT_VENV = target/pyjwt-venv
@@ -15,7 +19,7 @@ build:
 	$(CARGO) build --workspace
 
 run: build
-	$(SAMPLE_PLUGINS) ./target/debug/auth-host serve
+	$(SAMPLE_PLUGINS) $(DEV_SERVER) ./target/debug/auth-host serve
 
 check-plugins: build
 	$(SAMPLE_PLUGINS) ./target/debug/auth-host plugins check

@@ -9,6 +9,7 @@ use tokio::net::TcpListener;
 
 use crate::config::{Config, normalize_origin};
 use crate::http::{HttpApi, HttpSettings};
+use crate::login::{LoginSettings, Logins};
 use crate::metrics::Metrics;
 use crate::plugins::{LoadOutcome, PluginRegistry};
 use crate::service::AuthService;
@@ -113,6 +114,7 @@ pub async fn open_store(config: &Config) -> Result<Store, StartupError> {
 /// A ready service: everything loaded, nothing listening yet.
 pub struct App {
     pub service: Arc<AuthService>,
+    pub logins: Arc<Logins>,
     pub http: Arc<HttpApi>,
 }
 
@@ -135,9 +137,35 @@ impl App {
             "plugins loaded"
         );
         let service = Arc::new(AuthService::new(store, tokens, Arc::new(plugins), metrics));
+        let external_base = config.external_base();
+        let providers = config
+            .login_providers()
+            .map_err(|problems| StartupError::Io(problems.join("\n")))?;
+        if config.dev_login {
+            tracing::warn!(
+                "the development login is enabled: anyone reaching this server can log in as \
+                 anyone (allowed only on a loopback external address)"
+            );
+        }
+        let logins = Arc::new(
+            Logins::new(
+                LoginSettings {
+                    external_base: external_base.clone(),
+                    redirect_origins: config.redirect_origins(),
+                    providers,
+                    dev_login: config.dev_login,
+                },
+                service.store().clone(),
+            )
+            .map_err(StartupError::Io)?,
+        );
         let http = Arc::new(HttpApi::new(
             Arc::clone(&service),
+            Arc::clone(&logins),
             HttpSettings {
+                secure_cookies: external_base
+                    .as_deref()
+                    .is_some_and(|b| b.starts_with("https://")),
                 max_body_bytes: config.max_body_bytes,
                 request_timeout: Duration::from_millis(config.request_timeout_ms),
                 cors_origins: config
@@ -148,7 +176,11 @@ impl App {
                     .collect::<HashSet<_>>(),
             },
         ));
-        Ok(App { service, http })
+        Ok(App {
+            service,
+            logins,
+            http,
+        })
     }
 }
 

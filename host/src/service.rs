@@ -5,9 +5,12 @@ use std::sync::Arc;
 
 use auth_host_plugin_api::{Permissions, UserInfo};
 
+use md5::Digest as _;
+
 use crate::error::{Error, Result};
+use crate::login::{EmailChoice, Identity};
 use crate::metrics::{Metrics, PluginCallLabels, TokenLabels};
-use crate::plugins::{PluginCallError, PluginRegistry};
+use crate::plugins::{HookDecision, PluginCallError, PluginRegistry};
 use crate::storage::{Store, User, UsernameChoice};
 use crate::tokens::{ClientClaims, TokenService};
 
@@ -67,6 +70,27 @@ pub fn validate_username(username: &str) -> std::result::Result<(), String> {
         return Err(RULE.into());
     }
     Ok(())
+}
+
+/// A user's id: md5 hex of the email, as the old service made it.
+pub fn user_id_of(email: &str) -> String {
+    format!("{:x}", md5::Md5::digest(email.as_bytes()))
+}
+
+/// The two login hooks that may refuse.
+#[derive(Debug, Clone, Copy)]
+enum Hook {
+    NewUser,
+    Login,
+}
+
+impl Hook {
+    fn name(self) -> &'static str {
+        match self {
+            Hook::NewUser => "on_new_user",
+            Hook::Login => "on_user_login",
+        }
+    }
 }
 
 /// The plugin-facing record of a user.
@@ -266,6 +290,177 @@ impl AuthService {
                 UsernameChoice::UnknownUser => Err(UpdateRefusal::UnknownUser),
             },
         )
+    }
+
+    /// Picks the identity's email: its own, or among GitHub's verified emails one that
+    /// already belongs to a user, else the primary one.
+    async fn choose_email(&self, choice: &EmailChoice) -> Result<Option<String>> {
+        Ok(match choice {
+            EmailChoice::Known(email) => Some(email.clone()),
+            EmailChoice::None => None,
+            EmailChoice::Candidates(emails) => {
+                let mut chosen = None;
+                for (email, _) in emails {
+                    if self.store.user(&user_id_of(email)).await?.is_some() {
+                        chosen = Some(email.clone());
+                        break;
+                    }
+                }
+                chosen.or_else(|| {
+                    emails
+                        .iter()
+                        .find(|(_, primary)| *primary)
+                        .map(|(email, _)| email.clone())
+                })
+            }
+        })
+    }
+
+    /// Runs one login hook of every extension in order; the first refusal (or failure:
+    /// fail closed) ends it. Amendments apply to `user` as they come.
+    async fn run_login_hook(&self, hook: Hook, user: &mut User) -> Result<Result<(), String>> {
+        for extension in self.plugins.extensions() {
+            let info = user_info(user);
+            let answer = self
+                .plugins
+                .run(extension, move |plugin| match hook {
+                    Hook::NewUser => plugin.on_new_user(&info),
+                    Hook::Login => plugin.on_user_login(&info),
+                })
+                .await;
+            self.metrics
+                .plugin_calls
+                .get_or_create(&PluginCallLabels {
+                    alias: extension.alias().to_owned(),
+                    outcome: outcome_label(&answer),
+                })
+                .inc();
+            match answer {
+                Ok(HookDecision::Continue) => {}
+                Ok(HookDecision::Amend(amendment)) => {
+                    if let Some(name) = amendment.name {
+                        user.name = Some(name);
+                    }
+                    if let Some(avatar) = amendment.avatar_url {
+                        user.avatar_url = Some(avatar);
+                    }
+                    if let Some(username) = amendment.username {
+                        match validate_username(&username) {
+                            Ok(()) => user.username = Some(username),
+                            Err(reason) => tracing::warn!(
+                                extension = extension.alias(),
+                                "ignored an amended username: {reason}"
+                            ),
+                        }
+                    }
+                }
+                Ok(HookDecision::Refuse(reason)) => {
+                    tracing::info!(extension = extension.alias(), hook = hook.name(), %reason, "login refused");
+                    return Ok(Err(format!("Login refused: {reason}")));
+                }
+                Err(error) => {
+                    tracing::warn!(hook = hook.name(), %error, "login hook failed; refusing the login");
+                    return Ok(Err("Login refused: an extension failed".into()));
+                }
+            }
+        }
+        Ok(Ok(()))
+    }
+
+    /// Completes a login the provider vouched for: creates or refreshes the user (after
+    /// the hooks agree) and issues a client token. `Ok(Err(message))` when refused.
+    pub async fn complete_login(&self, identity: Identity) -> Result<Result<String, String>> {
+        let Some(email) = self.choose_email(&identity.email).await? else {
+            return Ok(Err(
+                "The provider gave no email address for this account".into()
+            ));
+        };
+        let id = user_id_of(&email);
+        let user = match self.store.user(&id).await? {
+            None => {
+                let base = identity
+                    .login
+                    .clone()
+                    .unwrap_or_else(|| email.split('@').next().unwrap_or_default().to_owned())
+                    .to_lowercase();
+                let mut user = User {
+                    id,
+                    provider_id: Some(identity.provider_id),
+                    username: Some(base),
+                    name: identity.name,
+                    email: Some(email),
+                    avatar_url: identity.avatar_url,
+                    join_date: Some(chrono::Utc::now().naive_utc()),
+                    username_set_at: None,
+                };
+                // Nothing is stored unless both hooks agree.
+                if let Err(refusal) = self.run_login_hook(Hook::NewUser, &mut user).await? {
+                    return Ok(Err(refusal));
+                }
+                if let Err(refusal) = self.run_login_hook(Hook::Login, &mut user).await? {
+                    return Ok(Err(refusal));
+                }
+                let base = user.username.clone().unwrap_or_default();
+                let stored = self
+                    .store
+                    .insert_user_with_free_username(user, &base)
+                    .await?;
+                tracing::info!(user = stored.id, "new user");
+                stored
+            }
+            Some(mut user) => {
+                user.provider_id = Some(identity.provider_id);
+                user.name = identity.name.or(user.name);
+                user.avatar_url = identity.avatar_url.or(user.avatar_url);
+                let before = user.username.clone();
+                if let Err(refusal) = self.run_login_hook(Hook::Login, &mut user).await? {
+                    return Ok(Err(refusal));
+                }
+                if user.username != before
+                    && let Some(wanted) = &user.username
+                    && let Some(holder) = self.store.user_by_username(wanted).await?
+                    && holder.id != user.id
+                {
+                    tracing::warn!(user = user.id, "ignored an amended username that is taken");
+                    user.username = before;
+                }
+                self.store.refresh_user(&user).await?;
+                user
+            }
+        };
+        self.issue_client_token(&user.id).map(Ok)
+    }
+
+    /// Revokes a client token everywhere (until it would have expired) and tells the
+    /// extensions. A token that does not verify has nothing to revoke.
+    pub async fn logout(&self, token: Option<&str>) -> Result<()> {
+        let Some(token) = token.filter(|t| !t.is_empty()) else {
+            return Ok(());
+        };
+        let Ok(claims) = self.tokens.verify_client_token(token) else {
+            return Ok(());
+        };
+        self.store
+            .revoke_token(
+                &claims.revocation_id(token),
+                i64::try_from(claims.exp).unwrap_or(i64::MAX),
+            )
+            .await?;
+        let Some(user) = self.store.user(&claims.userid).await? else {
+            return Ok(());
+        };
+        for extension in self.plugins.extensions() {
+            let info = user_info(&user);
+            let answer = self
+                .plugins
+                .run(extension, move |plugin| plugin.on_user_logout(&info))
+                .await;
+            if let Err(error) = answer {
+                // Logout cannot be refused: the failure is only reported.
+                tracing::warn!(%error, "on_user_logout failed");
+            }
+        }
+        Ok(())
     }
 
     /// The id of the user with this username (case-insensitive).

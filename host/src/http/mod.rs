@@ -2,6 +2,7 @@
 //! adds what every request needs — a request id, CORS for configured origins, size and
 //! time limits, metrics — and nothing of the product's logic.
 
+mod login;
 mod request;
 mod response;
 mod routes;
@@ -23,6 +24,7 @@ use tokio::net::TcpListener;
 use tracing::Instrument;
 
 use crate::error::Error;
+use crate::login::Logins;
 use crate::metrics::{RequestLabels, RouteLabels};
 use crate::service::AuthService;
 use request::Params;
@@ -36,16 +38,23 @@ pub struct HttpSettings {
     pub request_timeout: Duration,
     /// Lower-case `scheme://host[:port]` origins allowed to call from a browser.
     pub cors_origins: HashSet<String>,
+    /// Cookies get `Secure` (the external address is https).
+    pub secure_cookies: bool,
 }
 
 pub struct HttpApi {
     service: Arc<AuthService>,
+    logins: Arc<Logins>,
     settings: HttpSettings,
 }
 
 impl HttpApi {
-    pub fn new(service: Arc<AuthService>, settings: HttpSettings) -> Self {
-        HttpApi { service, settings }
+    pub fn new(service: Arc<AuthService>, logins: Arc<Logins>, settings: HttpSettings) -> Self {
+        HttpApi {
+            service,
+            logins,
+            settings,
+        }
     }
 
     /// Serves connections from `listener` until `shutdown` completes, then lets requests in
@@ -137,7 +146,8 @@ impl HttpApi {
     }
 
     async fn dispatch(&self, request: Request<Incoming>) -> (&'static str, Response<Body>) {
-        let Some(route) = Route::from_path(request.uri().path()) else {
+        let path = request.uri().path().to_owned();
+        let Some(route) = Route::from_path(&path) else {
             return ("unknown", Reply::from(Error::NotFound).render(None));
         };
         let method = request.method().clone();
@@ -158,7 +168,14 @@ impl HttpApi {
             Ok(callback) => callback,
             Err(error) => return (route.name(), Reply::from(error).render(None)),
         };
-        let reply = routes::handle(route, &self.service, &params)
+        let context = routes::Context {
+            service: &self.service,
+            logins: &self.logins,
+            path: &path,
+            post: method == Method::POST,
+            secure_cookies: self.settings.secure_cookies,
+        };
+        let reply = routes::handle(route, &context, &params)
             .await
             .unwrap_or_else(Reply::from);
         (route.name(), reply.render(callback))

@@ -14,6 +14,7 @@ pub struct Params {
     query: Vec<(String, String)>,
     form: Vec<(String, String)>,
     auth_token: Option<String>,
+    browser: Option<String>,
 }
 
 impl Params {
@@ -30,6 +31,15 @@ impl Params {
             .get("auth-token")
             .and_then(|v| v.to_str().ok())
             .map(str::to_owned);
+        let browser = parts
+            .headers
+            .get_all(hyper::header::COOKIE)
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .flat_map(|v| v.split(';'))
+            .filter_map(|pair| pair.trim().split_once('='))
+            .find(|(name, _)| *name == crate::login::BROWSER_COOKIE)
+            .map(|(_, value)| value.to_owned());
         let is_form = parts
             .headers
             .get(CONTENT_TYPE)
@@ -56,6 +66,7 @@ impl Params {
             query,
             form,
             auth_token,
+            browser,
         })
     }
 
@@ -66,6 +77,11 @@ impl Params {
             .chain(self.form.iter())
             .find(|(k, _)| k == key)
             .map(|(_, v)| v.as_str())
+    }
+
+    /// The browser-binding cookie of a login in progress.
+    pub fn browser(&self) -> Option<&str> {
+        self.browser.as_deref()
     }
 
     /// The client token: the `auth-token` header, else the `jwt` parameter.

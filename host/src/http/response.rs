@@ -17,6 +17,8 @@ pub struct Reply {
     pub status: StatusCode,
     pub body: ReplyBody,
     pub allow: Option<&'static [&'static str]>,
+    pub location: Option<String>,
+    pub set_cookie: Option<String>,
 }
 
 #[derive(Debug)]
@@ -26,6 +28,7 @@ pub enum ReplyBody {
         content_type: &'static str,
         text: String,
     },
+    Empty,
 }
 
 impl Reply {
@@ -38,6 +41,8 @@ impl Reply {
             status,
             body: ReplyBody::Json(body),
             allow: None,
+            location: None,
+            set_cookie: None,
         }
     }
 
@@ -46,7 +51,33 @@ impl Reply {
             status: StatusCode::OK,
             body: ReplyBody::Text { content_type, text },
             allow: None,
+            location: None,
+            set_cookie: None,
         }
+    }
+
+    /// A page for a person (login form, login error), HTML-escaped by the caller.
+    pub fn html(status: StatusCode, html: String) -> Reply {
+        Reply {
+            status,
+            ..Reply::text("text/html; charset=utf-8", html)
+        }
+    }
+
+    /// 302 to `location`.
+    pub fn redirect(location: String) -> Reply {
+        Reply {
+            status: StatusCode::FOUND,
+            body: ReplyBody::Empty,
+            allow: None,
+            location: Some(location),
+            set_cookie: None,
+        }
+    }
+
+    pub fn with_cookie(mut self, cookie: String) -> Reply {
+        self.set_cookie = Some(cookie);
+        self
     }
 
     /// Renders, wrapping JSON as `callback(...)` when a callback was given.
@@ -58,6 +89,7 @@ impl Reply {
             ),
             (ReplyBody::Json(value), None) => ("application/json", value.to_string().into_bytes()),
             (ReplyBody::Text { content_type, text }, _) => (content_type, text.into_bytes()),
+            (ReplyBody::Empty, _) => ("text/plain; charset=utf-8", Vec::new()),
         };
         let mut response = Response::new(Full::new(Bytes::from(bytes)));
         *response.status_mut() = self.status;
@@ -69,6 +101,16 @@ impl Reply {
             header::X_CONTENT_TYPE_OPTIONS,
             HeaderValue::from_static("nosniff"),
         );
+        if let Some(location) = self.location
+            && let Ok(value) = HeaderValue::from_str(&location)
+        {
+            headers.insert(header::LOCATION, value);
+        }
+        if let Some(cookie) = self.set_cookie
+            && let Ok(value) = HeaderValue::from_str(&cookie)
+        {
+            headers.insert(header::SET_COOKIE, value);
+        }
         if let Some(methods) = self.allow
             && let Ok(value) = HeaderValue::from_str(&methods.join(", "))
         {
@@ -76,6 +118,22 @@ impl Reply {
         }
         response
     }
+}
+
+/// Text made safe to put in HTML.
+pub fn escape_html(text: &str) -> String {
+    let mut escaped = String::with_capacity(text.len());
+    for c in text.chars() {
+        match c {
+            '&' => escaped.push_str("&amp;"),
+            '<' => escaped.push_str("&lt;"),
+            '>' => escaped.push_str("&gt;"),
+            '"' => escaped.push_str("&quot;"),
+            '\'' => escaped.push_str("&#39;"),
+            other => escaped.push(other),
+        }
+    }
+    escaped
 }
 
 /// The status of a failed plugin call, as `/auth/authorize` answers it.

@@ -5,9 +5,11 @@ use hyper::StatusCode;
 use md5::Digest as _;
 use serde_json::{Value, json};
 
+use super::login;
 use super::request::Params;
 use super::response::{Reply, plugin_status};
 use crate::error::{Error, Result};
+use crate::login::Logins;
 use crate::service::{AuthService, Authorization, iso8601};
 use crate::storage::User;
 
@@ -23,6 +25,12 @@ pub enum Route {
     Jwks,
     Health,
     Metrics,
+    /// `login/<provider>`
+    Login,
+    /// `login/dev`
+    DevLogin,
+    OAuthCallback,
+    Logout,
 }
 
 const GET: &[&str] = &["GET"];
@@ -44,7 +52,20 @@ impl Route {
             ".well-known/jwks.json" => Route::Jwks,
             "health" => Route::Health,
             "metrics" => Route::Metrics,
-            _ => return None,
+            "oauth_callback" => Route::OAuthCallback,
+            "logout" => Route::Logout,
+            "login/dev" => Route::DevLogin,
+            other => match other.strip_prefix("login/") {
+                Some(name)
+                    if !name.is_empty()
+                        && name
+                            .chars()
+                            .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-') =>
+                {
+                    Route::Login
+                }
+                _ => return None,
+            },
         })
     }
 
@@ -60,21 +81,53 @@ impl Route {
             Route::Jwks => "jwks",
             Route::Health => "health",
             Route::Metrics => "metrics",
+            Route::Login => "login",
+            Route::DevLogin => "login_dev",
+            Route::OAuthCallback => "oauth_callback",
+            Route::Logout => "logout",
         }
     }
 
     pub fn methods(self) -> &'static [&'static str] {
         match self {
-            Route::Authorize => GET_POST,
+            Route::Authorize | Route::DevLogin | Route::Logout => GET_POST,
             Route::Update => POST,
             _ => GET,
         }
     }
 }
 
-pub async fn handle(route: Route, service: &AuthService, params: &Params) -> Result<Reply> {
+/// What handlers work with.
+pub struct Context<'a> {
+    pub service: &'a AuthService,
+    pub logins: &'a Logins,
+    /// The request path (login routes read the provider from it).
+    pub path: &'a str,
+    pub post: bool,
+    /// Whether cookies must be `Secure` (the external address is https).
+    pub secure_cookies: bool,
+}
+
+pub async fn handle(route: Route, context: &Context<'_>, params: &Params) -> Result<Reply> {
+    let service = context.service;
     match route {
-        Route::Check => check(service, params).await,
+        Route::Check => check(service, context.logins, params).await,
+        Route::Login => {
+            let provider = context.path.rsplit('/').next().unwrap_or_default();
+            login::start(context.logins, provider, params, context.secure_cookies).await
+        }
+        Route::DevLogin => {
+            login::dev(
+                service,
+                context.logins,
+                params,
+                context.post,
+                context.secure_cookies,
+            )
+            .await
+        }
+        Route::OAuthCallback => Ok(login::callback(service, context.logins, params).await),
+        Route::Logout => login::logout(service, context.logins, params).await,
         Route::Authorize => authorize(service, params).await,
         Route::Update => update(service, params).await,
         Route::PublicKey => Ok(Reply::text(
@@ -123,12 +176,18 @@ fn profile(user: &User) -> Value {
     })
 }
 
-async fn check(service: &AuthService, params: &Params) -> Result<Reply> {
+async fn check(service: &AuthService, logins: &Logins, params: &Params) -> Result<Reply> {
     Ok(Reply::json(
         match service.authenticate(params.jwt()).await? {
             Some((user, _)) => json!({"authenticated": true, "profile": profile(&user)}),
-            // Login providers join this list with the login flow.
-            None => json!({"authenticated": false, "providers": {}}),
+            None => {
+                let providers: serde_json::Map<String, Value> = logins
+                    .provider_links(params.get("next"))
+                    .into_iter()
+                    .map(|(name, url)| (name, json!({ "url": url })))
+                    .collect();
+                json!({"authenticated": false, "providers": providers})
+            }
         },
     ))
 }

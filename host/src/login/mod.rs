@@ -211,7 +211,7 @@ impl Logins {
         if !next.starts_with("http://") && !next.starts_with("https://") {
             return Err("next must be an absolute http(s) URL".into());
         }
-        if self.settings.redirect_origins.iter().any(|o| *o == origin) {
+        if self.settings.redirect_origins.contains(&origin) {
             Ok(next)
         } else {
             Err(format!("next is not on an allowed origin ({origin})"))
