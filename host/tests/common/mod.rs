@@ -223,6 +223,7 @@ pub fn plugin_settings(
     }
 }
 
+pub mod idp;
 pub mod server;
 
 /// The path of the `auth-host` binary built for these tests.

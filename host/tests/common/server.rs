@@ -168,10 +168,14 @@ impl TestServer {
             "test_extension",
         ]);
         let data_dir = tempfile::tempdir().unwrap();
-        let config = test_config(&database, &plugins, data_dir.path(), extra);
-        let app = App::build(&config).await.unwrap();
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let base = format!("http://{}", listener.local_addr().unwrap());
+        let mut extra = extra;
+        if extra.get("external_address").is_none() {
+            extra["external_address"] = json!(base);
+        }
+        let config = test_config(&database, &plugins, data_dir.path(), extra);
+        let app = App::build(&config).await.unwrap();
         let (shutdown, stopped) = oneshot::channel::<()>();
         let http = Arc::clone(&app.http);
         let task = tokio::spawn(async move {
@@ -273,6 +277,47 @@ pub async fn json_answer(response: reqwest::Response) -> (reqwest::StatusCode, V
         .to_owned();
     assert_eq!(content_type, "application/json", "{}", response.url());
     (status, response.json().await.unwrap())
+}
+
+/// A browser: keeps cookies, follows no redirect by itself.
+pub fn browser() -> reqwest::Client {
+    reqwest::Client::builder()
+        .cookie_store(true)
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap()
+}
+
+/// Follows redirects from `url` until one leads to `stop_prefix` (not fetched); returns that
+/// final location, or the answer that ended the chain when it was not a redirect.
+pub async fn follow(
+    browser: &reqwest::Client,
+    url: &str,
+    stop_prefix: &str,
+) -> Result<String, (reqwest::StatusCode, String)> {
+    let mut url = url.to_owned();
+    for _ in 0..10 {
+        let response = browser.get(&url).send().await.unwrap();
+        if !response.status().is_redirection() {
+            let status = response.status();
+            return Err((status, response.text().await.unwrap()));
+        }
+        let location = response.headers()["location"].to_str().unwrap().to_owned();
+        if location.starts_with(stop_prefix) {
+            return Ok(location);
+        }
+        url = location;
+    }
+    panic!("too many redirects from {url}");
+}
+
+/// The query parameters of a URL.
+pub fn params_of(url: &str) -> std::collections::HashMap<String, String> {
+    url::Url::parse(url)
+        .unwrap()
+        .query_pairs()
+        .into_owned()
+        .collect()
 }
 
 pub fn client() -> reqwest::Client {

@@ -1,6 +1,7 @@
 //! An extension built for the test suite. What it decides depends on the user's email
 //! domain: `refuse.test` refuses, `panic.test` panics, `amend.test` renames the user;
-//! anything else continues.
+//! anything else continues. With `record_to = "<file>"` in its settings, it appends one
+//! line per call (`<hook> <user id> <email>`), so that tests can see which hooks ran.
 
 use auth_host_plugin_api::{
     Amendment, LifecycleExtension, Logger, PluginContext, PluginError, UserInfo, Verdict,
@@ -9,6 +10,34 @@ use auth_host_plugin_api::{
 
 struct TestExtension {
     log: Logger,
+    record_to: Option<std::path::PathBuf>,
+}
+
+#[derive(Debug, Default, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Settings {
+    #[serde(default)]
+    record_to: Option<std::path::PathBuf>,
+}
+
+impl TestExtension {
+    fn record(&self, hook: &str, user: &UserInfo) -> Result<(), PluginError> {
+        self.log.info(format_args!("{hook} {}", user.id));
+        if let Some(path) = &self.record_to {
+            use std::io::Write;
+            let mut file = std::fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(path)?;
+            writeln!(
+                file,
+                "{hook} {} {}",
+                user.id,
+                user.email.as_deref().unwrap_or("-")
+            )?;
+        }
+        Ok(())
+    }
 }
 
 fn decide(hook: &str, user: &UserInfo) -> Result<Verdict, PluginError> {
@@ -33,24 +62,25 @@ fn decide(hook: &str, user: &UserInfo) -> Result<Verdict, PluginError> {
 
 impl LifecycleExtension for TestExtension {
     fn new(context: PluginContext) -> Result<Self, PluginError> {
+        let settings: Settings = context.parse_settings()?;
         Ok(TestExtension {
             log: context.logger().clone(),
+            record_to: settings.record_to,
         })
     }
 
     fn on_new_user(&self, user: &UserInfo) -> Result<Verdict, PluginError> {
-        self.log.info(format_args!("on_new_user {}", user.id));
+        self.record("on_new_user", user)?;
         decide("on_new_user", user)
     }
 
     fn on_user_login(&self, user: &UserInfo) -> Result<Verdict, PluginError> {
-        self.log.info(format_args!("on_user_login {}", user.id));
+        self.record("on_user_login", user)?;
         decide("on_user_login", user)
     }
 
     fn on_user_logout(&self, user: &UserInfo) -> Result<(), PluginError> {
-        self.log.info(format_args!("on_user_logout {}", user.id));
-        Ok(())
+        self.record("on_user_logout", user)
     }
 }
 
