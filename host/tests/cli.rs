@@ -317,35 +317,16 @@ async fn migrate_token_issue_and_users_commands() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn serve_logs_requests_with_their_id_and_never_a_token_or_key() {
-    use std::io::{BufRead, BufReader};
     let plugins = PluginDir::with_workspace_plugins(&["sample_permission_provider"]);
     let data = tempfile::tempdir().unwrap();
-    let mut child = Command::new(common::auth_host_bin())
-        .arg("serve")
-        .env_clear()
-        .env("AUTH_PLUGIN_DIR", plugins.path())
-        .env("AUTH_DATA_DIR", data.path())
-        .env("AUTH_LISTEN", "127.0.0.1:0")
-        .env("ALLOWED_SERVICES", "example:sample_permission_provider")
-        .env("RUST_LOG", "debug")
-        .env("AUTH_LOG_FORMAT", "json")
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut stderr = BufReader::new(child.stderr.take().unwrap());
-    let mut log = String::new();
-    let address = loop {
-        let mut line = String::new();
-        assert!(
-            stderr.read_line(&mut line).unwrap() > 0,
-            "exited early:\n{log}"
-        );
-        log.push_str(&line);
-        let event: serde_json::Value = serde_json::from_str(&line).unwrap();
-        if event["message"] == "listening" {
-            break event["address"].as_str().unwrap().to_owned();
-        }
-    };
+    let data_dir = data.path().to_str().unwrap();
+    let plugin_dir = plugins.path().to_str().unwrap();
+    let server = common::ServerProcess::start(&[
+        ("AUTH_PLUGIN_DIR", plugin_dir),
+        ("AUTH_DATA_DIR", data_dir),
+        ("ALLOWED_SERVICES", "example:sample_permission_provider"),
+        ("RUST_LOG", "debug"),
+    ]);
     // A token of the server's own key, sent in the query and in the header.
     let (keys, _) = auth_host::tokens::Keys::from_data_dir(data.path(), &[]).unwrap();
     let tokens = auth_host::tokens::TokenService::new(
@@ -354,24 +335,18 @@ async fn serve_logs_requests_with_their_id_and_never_a_token_or_key() {
         std::time::Duration::from_secs(60),
     );
     let (token, _) = tokens.issue_client_token("someone").unwrap();
-    let base = format!("http://{address}");
     let http = common::server::client();
-    http.get(format!("{base}/auth/check?jwt={token}"))
+    http.get(format!("{}/auth/check?jwt={token}", server.base))
         .header("x-request-id", "req-for-the-log")
         .send()
         .await
         .unwrap();
-    http.get(format!("{base}/auth/authorize?service=example"))
+    http.get(format!("{}/auth/authorize?service=example", server.base))
         .header("auth-token", &token)
         .send()
         .await
         .unwrap();
-    child.kill().unwrap();
-    child.wait().unwrap();
-    for line in stderr.lines() {
-        log.push_str(&line.unwrap());
-        log.push('\n');
-    }
+    let log = server.stop();
     assert!(
         log.contains("req-for-the-log"),
         "request ids are logged:\n{log}"

@@ -226,6 +226,75 @@ pub fn plugin_settings(
 pub mod idp;
 pub mod server;
 
+/// A real `auth-host serve` process, killed when dropped.
+pub struct ServerProcess {
+    child: std::process::Child,
+    pub base: String,
+    /// Log lines (JSON) read so far.
+    pub log: String,
+    stderr: std::io::BufReader<std::process::ChildStderr>,
+}
+
+impl ServerProcess {
+    /// Starts `auth-host serve` with only these environment variables (plus `PATH`), JSON
+    /// logs and a free port, and waits until it listens.
+    pub fn start(envs: &[(&str, &str)]) -> ServerProcess {
+        use std::io::BufRead;
+        let mut command = Command::new(auth_host_bin());
+        command
+            .arg("serve")
+            .env_clear()
+            .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+            .env("AUTH_LISTEN", "127.0.0.1:0")
+            .env("AUTH_LOG_FORMAT", "json")
+            .stderr(std::process::Stdio::piped());
+        for (key, value) in envs {
+            command.env(key, value);
+        }
+        let mut child = command.spawn().unwrap();
+        let mut stderr = std::io::BufReader::new(child.stderr.take().unwrap());
+        let mut log = String::new();
+        let base = loop {
+            let mut line = String::new();
+            assert!(
+                stderr.read_line(&mut line).unwrap() > 0,
+                "exited early:\n{log}"
+            );
+            log.push_str(&line);
+            let event: serde_json::Value = serde_json::from_str(&line).unwrap();
+            if event["message"] == "listening" {
+                break format!("http://{}", event["address"].as_str().unwrap());
+            }
+        };
+        ServerProcess {
+            child,
+            base,
+            log,
+            stderr,
+        }
+    }
+
+    /// Stops the process and returns its whole log.
+    pub fn stop(mut self) -> String {
+        use std::io::BufRead;
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        let mut log = std::mem::take(&mut self.log);
+        for line in (&mut self.stderr).lines() {
+            log.push_str(&line.unwrap());
+            log.push('\n');
+        }
+        log
+    }
+}
+
+impl Drop for ServerProcess {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
 /// The path of the `auth-host` binary built for these tests.
 pub fn auth_host_bin() -> &'static str {
     env!("CARGO_BIN_EXE_auth-host")
