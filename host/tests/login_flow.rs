@@ -220,7 +220,7 @@ async fn githubs_verified_emails_decide_when_none_is_public(backend: Backend) {
         json!([{"email": "taken@victim.example", "primary": true, "verified": false}]),
     );
     let landed = world.login("github").await;
-    assert!(landed.get("jwt").is_none());
+    assert!(!landed.contains_key("jwt"));
     assert_eq!(
         landed["error"],
         "The provider gave no email address for this account"
@@ -238,7 +238,7 @@ async fn no_email_or_an_unverified_one_gives_no_token(backend: Backend) {
         picture: None,
     });
     let landed = world.login("corp").await;
-    assert!(landed.get("jwt").is_none(), "{landed:?}");
+    assert!(!landed.contains_key("jwt"), "{landed:?}");
     assert_eq!(
         landed["error"],
         "The provider gave no email address for this account"
@@ -251,7 +251,7 @@ async fn no_email_or_an_unverified_one_gives_no_token(backend: Backend) {
         picture: None,
     });
     let landed = world.login("google").await;
-    assert!(landed.get("jwt").is_none());
+    assert!(!landed.contains_key("jwt"));
     assert!(landed["error"].contains("not verified"), "{landed:?}");
     assert_eq!(world.server.service.store().count_users().await.unwrap(), 0);
     let _ = world.server.stop().await;
@@ -277,7 +277,7 @@ async fn hooks_run_in_order_and_may_refuse(backend: Backend) {
     // A refusing hook: no token, `next` gets the reason, nothing stored.
     world.oidc_user("r-1", "rita@refuse.test", "Rita");
     let landed = world.login("google").await;
-    assert!(landed.get("jwt").is_none());
+    assert!(!landed.contains_key("jwt"));
     assert_eq!(landed["error"], "Login refused: on_new_user: not welcome");
     assert!(
         world
@@ -292,7 +292,7 @@ async fn hooks_run_in_order_and_may_refuse(backend: Backend) {
     // A panicking hook refuses too (fail closed), and stores nothing.
     world.oidc_user("p-1", "pat@panic.test", "Pat");
     let landed = world.login("google").await;
-    assert!(landed.get("jwt").is_none());
+    assert!(!landed.contains_key("jwt"));
     assert_eq!(landed["error"], "Login refused: an extension failed");
     assert!(
         world
@@ -366,7 +366,7 @@ async fn replayed_unbound_expired_and_foreign_logins_are_refused(backend: Backen
     let (_, callback) = walk_to_callback(browser()).await;
     let landing = follow(&browser(), &callback, &world.next()).await.unwrap();
     let landed = params_of(&landing);
-    assert!(landed.get("jwt").is_none());
+    assert!(!landed.contains_key("jwt"));
     assert_eq!(
         landed["error"],
         "the login was started in another browser; start again"
@@ -394,7 +394,7 @@ async fn replayed_unbound_expired_and_foreign_logins_are_refused(backend: Backen
     ] {
         world.idp.spoil_next_id_token(spoil);
         let landed = world.login("google").await;
-        assert!(landed.get("jwt").is_none(), "{spoil:?}");
+        assert!(!landed.contains_key("jwt"), "{spoil:?}");
         let error = landed["error"].to_lowercase();
         assert!(
             error.starts_with("google sent an invalid id token") && error.contains(says),
@@ -416,7 +416,7 @@ async fn an_unreachable_provider_fails_only_its_own_logins(backend: Backend) {
     let world = World::with_idp(backend, idp, json!({"providers": providers})).await;
     world.oidc_user("u-1", "uma@example.com", "Uma");
     let landed = world.login("corp").await;
-    assert!(landed.get("jwt").is_none());
+    assert!(!landed.contains_key("jwt"));
     assert!(
         landed["error"].starts_with("Corp SSO is unreachable"),
         "{landed:?}"
