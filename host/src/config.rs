@@ -615,7 +615,7 @@ impl Config {
                 Err(problem) => problems.push(format!("providers.{name}: {problem}")),
             }
         }
-        if !providers.is_empty() && self.external_base().is_none() {
+        if !self.providers.is_empty() && self.external_base().is_none() {
             problems.push(
                 "external_address (EXTERNAL_ADDRESS): required when login providers are \
                  configured, to build their callback URL"
@@ -775,6 +775,100 @@ mod tests {
                 errors.to_string().contains("alias `same` is named both"),
                 "{errors}"
             );
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn providers_from_the_old_names_and_from_auth_variables() {
+        Jail::expect_with(|jail| {
+            jail.set_env("GOOGLE_KEY", "g-id");
+            jail.set_env("GOOGLE_SECRET", "g-secret");
+            jail.set_env("GITHUB_KEY", "h-id");
+            jail.set_env("GITHUB_SECRET", "h-secret");
+            jail.set_env(
+                "AUTH_PROVIDERS__GITHUB__API_URL",
+                "https://github.corp.example/api/v3",
+            );
+            jail.set_env("AUTH_PROVIDERS__MYIDP__KIND", "oidc");
+            jail.set_env(
+                "AUTH_PROVIDERS__MYIDP__ISSUER",
+                "https://sso.corp.example/realms/main",
+            );
+            jail.set_env("AUTH_PROVIDERS__MYIDP__CLIENT_ID", "m-id");
+            jail.set_env("AUTH_PROVIDERS__MYIDP__CLIENT_SECRET", "m-secret");
+            jail.set_env("AUTH_PROVIDERS__MYIDP__DISPLAY_NAME", "Corp SSO");
+            jail.set_env("EXTERNAL_ADDRESS", "auth.corp.example");
+            let config = Config::load(None).map_err(|e| e.to_string())?;
+            let providers = config.login_providers().map_err(|e| e.join("; "))?;
+            let by_name = |name: &str| providers.iter().find(|p| p.name == name).cloned();
+            let google = by_name("google").ok_or("no google")?;
+            assert_eq!(google.kind, ProviderKind::Google);
+            assert_eq!(google.client_id, "g-id");
+            assert_eq!(
+                google.issuer.as_deref(),
+                Some("https://accounts.google.com")
+            );
+            let github = by_name("github").ok_or("no github")?;
+            assert_eq!(
+                github.api_url.as_deref(),
+                Some("https://github.corp.example/api/v3")
+            );
+            assert_eq!(
+                github.auth_url.as_deref(),
+                Some("https://github.com/login/oauth/authorize")
+            );
+            let corp = by_name("myidp").ok_or("no myidp")?;
+            assert_eq!(corp.kind, ProviderKind::Oidc);
+            assert_eq!(corp.display_name, "Corp SSO");
+            assert_eq!(corp.scopes, ["openid", "email", "profile"]);
+            assert!(
+                !format!("{config:?}").contains("secret\""),
+                "secrets stay out of Debug"
+            );
+            assert_eq!(config.redirect_origins(), ["https://auth.corp.example"]);
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn provider_problems_are_named() {
+        Jail::expect_with(|jail| {
+            jail.set_env("GOOGLE_KEY", "only-the-key");
+            jail.set_env("AUTH_PROVIDERS__CORP__KIND", "oidc");
+            jail.set_env("AUTH_PROVIDERS__CORP__CLIENT_ID", "c");
+            jail.set_env("AUTH_PROVIDERS__CORP__CLIENT_SECRET", "s");
+            jail.set_env("AUTH_PROVIDERS__CORP__ISSUER", "http://sso.corp.example");
+            let errors = Config::load(None).unwrap_err().to_string();
+            assert!(
+                errors.contains("providers.google: client_id and client_secret are both required (GOOGLE_KEY and GOOGLE_SECRET)"),
+                "{errors}"
+            );
+            assert!(
+                errors.contains("providers.corp: issuer: `http://sso.corp.example`: plain http is only allowed on a loopback address"),
+                "{errors}"
+            );
+            assert!(
+                errors.contains("external_address (EXTERNAL_ADDRESS): required"),
+                "{errors}"
+            );
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn the_development_login_needs_a_loopback_external_address() {
+        Jail::expect_with(|jail| {
+            jail.set_env("AUTH_DEV_LOGIN", "true");
+            jail.set_env("EXTERNAL_ADDRESS", "https://auth.example.com");
+            let errors = Config::load(None).unwrap_err().to_string();
+            assert!(
+                errors.contains("dev_login (AUTH_DEV_LOGIN): only allowed"),
+                "{errors}"
+            );
+            jail.set_env("EXTERNAL_ADDRESS", "http://127.0.0.1:8000");
+            let config = Config::load(None).map_err(|e| e.to_string())?;
+            assert!(config.dev_login);
             Ok(())
         });
     }

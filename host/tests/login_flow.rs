@@ -516,7 +516,64 @@ async fn logout_revokes_the_token_everywhere(backend: Backend) {
     let _ = world.server.stop().await;
 }
 
+async fn the_development_login_walks_with_a_form(backend: Backend) {
+    let world = World::with(backend, json!({"dev_login": true})).await;
+    let browser = browser();
+    let start = world.login_url("dev").await;
+    let form_url = follow(
+        &browser,
+        &start,
+        &world.server.url("/auth/login/dev?state="),
+    )
+    .await
+    .unwrap();
+    let page = browser
+        .get(&form_url)
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(page.contains("<form method=post"), "{page}");
+    let state = page
+        .split("name=state value=\"")
+        .nth(1)
+        .and_then(|rest| rest.split('"').next())
+        .unwrap()
+        .to_owned();
+    let response = browser
+        .post(world.server.url("/auth/login/dev"))
+        .form(&[
+            ("state", state.as_str()),
+            ("email", "dev@example.com"),
+            ("name", "Dee"),
+        ])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 302);
+    let landing = response.headers()["location"].to_str().unwrap().to_owned();
+    assert!(landing.starts_with(&world.next()), "{landing}");
+    let profile = world.profile(&params_of(&landing)["jwt"]).await;
+    assert_eq!(profile["email"], "dev@example.com");
+    assert_eq!(profile["name"], "Dee");
+    assert_eq!(profile["username"], "dev");
+    // The hooks ran as for any login.
+    assert_eq!(world.hooks().len(), 2);
+    let _ = world.server.stop().await;
+
+    // Without the setting, there is no such provider.
+    let plain = World::new(backend).await;
+    let (status, _) = plain.server.get_json("/auth/login/dev").await;
+    assert_eq!(status, 404);
+    let (_, body) = plain.server.get_json("/auth/check").await;
+    assert!(body["providers"].get("dev").is_none());
+    let _ = plain.server.stop().await;
+}
+
 on_both_backends!(
+    the_development_login_walks_with_a_form,
     logout_revokes_the_token_everywhere,
     google_github_and_oidc_logins_end_with_a_working_token,
     usernames_are_derived_suffixed_and_profiles_refreshed,
