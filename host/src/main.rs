@@ -6,7 +6,7 @@ use std::process::ExitCode;
 use auth_host::app::{self, StartupError};
 use auth_host::config::Config;
 use auth_host::plugins::{self, PluginRegistry};
-use auth_host::service::{iso8601, user_info};
+use auth_host::service::{iso8601, user_id_of, user_info, validate_username};
 use auth_host::storage::{Store, User};
 use clap::{Parser, Subcommand};
 
@@ -71,6 +71,16 @@ enum UsersCommand {
         limit: u64,
         #[arg(long, default_value_t = 0)]
         offset: u64,
+    },
+    /// Create a user as a first login would (id = md5 of the email, username derived from
+    /// it unless given). Lifecycle hooks do not run. Prints the new user's id.
+    Add {
+        #[arg(long)]
+        email: String,
+        #[arg(long)]
+        name: Option<String>,
+        #[arg(long)]
+        username: Option<String>,
     },
     /// Show one user (by id or username) as JSON.
     Show { user: String },
@@ -186,6 +196,47 @@ async fn users(config: &Config, command: UsersCommand) -> Result<ExitCode, Start
             }
             let total = store_call(config, store.count_users().await)?;
             eprintln!("{} of {total} users", users.len());
+            Ok(ExitCode::SUCCESS)
+        }
+        UsersCommand::Add {
+            email,
+            name,
+            username,
+        } => {
+            if !email.contains('@') {
+                eprintln!("`{email}` is not an email address");
+                return Ok(ExitCode::FAILURE);
+            }
+            let id = user_id_of(&email);
+            if store_call(config, store.user(&id).await)?.is_some() {
+                eprintln!("a user with email `{email}` exists already (id `{id}`)");
+                return Ok(ExitCode::FAILURE);
+            }
+            let base = match username {
+                Some(username) => {
+                    if let Err(reason) = validate_username(&username) {
+                        eprintln!("invalid username: {reason}");
+                        return Ok(ExitCode::FAILURE);
+                    }
+                    username
+                }
+                None => email.split('@').next().unwrap_or_default().to_lowercase(),
+            };
+            let user = User {
+                id,
+                provider_id: None,
+                username: None,
+                name,
+                email: Some(email),
+                avatar_url: None,
+                join_date: Some(chrono::Utc::now().naive_utc()),
+                username_set_at: None,
+            };
+            let stored = store_call(
+                config,
+                store.insert_user_with_free_username(user, &base).await,
+            )?;
+            println!("{}", stored.id);
             Ok(ExitCode::SUCCESS)
         }
         UsersCommand::Show { user } => match store_call(config, find_user(&store, &user).await)? {

@@ -287,6 +287,37 @@ async fn migrate_token_issue_and_users_commands() {
     assert!(output.stdout.is_empty());
     assert!(text(&output.stderr).contains("no user with id `nobody`"));
 
+    let output = run(&[
+        "users",
+        "add",
+        "--email",
+        "ann@example.com",
+        "--name",
+        "Ann",
+    ]);
+    assert!(output.status.success(), "{}", text(&output.stderr));
+    let ann_id = text(&output.stdout).trim().to_owned();
+    assert_eq!(
+        ann_id,
+        format!(
+            "{:x}",
+            <md5::Md5 as md5::Digest>::digest(b"ann@example.com")
+        )
+    );
+    let output = run(&["users", "add", "--email", "ann@example.com"]);
+    assert_eq!(output.status.code(), Some(1));
+    assert!(text(&output.stderr).contains("exists already"));
+    let output = run(&["users", "add", "--email", "ann@other.example"]);
+    assert!(output.status.success());
+    let second = store
+        .user(text(&output.stdout).trim())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(second.username.as_deref(), Some("ann1"));
+    run(&["users", "delete", &ann_id]);
+    run(&["users", "delete", &second.id]);
+
     let output = run(&["users", "list"]);
     assert!(output.status.success());
     let listing = text(&output.stdout);

@@ -196,13 +196,13 @@ impl Logins {
             .collect()
     }
 
-    /// `next` when it is an absolute http(s) URL on an allowed origin; the default (the
-    /// external address) when absent.
+    /// `next` when it is an absolute http(s) URL on an allowed origin; when absent,
+    /// auth-host's own `/auth/check`, which then shows who logged in.
     pub fn check_next(&self, next: Option<&str>) -> Result<String, String> {
         let next = match next.filter(|n| !n.is_empty()) {
             Some(next) => next.to_owned(),
             None => match &self.settings.external_base {
-                Some(base) => format!("{base}/"),
+                Some(base) => format!("{base}/auth/check"),
                 None => return Err("next is required".into()),
             },
         };
