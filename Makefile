@@ -13,7 +13,10 @@ DEV_SERVER = EXTERNAL_ADDRESS="http://127.0.0.1:8000" AUTH_LISTEN="127.0.0.1:800
 # PyJWT, for the test that verifies permission tokens as downstream services do.
 PYJWT_VENV = target/pyjwt-venv
 
-.PHONY: build run test lint fmt check-plugins clean pyjwt
+.PHONY: build run test lint fmt check-plugins clean pyjwt bench bench-tools
+
+# `make bench` (SQLite) or `make bench DB=postgres`; BENCH_DURATION=seconds per run.
+DB ?= sqlite
 
 build:
 	$(CARGO) build --workspace
@@ -33,6 +36,15 @@ $(PYJWT_VENV)/.installed:
 	python3 -m venv $(PYJWT_VENV)
 	$(PYJWT_VENV)/bin/pip install --quiet --disable-pip-version-check "pyjwt[crypto]>=2.8"
 	touch $@
+
+bench: bench-tools
+	$(CARGO) build --release --workspace
+	DB=$(DB) tools/bench.sh
+
+# wrk and openssl from the system packages, installed when missing.
+bench-tools:
+	@command -v wrk >/dev/null && command -v openssl >/dev/null || \
+	  { apt-get update -qq && apt-get install -y -qq wrk openssl >/dev/null; }
 
 lint:
 	$(CARGO) fmt --all -- --check

@@ -1,0 +1,135 @@
+#!/usr/bin/env bash
+# auth-host under load on loopback, measured the same way every time (`make bench`,
+# `make bench DB=postgres`). Prints one table and writes it to target/bench/report-<db>.md.
+#
+# Each row: requests/s, latency p50 and p99 (wrk --latency), the server's CPU time per
+# request (from /proc), at concurrency 1 and 64, for a fixed duration. The report also holds
+# the server's peak RSS, how long it took to be ready, and this machine's signing bound
+# (openssl speed, one core) measured in the same run.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+DB=${DB:-sqlite}
+DURATION=${BENCH_DURATION:-10}
+CONNECTIONS=${BENCH_CONNECTIONS:-"1 64"}
+PORT=${BENCH_PORT:-18900}
+OUT=target/bench
+BIN=target/release/auth-host
+BASE="http://127.0.0.1:$PORT"
+REPORT="$OUT/report-$DB.md"
+
+for tool in wrk curl openssl; do
+  command -v "$tool" >/dev/null || { echo "bench: $tool is missing (make bench installs it)" >&2; exit 1; }
+done
+
+rm -rf "$OUT/data"
+mkdir -p "$OUT/data"
+export AUTH_DATA_DIR="$OUT/data"
+export AUTH_PLUGIN_DIR=target/release
+export AUTH_LISTEN="127.0.0.1:$PORT"
+export EXTERNAL_ADDRESS="$BASE"
+export ALLOWED_SERVICES="example:sample_permission_provider"
+export INSTALLED_EXTENSIONS="sample_extension"
+export RUST_LOG=warn
+case "$DB" in
+  sqlite) unset DATABASE_URL ;;
+  postgres)
+    admin=${AUTH_BENCH_POSTGRES_URL:-postgres://postgres@127.0.0.1:5432/test}
+    psql -q "$admin" -c "DROP DATABASE IF EXISTS auth_host_bench WITH (FORCE)" -c "CREATE DATABASE auth_host_bench"
+    export DATABASE_URL="${admin%/*}/auth_host_bench"
+    ;;
+  *) echo "bench: DB must be sqlite or postgres" >&2; exit 2 ;;
+esac
+
+# A fresh database holding test users, and a client token for one of them.
+"$BIN" migrate >/dev/null
+for i in $(seq 1 20); do
+  "$BIN" users add --email "user$i@bench.example" --name "Bench User $i" >/dev/null
+done
+USERID=$("$BIN" users add --email "bench@bench.example" --name "Bench")
+TOKEN=$("$BIN" token issue --userid "$USERID")
+
+# Start, and time until it answers.
+started=$(date +%s%N)
+"$BIN" serve 2>"$OUT/server.log" &
+PID=$!
+trap 'kill $PID 2>/dev/null || true' EXIT
+until curl -sf "$BASE/auth/health" >/dev/null; do
+  kill -0 $PID 2>/dev/null || { cat "$OUT/server.log"; exit 1; }
+  sleep 0.002
+done
+ready_ms=$(( ($(date +%s%N) - started) / 1000000 ))
+
+ticks=$(getconf CLK_TCK)
+cpu_ticks() { awk '{print $14 + $15}' "/proc/$PID/stat"; }
+
+cat >"$OUT/update.lua" <<EOF
+wrk.method = "POST"
+wrk.headers["auth-token"] = "$TOKEN"
+wrk.headers["Content-Type"] = "application/x-www-form-urlencoded"
+wrk.body = "username=bench_renamed"
+EOF
+
+rows=()
+run() {
+  local name=$1 url=$2 script=${3:-}
+  for c in $CONNECTIONS; do
+    local threads=2
+    [ "$c" -lt 2 ] && threads=1
+    local before after out
+    before=$(cpu_ticks)
+    if [ -n "$script" ]; then
+      out=$(wrk -t"$threads" -c"$c" -d"${DURATION}s" --latency -s "$script" "$url")
+    else
+      out=$(wrk -t"$threads" -c"$c" -d"${DURATION}s" --latency "$url")
+    fi
+    after=$(cpu_ticks)
+    local rps p50 p99 requests errors cpu_us
+    rps=$(awk '/^Requests\/sec:/ {printf "%.0f", $2}' <<<"$out")
+    p50=$(awk '$1 == "50%" {print $2}' <<<"$out")
+    p99=$(awk '$1 == "99%" {print $2}' <<<"$out")
+    requests=$(awk '/requests in/ {print $1}' <<<"$out")
+    errors=$(awk '/Non-2xx or 3xx responses:/ {print $5}' <<<"$out")
+    cpu_us=$(awk -v t=$((after - before)) -v hz="$ticks" -v n="$requests" \
+      'BEGIN { if (n > 0) printf "%.1f", t / hz / n * 1e6; else print "-" }')
+    rows+=("| $name | $c | $rps | $p50 | $p99 | $cpu_us | ${errors:-0} |")
+    printf '%-34s c=%-3s %8s req/s  p50 %-9s p99 %-9s cpu/req %s µs\n' "$name" "$c" "$rps" "$p50" "$p99" "$cpu_us"
+  done
+}
+
+echo "auth-host bench: $DB, ${DURATION}s per run, ready in ${ready_ms} ms"
+run "GET /auth/public-key" "$BASE/auth/public-key"
+run "GET /auth/check (no token)" "$BASE/auth/check"
+run "GET /auth/check (valid token)" "$BASE/auth/check?jwt=$TOKEN"
+run "GET /auth/authorize (sample provider)" "$BASE/auth/authorize?service=example&jwt=$TOKEN"
+run "POST /auth/update" "$BASE/auth/update" "$OUT/update.lua"
+
+rss_kb=$(awk '/^VmHWM:/ {print $2}' "/proc/$PID/status")
+kill $PID
+wait $PID 2>/dev/null || true
+trap - EXIT
+
+# The machine's signing bound, one core, same run.
+speed=$(openssl speed -seconds 3 rsa2048 ecdsap256 ed25519 2>/dev/null)
+rsa_sign=$(awk '/^rsa 2048 bits/ {printf "%.0f", $6}' <<<"$speed")
+rsa_verify=$(awk '/^rsa 2048 bits/ {printf "%.0f", $7}' <<<"$speed")
+ecdsa_sign=$(awk '/256 bits ecdsa \(nistp256\)/ {printf "%.0f", $7}' <<<"$speed")
+ed_sign=$(awk '/253 bits EdDSA \(Ed25519\)/ {printf "%.0f", $7}' <<<"$speed")
+
+{
+  echo "# auth-host bench ($DB)"
+  echo
+  echo "$(date -u +%Y-%m-%dT%H:%MZ), $(nproc) cores, wrk on the same machine, ${DURATION}s per run,"
+  echo "$(git rev-parse --short HEAD 2>/dev/null || echo '?'), release build."
+  echo
+  echo "| endpoint | connections | req/s | p50 | p99 | server CPU/request (µs) | non-2xx |"
+  echo "|---|---|---|---|---|---|---|"
+  printf '%s\n' "${rows[@]}"
+  echo
+  echo "- ready to serve: ${ready_ms} ms after start (sample plugins, $DB)"
+  echo "- peak RSS: $((rss_kb / 1024)) MB"
+  echo "- signing bound (openssl speed, 1 core): RSA-2048 sign ${rsa_sign}/s, verify ${rsa_verify}/s;"
+  echo "  ECDSA P-256 sign ${ecdsa_sign}/s; Ed25519 sign ${ed_sign}/s"
+} >"$REPORT"
+echo
+cat "$REPORT"
