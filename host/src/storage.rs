@@ -464,6 +464,25 @@ impl Store {
         Ok(())
     }
 
+    /// The user, unless the token `token_id` is revoked: one query for what every
+    /// authenticated request asks.
+    pub async fn user_unless_revoked(
+        &self,
+        id: &str,
+        token_id: &str,
+    ) -> Result<Option<User>, StoreError> {
+        let revoked = Query::select()
+            .expr(Expr::val(1))
+            .from(revoked_tokens::Entity)
+            .and_where(Expr::col(revoked_tokens::Column::TokenId).eq(token_id))
+            .to_owned();
+        Ok(users::Entity::find_by_id(id.to_owned())
+            .filter(Expr::exists(revoked).not())
+            .one(&self.db)
+            .await?
+            .map(User::from))
+    }
+
     pub async fn is_revoked(&self, token_id: &str) -> Result<bool, StoreError> {
         Ok(revoked_tokens::Entity::find_by_id(token_id.to_owned())
             .one(&self.db)

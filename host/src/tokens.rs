@@ -13,7 +13,9 @@ use aws_lc_rs::encoding::AsDer;
 use aws_lc_rs::rsa::{KeyPair as RsaKeyPair, KeySize};
 use aws_lc_rs::signature::KeyPair as _;
 use jsonwebtoken::jwk::{Jwk, JwkSet, KeyAlgorithm, PublicKeyUse, ThumbprintHash};
-use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
+use base64::Engine;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use jsonwebtoken::{Algorithm, DecodingKey, Header, Validation};
 use serde::{Deserialize, Serialize};
 
 use auth_host_plugin_api::Permissions;
@@ -86,11 +88,61 @@ struct VerifyingKey {
     jwk: Jwk,
 }
 
+/// Signs JWS (compact) with RS256. jsonwebtoken parses the private key again for every
+/// signature; this parses it once, and encodes the (constant) header once.
+struct Signer {
+    key_pair: aws_lc_rs::signature::RsaKeyPair,
+    /// base64url of the JOSE header, with its `.`.
+    header: String,
+    rng: aws_lc_rs::rand::SystemRandom,
+}
+
+impl Signer {
+    fn new(private_pem: &str, kid: &str) -> Result<Signer, KeyError> {
+        let invalid = |why: String| KeyError::Invalid(format!("private_key: {why}"));
+        let parsed = pem::parse(private_pem).map_err(|e| invalid(format!("not PEM ({e})")))?;
+        let key_pair = match parsed.tag() {
+            "RSA PRIVATE KEY" => aws_lc_rs::signature::RsaKeyPair::from_der(parsed.contents()),
+            "PRIVATE KEY" => aws_lc_rs::signature::RsaKeyPair::from_pkcs8(parsed.contents()),
+            other => return Err(invalid(format!("a PEM `{other}`, not an RSA private key"))),
+        }
+        .map_err(|e| invalid(format!("not an RSA private key ({e})")))?;
+        let header = Header {
+            kid: Some(kid.to_owned()),
+            ..Header::new(Algorithm::RS256)
+        };
+        let header = serde_json::to_vec(&header).map_err(|e| invalid(e.to_string()))?;
+        Ok(Signer {
+            key_pair,
+            header: format!("{}.", URL_SAFE_NO_PAD.encode(header)),
+            rng: aws_lc_rs::rand::SystemRandom::new(),
+        })
+    }
+
+    fn sign<T: Serialize>(&self, claims: &T) -> Result<String, String> {
+        let claims = serde_json::to_vec(claims).map_err(|e| e.to_string())?;
+        let mut token = String::with_capacity(self.header.len() + claims.len() * 2 + 350);
+        token.push_str(&self.header);
+        URL_SAFE_NO_PAD.encode_string(&claims, &mut token);
+        let mut signature = vec![0; self.key_pair.public_modulus_len()];
+        self.key_pair
+            .sign(
+                &aws_lc_rs::signature::RSA_PKCS1_SHA256,
+                &self.rng,
+                token.as_bytes(),
+                &mut signature,
+            )
+            .map_err(|_| "RSA signing failed".to_owned())?;
+        token.push('.');
+        URL_SAFE_NO_PAD.encode_string(&signature, &mut token);
+        Ok(token)
+    }
+}
+
 /// The signing key pair, plus older public keys still accepted during a rotation.
 pub struct Keys {
     kid: String,
-    algorithm: Algorithm,
-    signing: EncodingKey,
+    signer: Signer,
     public_pem: String,
     verifying: Vec<VerifyingKey>,
 }
@@ -100,7 +152,6 @@ impl std::fmt::Debug for Keys {
         // Never the private key.
         f.debug_struct("Keys")
             .field("kid", &self.kid)
-            .field("algorithm", &self.algorithm)
             .finish_non_exhaustive()
     }
 }
@@ -115,14 +166,10 @@ impl Keys {
         public_pem: &str,
         previous: &[String],
     ) -> Result<Keys, KeyError> {
-        let signing = EncodingKey::from_rsa_pem(private_pem.as_bytes()).map_err(|e| {
-            KeyError::Invalid(format!("private_key: not an RSA private key in PEM ({e})"))
-        })?;
         let current = verifying_key(public_pem, "public_key")?;
         let keys = Keys {
             kid: current.kid.clone(),
-            algorithm: Algorithm::RS256,
-            signing,
+            signer: Signer::new(private_pem, &current.kid)?,
             public_pem: public_pem.trim().to_owned() + "\n",
             verifying: vec![current],
         }
@@ -199,10 +246,8 @@ impl Keys {
         }
     }
 
-    fn sign<T: Serialize>(&self, claims: &T) -> Result<String, jsonwebtoken::errors::Error> {
-        let mut header = Header::new(self.algorithm);
-        header.kid = Some(self.kid.clone());
-        jsonwebtoken::encode(&header, claims, &self.signing)
+    fn sign<T: Serialize>(&self, claims: &T) -> Result<String, String> {
+        self.signer.sign(claims)
     }
 
     fn verify<T: serde::de::DeserializeOwned>(&self, token: &str) -> Result<T, TokenError> {
@@ -317,7 +362,7 @@ impl TokenService {
         let token = self
             .keys
             .sign(&claims)
-            .map_err(|e| TokenError::Invalid(e.to_string()))?;
+            .map_err(TokenError::Invalid)?;
         Ok((token, claims))
     }
 
@@ -339,9 +384,7 @@ impl TokenService {
             iat,
             exp: iat + self.permission_lifetime.as_secs(),
         };
-        self.keys
-            .sign(&claims)
-            .map_err(|e| TokenError::Invalid(e.to_string()))
+        self.keys.sign(&claims).map_err(TokenError::Invalid)
     }
 
     /// For tests and tools: verifies a permission token the way downstream services do.
@@ -353,8 +396,7 @@ impl TokenService {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use base64::Engine;
-    use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+    use jsonwebtoken::EncodingKey;
 
     fn service() -> TokenService {
         let dir = tempfile::tempdir().unwrap();
@@ -491,5 +533,34 @@ mod tests {
             error,
             KeyError::Invalid("public_key does not belong to private_key".into())
         );
+    }
+
+    #[test]
+    fn pkcs1_and_pkcs8_private_keys_from_the_environment_both_work() {
+        let openssl = |args: &[&str], input: Option<&[u8]>| {
+            use std::io::Write;
+            let mut child = std::process::Command::new("openssl")
+                .args(args)
+                .stdin(std::process::Stdio::piped())
+                .stdout(std::process::Stdio::piped())
+                .spawn()
+                .expect("openssl is installed");
+            if let Some(input) = input {
+                child.stdin.take().unwrap().write_all(input).unwrap();
+            }
+            let output = child.wait_with_output().unwrap();
+            assert!(output.status.success());
+            String::from_utf8(output.stdout).unwrap()
+        };
+        let pkcs1 = openssl(&["genrsa", "-traditional", "2048"], None);
+        assert!(pkcs1.starts_with("-----BEGIN RSA PRIVATE KEY-----"));
+        let pkcs8 = openssl(&["pkcs8", "-topk8", "-nocrypt"], Some(pkcs1.as_bytes()));
+        let public = openssl(&["rsa", "-pubout"], Some(pkcs1.as_bytes()));
+        for private in [&pkcs1, &pkcs8] {
+            let keys = Keys::from_pem(private, &public, &[]).unwrap();
+            let tokens = TokenService::new(keys, Duration::from_secs(60), Duration::from_secs(60));
+            let (token, _) = tokens.issue_client_token("u1").unwrap();
+            assert_eq!(tokens.verify_client_token(&token).unwrap().userid, "u1");
+        }
     }
 }
