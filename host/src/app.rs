@@ -136,7 +136,13 @@ impl App {
             extensions = plugins.extensions().len(),
             "plugins loaded"
         );
-        let service = Arc::new(AuthService::new(store, tokens, Arc::new(plugins), metrics));
+        let service = Arc::new(AuthService::new(
+            store,
+            tokens,
+            Arc::new(plugins),
+            metrics,
+            Duration::from_millis(config.token_cache_ms),
+        ));
         let external_base = config.external_base();
         let providers = config
             .login_providers()

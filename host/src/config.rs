@@ -162,6 +162,8 @@ pub struct Config {
     /// Lifetime of client tokens (default 14 days) and permission tokens (default 1 hour).
     pub client_token_lifetime_secs: u64,
     pub permission_token_lifetime_secs: u64,
+    /// How long a verified client token is trusted without checking it again (0: never).
+    pub token_cache_ms: u64,
     /// Origins allowed to call the API from a browser (CORS).
     pub cors_origins: List,
     /// Largest request body accepted.
@@ -486,6 +488,7 @@ impl Config {
             permission_token_lifetime_secs: keys
                 .get("permission_token_lifetime_secs")
                 .unwrap_or(3600),
+            token_cache_ms: keys.get("token_cache_ms").unwrap_or(1000),
             cors_origins: keys.get("cors_origins").unwrap_or_default(),
             max_body_bytes: keys.get("max_body_bytes").unwrap_or(64 * 1024),
             request_timeout_ms: keys.get("request_timeout_ms").unwrap_or(30_000),

@@ -1,7 +1,9 @@
 //! What auth-host does, independent of HTTP: who a token belongs to, what a user may do in
 //! a service, choosing a username, looking users up.
 
-use std::sync::Arc;
+use std::collections::HashMap;
+use std::sync::{Arc, RwLock};
+use std::time::{Duration, Instant};
 
 use auth_host_plugin_api::{Permissions, UserInfo};
 
@@ -116,11 +118,87 @@ pub fn iso8601(date: &chrono::NaiveDateTime) -> String {
     }
 }
 
+/// Client tokens verified recently, with their user: every authenticated request would
+/// otherwise verify an RSA signature and read the database. An entry is trusted for at
+/// most `ttl` (and never past the token's expiry), so a logout on another replica or a
+/// user deleted by another process takes effect within `ttl`; changes made through this
+/// replica drop the entries they concern at once.
+struct AuthCache {
+    ttl: Duration,
+    entries: RwLock<HashMap<String, CachedLogin>>,
+}
+
+#[derive(Clone)]
+struct CachedLogin {
+    until: Instant,
+    user: User,
+    claims: ClientClaims,
+}
+
+/// Beyond this many entries, expired ones are dropped, then all if still too many.
+const AUTH_CACHE_MAX_ENTRIES: usize = 100_000;
+
+impl AuthCache {
+    fn get(&self, token: &str) -> Option<(User, ClientClaims)> {
+        if self.ttl.is_zero() {
+            return None;
+        }
+        let entries = self.entries.read().ok()?;
+        let entry = entries.get(token)?;
+        (entry.until > Instant::now()).then(|| (entry.user.clone(), entry.claims.clone()))
+    }
+
+    fn put(&self, token: &str, user: &User, claims: &ClientClaims) {
+        if self.ttl.is_zero() {
+            return;
+        }
+        let left = Duration::from_secs(claims.exp.saturating_sub(unix_now()));
+        let until = Instant::now() + self.ttl.min(left);
+        if let Ok(mut entries) = self.entries.write() {
+            if entries.len() >= AUTH_CACHE_MAX_ENTRIES {
+                let now = Instant::now();
+                entries.retain(|_, e| e.until > now);
+                if entries.len() >= AUTH_CACHE_MAX_ENTRIES {
+                    entries.clear();
+                }
+            }
+            entries.insert(
+                token.to_owned(),
+                CachedLogin {
+                    until,
+                    user: user.clone(),
+                    claims: claims.clone(),
+                },
+            );
+        }
+    }
+
+    fn forget_token(&self, token: &str) {
+        if let Ok(mut entries) = self.entries.write() {
+            entries.remove(token);
+        }
+    }
+
+    fn forget_user(&self, userid: &str) {
+        if let Ok(mut entries) = self.entries.write() {
+            entries.retain(|_, e| e.user.id != userid);
+        }
+    }
+}
+
+fn unix_now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
+}
+
 pub struct AuthService {
     store: Store,
     tokens: TokenService,
     plugins: Arc<PluginRegistry>,
     metrics: Arc<Metrics>,
+    cache: AuthCache,
 }
 
 impl std::fmt::Debug for AuthService {
@@ -130,17 +208,24 @@ impl std::fmt::Debug for AuthService {
 }
 
 impl AuthService {
+    /// `auth_cache` bounds how long a verified client token is trusted without checking
+    /// it again (zero: never).
     pub fn new(
         store: Store,
         tokens: TokenService,
         plugins: Arc<PluginRegistry>,
         metrics: Arc<Metrics>,
+        auth_cache: Duration,
     ) -> Self {
         AuthService {
             store,
             tokens,
             plugins,
             metrics,
+            cache: AuthCache {
+                ttl: auth_cache,
+                entries: RwLock::new(HashMap::new()),
+            },
         }
     }
 
@@ -166,6 +251,9 @@ impl AuthService {
         let Some(token) = token.filter(|t| !t.is_empty()) else {
             return Ok(None);
         };
+        if let Some(known) = self.cache.get(token) {
+            return Ok(Some(known));
+        }
         let claims = match self.tokens.verify_client_token(token) {
             Ok(claims) => claims,
             Err(reason) => {
@@ -173,15 +261,14 @@ impl AuthService {
                 return Ok(None);
             }
         };
-        if self.store.is_revoked(&claims.revocation_id(token)).await? {
-            tracing::debug!("client token revoked");
-            return Ok(None);
-        }
-        Ok(self
+        let user = self
             .store
-            .user(&claims.userid)
-            .await?
-            .map(|user| (user, claims)))
+            .user_unless_revoked(&claims.userid, &claims.revocation_id(token))
+            .await?;
+        if let Some(user) = &user {
+            self.cache.put(token, user, &claims);
+        }
+        Ok(user.map(|user| (user, claims)))
     }
 
     /// Issues a client token for a user (login, or `auth-host token issue`).
@@ -282,14 +369,15 @@ impl AuthService {
         if let Err(reason) = validate_username(username) {
             return Ok(Err(UpdateRefusal::Invalid(reason)));
         }
-        Ok(
-            match self.store.choose_username(&user.id, username).await? {
-                UsernameChoice::Changed => Ok(()),
-                UsernameChoice::AlreadySet => Err(UpdateRefusal::AlreadySet),
-                UsernameChoice::Taken => Err(UpdateRefusal::Taken),
-                UsernameChoice::UnknownUser => Err(UpdateRefusal::UnknownUser),
-            },
-        )
+        let choice = self.store.choose_username(&user.id, username).await?;
+        // Cached logins of this user carry the old username.
+        self.cache.forget_user(&user.id);
+        Ok(match choice {
+            UsernameChoice::Changed => Ok(()),
+            UsernameChoice::AlreadySet => Err(UpdateRefusal::AlreadySet),
+            UsernameChoice::Taken => Err(UpdateRefusal::Taken),
+            UsernameChoice::UnknownUser => Err(UpdateRefusal::UnknownUser),
+        })
     }
 
     /// Picks the identity's email: its own, or among GitHub's verified emails one that
@@ -425,6 +513,7 @@ impl AuthService {
                     user.username = before;
                 }
                 self.store.refresh_user(&user).await?;
+                self.cache.forget_user(&user.id);
                 user
             }
         };
@@ -437,6 +526,7 @@ impl AuthService {
         let Some(token) = token.filter(|t| !t.is_empty()) else {
             return Ok(());
         };
+        self.cache.forget_token(token);
         let Ok(claims) = self.tokens.verify_client_token(token) else {
             return Ok(());
         };

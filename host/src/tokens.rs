@@ -12,9 +12,9 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use aws_lc_rs::encoding::AsDer;
 use aws_lc_rs::rsa::{KeyPair as RsaKeyPair, KeySize};
 use aws_lc_rs::signature::KeyPair as _;
-use jsonwebtoken::jwk::{Jwk, JwkSet, KeyAlgorithm, PublicKeyUse, ThumbprintHash};
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use jsonwebtoken::jwk::{Jwk, JwkSet, KeyAlgorithm, PublicKeyUse, ThumbprintHash};
 use jsonwebtoken::{Algorithm, DecodingKey, Header, Validation};
 use serde::{Deserialize, Serialize};
 
@@ -359,10 +359,7 @@ impl TokenService {
             exp: iat + self.client_lifetime.as_secs(),
             jti: Some(uuid::Uuid::new_v4().simple().to_string()),
         };
-        let token = self
-            .keys
-            .sign(&claims)
-            .map_err(TokenError::Invalid)?;
+        let token = self.keys.sign(&claims).map_err(TokenError::Invalid)?;
         Ok((token, claims))
     }
 

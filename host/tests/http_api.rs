@@ -250,14 +250,8 @@ async fn authorize_signs_the_providers_permissions(backend: Backend) {
             get_json(&server.url(&format!("/auth/authorize?jwt={bad}&service=example"))).await;
         assert_eq!((status, &body), (StatusCode::OK, &nothing), "{what}");
     }
-    // Revoked token, deleted user.
-    let claims = server.service.tokens().verify_client_token(&token).unwrap();
-    server
-        .service
-        .store()
-        .revoke_token(&claims.revocation_id(&token), claims.exp as i64)
-        .await
-        .unwrap();
+    // Revoked (logged out on this replica), deleted user.
+    server.service.logout(Some(&token)).await.unwrap();
     let (_, body) =
         get_json(&server.url(&format!("/auth/authorize?jwt={token}&service=example"))).await;
     assert_eq!(body, nothing);
@@ -670,7 +664,48 @@ async fn limits_and_cors(backend: Backend) {
     let _ = server.stop().await;
 }
 
+async fn changes_made_elsewhere_show_within_the_auth_cache_bound(backend: Backend) {
+    let server = TestServer::start_with(backend, json!({"token_cache_ms": 1500})).await;
+    let user = server.add_user("kim@example.com", "kim").await;
+    let token = server.token_for(&user.id);
+    let check = |token: String| {
+        let url = server.url(&format!("/auth/check?jwt={token}"));
+        async move { get_json(&url).await.1["authenticated"].as_bool().unwrap() }
+    };
+    assert!(check(token.clone()).await);
+    // Another replica revokes the token (straight in the database).
+    let claims = server.service.tokens().verify_client_token(&token).unwrap();
+    server
+        .service
+        .store()
+        .revoke_token(&claims.revocation_id(&token), claims.exp as i64)
+        .await
+        .unwrap();
+    // This replica trusted it for at most token_cache_ms…
+    tokio::time::sleep(std::time::Duration::from_millis(1700)).await;
+    assert!(
+        !check(token.clone()).await,
+        "revoked once the bound has passed"
+    );
+    // …and with the cache off, at once.
+    let uncached = TestServer::start_with(backend, json!({"token_cache_ms": 0})).await;
+    let other = uncached.add_user("lee@example.com", "lee").await;
+    let token = uncached.token_for(&other.id);
+    let url = uncached.url(&format!("/auth/check?jwt={token}"));
+    assert_eq!(get_json(&url).await.1["authenticated"], true);
+    uncached
+        .service
+        .store()
+        .delete_user(&other.id)
+        .await
+        .unwrap();
+    assert_eq!(get_json(&url).await.1["authenticated"], false);
+    let _ = uncached.stop().await;
+    let _ = server.stop().await;
+}
+
 on_both_backends!(
+    changes_made_elsewhere_show_within_the_auth_cache_bound,
     check_authenticates_only_valid_tokens,
     jsonp_wraps_answers_and_refuses_bad_callback_names,
     authorize_signs_the_providers_permissions,

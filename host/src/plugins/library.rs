@@ -325,9 +325,9 @@ impl PrivateCopy {
             "{}-{file_name}",
             COUNTER.fetch_add(1, Ordering::Relaxed)
         ));
+        // No fsync: the copy is opened at once and never needed after a crash.
         let mut file = std::fs::File::create(&path).map_err(failed)?;
         file.write_all(bytes).map_err(failed)?;
-        file.sync_all().map_err(failed)?;
         Ok(PrivateCopy { _dir: dir, path })
     }
 
