@@ -40,6 +40,16 @@ fn plugin_messages(outcomes: &[LoadOutcome]) -> String {
 /// The signing keys: `PRIVATE_KEY`/`PUBLIC_KEY`, or the pair kept in the data directory
 /// (made on first start).
 pub fn load_keys(config: &Config) -> Result<Keys, StartupError> {
+    let keys = main_keys(config)?;
+    Ok(keys.with_client_algorithm(
+        config.client_token_algorithm,
+        config.client_token_private_key.as_ref().map(|k| k.expose()),
+        &config.data_dir,
+    )?)
+}
+
+/// The RS256 key pair (permission tokens, and client tokens by default).
+fn main_keys(config: &Config) -> Result<Keys, StartupError> {
     match (&config.private_key, &config.public_key) {
         (Some(private), Some(public)) => Ok(Keys::from_pem(
             private.expose(),

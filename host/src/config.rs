@@ -148,6 +148,10 @@ pub struct Config {
     /// `PRIVATE_KEY` / `PUBLIC_KEY`: the RSA key pair, PEM. Both or neither.
     pub private_key: Option<Secret>,
     pub public_key: Option<String>,
+    /// Client tokens' signing algorithm (permission tokens are always RS256).
+    pub client_token_algorithm: crate::tokens::ClientAlgorithm,
+    /// Its private key (PKCS#8 PEM) when not RS256; default: one kept in the data directory.
+    pub client_token_private_key: Option<Secret>,
     /// Public keys of earlier key pairs, still accepted during a rotation (PEM).
     pub previous_public_keys: Vec<String>,
     /// `EXTERNAL_ADDRESS`: this service's public base address; a bare host name means
@@ -480,6 +484,8 @@ impl Config {
             private_key: keys.get("private_key"),
             public_key: keys.get("public_key"),
             previous_public_keys: keys.get("previous_public_keys").unwrap_or_default(),
+            client_token_algorithm: keys.get("client_token_algorithm").unwrap_or_default(),
+            client_token_private_key: keys.get("client_token_private_key"),
             external_address: keys.get("external_address"),
             allowed_redirects: keys.get("allowed_redirects").unwrap_or_default(),
             providers: keys.get("providers").unwrap_or_default(),

@@ -704,7 +704,34 @@ async fn changes_made_elsewhere_show_within_the_auth_cache_bound(backend: Backen
     let _ = server.stop().await;
 }
 
+async fn client_tokens_signed_with_es256_or_eddsa_work_everywhere(backend: Backend) {
+    for algorithm in ["ES256", "EdDSA"] {
+        let server =
+            TestServer::start_with(backend, json!({"client_token_algorithm": algorithm})).await;
+        let user = server.add_user("eve@example.com", "eve").await;
+        let token = server.token_for(&user.id);
+        assert_eq!(
+            jsonwebtoken::decode_header(&token).unwrap().alg,
+            serde_json::from_value(json!(algorithm)).unwrap()
+        );
+        let (_, body) = get_json(&server.url(&format!("/auth/check?jwt={token}"))).await;
+        assert_eq!(body["authenticated"], true, "{algorithm}");
+        let (_, body) =
+            get_json(&server.url(&format!("/auth/authorize?jwt={token}&service=example"))).await;
+        let permission = body["token"].as_str().unwrap();
+        assert_eq!(
+            jsonwebtoken::decode_header(permission).unwrap().alg,
+            jsonwebtoken::Algorithm::RS256,
+            "permission tokens stay RS256"
+        );
+        let (_, jwks) = get_json(&server.url("/auth/.well-known/jwks.json")).await;
+        assert_eq!(jwks["keys"].as_array().unwrap().len(), 2);
+        let _ = server.stop().await;
+    }
+}
+
 on_both_backends!(
+    client_tokens_signed_with_es256_or_eddsa_work_everywhere,
     changes_made_elsewhere_show_within_the_auth_cache_bound,
     check_authenticates_only_valid_tokens,
     jsonp_wraps_answers_and_refuses_bad_callback_names,
