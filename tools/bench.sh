@@ -30,6 +30,7 @@ export AUTH_LISTEN="127.0.0.1:$PORT"
 export EXTERNAL_ADDRESS="$BASE"
 export ALLOWED_SERVICES="example:sample_permission_provider"
 export INSTALLED_EXTENSIONS="sample_extension"
+export AUTH_DEV_LOGIN=true
 export RUST_LOG=warn
 case "$DB" in
   sqlite) unset DATABASE_URL ;;
@@ -103,6 +104,18 @@ run "GET /auth/check (no token)" "$BASE/auth/check"
 run "GET /auth/check (valid token)" "$BASE/auth/check?jwt=$TOKEN"
 run "GET /auth/authorize (sample provider)" "$BASE/auth/authorize?service=example&jwt=$TOKEN"
 run "POST /auth/update" "$BASE/auth/update" "$OUT/update.lua"
+
+# A whole login (start, then callback: state, user refresh, hooks, client token) cannot be
+# replayed by wrk: each needs a fresh single-use state. tools/login-bench drives it.
+for c in $CONNECTIONS; do
+  before=$(cpu_ticks)
+  read -r lps p50 p99 logins errors < <(target/release/login-bench "$BASE" "$c" "$DURATION")
+  after=$(cpu_ticks)
+  cpu_us=$(awk -v t=$((after - before)) -v hz="$ticks" -v n="$logins" \
+    'BEGIN { if (n > 0) printf "%.1f", t / hz / n * 1e6; else print "-" }')
+  rows+=("| development login, start + callback (logins/s) | $c | $lps | ${p50}ms | ${p99}ms | $cpu_us | $errors |")
+  printf '%-34s c=%-3s %8s logins/s  p50 %-9s p99 %-9s cpu/login %s µs\n' "dev login (start + callback)" "$c" "$lps" "${p50}ms" "${p99}ms" "$cpu_us"
+done
 
 rss_kb=$(awk '/^VmHWM:/ {print $2}' "/proc/$PID/status")
 kill $PID
