@@ -108,33 +108,43 @@ pub fn abort_plugin() -> &'static Path {
     })
 }
 
-/// Builds the ABI fixtures (tools/abi-fixtures) in a temporary copy, after `patch` edits
-/// the copy, and returns the provider file. `package` names the provider so that variants
-/// do not overwrite each other in the shared target directory.
-pub fn build_abi_fixture(package: &str, patch: impl FnOnce(&Path)) -> PathBuf {
+/// Copies `source` to a temporary directory outside the workspace, lets `patch` edit the
+/// copy, and builds the crate (or workspace) at `build_in` inside it, offline, with the
+/// workspace's lock file (same dependency versions, so artifacts are reused). Returns the
+/// cdylib files built, by crate name.
+pub fn build_copy(
+    source: &Path,
+    build_in: &str,
+    patch: impl FnOnce(&Path),
+) -> HashMap<String, PathBuf> {
     let copy = tempfile::tempdir().unwrap();
-    let fixtures = workspace_root().join("tools/abi-fixtures");
-    for crate_dir in ["plugin-api-1.0", "old_provider"] {
-        copy_dir(&fixtures.join(crate_dir), &copy.path().join(crate_dir));
-    }
-    let provider = copy.path().join("old_provider");
-    // The workspace's lock file pins the same dependency versions, so artifacts are reused.
-    std::fs::copy(
-        workspace_root().join("Cargo.lock"),
-        provider.join("Cargo.lock"),
-    )
-    .unwrap();
-    replace_in(
-        &provider.join("Cargo.toml"),
-        "name = \"old_provider\"",
-        &format!("name = \"{package}\""),
-    );
+    copy_dir(source, copy.path());
+    let root = copy.path().join(build_in);
+    std::fs::copy(workspace_root().join("Cargo.lock"), root.join("Cargo.lock")).unwrap();
     patch(copy.path());
     let mut command = cargo();
     command
-        .current_dir(&provider)
+        .current_dir(&root)
         .args(["build", "--offline", MESSAGE_FORMAT]);
-    let mut files = cargo_cdylibs(command);
+    cargo_cdylibs(command)
+}
+
+/// Builds the ABI fixtures (tools/abi-fixtures) after `patch` edits the copy, and returns
+/// the provider file. `package` names the provider so that variants do not overwrite each
+/// other in the shared target directory.
+pub fn build_abi_fixture(package: &str, patch: impl FnOnce(&Path)) -> PathBuf {
+    let mut files = build_copy(
+        &workspace_root().join("tools/abi-fixtures"),
+        "old_provider",
+        |root| {
+            replace_in(
+                &root.join("old_provider/Cargo.toml"),
+                "name = \"old_provider\"",
+                &format!("name = \"{package}\""),
+            );
+            patch(root);
+        },
+    );
     files.remove(package).unwrap()
 }
 

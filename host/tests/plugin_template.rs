@@ -1,0 +1,106 @@
+//! The plugin template builds outside the workspace, as a plugin author would build it, and
+//! its plugins load and work as documented.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+mod common;
+
+use std::process::Command;
+
+use auth_host::plugins::{HookDecision, PluginRegistry};
+use auth_host_plugin_api::UserInfo;
+use common::{PluginDir, build_copy, plugin_settings, replace_in, workspace_root};
+use serde_json::json;
+
+#[test]
+fn the_template_builds_outside_the_workspace_and_its_plugins_work() {
+    let built = build_copy(
+        &workspace_root().join("examples/plugin-template"),
+        ".",
+        |root| {
+            // As the README says: point the dependency at this checkout.
+            replace_in(
+                &root.join("Cargo.toml"),
+                "path = \"../../plugin-api\"",
+                &format!(
+                    "path = \"{}\"",
+                    workspace_root().join("plugin-api").display()
+                ),
+            );
+        },
+    );
+    let provider = &built["my_provider"];
+    let extension = &built["my_extension"];
+
+    // A plugin author's CI step.
+    let output = Command::new(common::auth_host_bin())
+        .args(["plugins", "check"])
+        .arg(provider)
+        .arg(extension)
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(output.status.success(), "{stdout}");
+    let version = auth_host_plugin_api::API_VERSION;
+    assert!(
+        stdout.contains(&format!(
+            "OK    `libmy_provider.so`: permission provider, my_provider 0.1.0, plugin-api {version}"
+        )),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("OK    `libmy_extension.so`: lifecycle extension, my_extension 0.1.0"),
+        "{stdout}"
+    );
+
+    // Dropped into a plugin directory and named, with the README's settings.
+    let dir = PluginDir::new();
+    dir.add_file(provider, "my_provider");
+    dir.add_file(extension, "my_extension");
+    let mut settings = plugin_settings(dir.path(), "myservice:my_provider", "my_extension");
+    settings
+        .settings
+        .insert("myservice".into(), json!({"admins": ["ada@example.com"]}));
+    settings.settings.insert(
+        "my_extension".into(),
+        json!({"blocked_domain": "spam.example"}),
+    );
+    let registry = PluginRegistry::load(&settings).unwrap();
+    let user = |email: &str| UserInfo {
+        id: "u".into(),
+        email: Some(email.into()),
+        ..UserInfo::default()
+    };
+    let provider = registry.provider("myservice").unwrap();
+    assert_eq!(
+        provider
+            .get_permissions("myservice", &user("Ada@example.com"))
+            .unwrap()["admin"],
+        true
+    );
+    assert_eq!(
+        provider
+            .get_permissions("myservice", &user("bob@example.com"))
+            .unwrap()["admin"],
+        false
+    );
+    let extension = &registry.extensions()[0];
+    assert_eq!(
+        extension.on_new_user(&user("x@spam.example")).unwrap(),
+        HookDecision::Refuse("accounts from spam.example are not accepted".into())
+    );
+    assert_eq!(
+        extension.on_user_login(&user("x@fine.example")).unwrap(),
+        HookDecision::Continue
+    );
+
+    // A settings table the plugin does not understand stops the load, saying why.
+    settings
+        .settings
+        .insert("myservice".into(), json!({"admin": ["typo"]}));
+    let outcomes = PluginRegistry::load(&settings).unwrap_err();
+    let message = outcomes[0].failure_message().unwrap();
+    assert!(
+        message.contains("failed to start: invalid settings: unknown field `admin`"),
+        "{message}"
+    );
+}
