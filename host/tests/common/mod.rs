@@ -78,6 +78,10 @@ pub fn workspace_plugins() -> &'static HashMap<String, PathBuf> {
             "test_provider",
             "-p",
             "test_extension",
+            "-p",
+            "email_allowlist",
+            "-p",
+            "static_permissions",
         ]);
         cargo_cdylibs(command)
     })

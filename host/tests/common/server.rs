@@ -166,6 +166,8 @@ impl TestServer {
             "test_provider",
             "sample_extension",
             "test_extension",
+            "email_allowlist",
+            "static_permissions",
         ]);
         let data_dir = tempfile::tempdir().unwrap();
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
