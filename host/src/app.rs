@@ -10,7 +10,7 @@ use tokio::net::TcpListener;
 use crate::config::{Config, normalize_origin};
 use crate::http::{HttpApi, HttpSettings};
 use crate::login::{LoginSettings, Logins};
-use crate::metrics::Metrics;
+use crate::metrics::{Metrics, ReloadLabels};
 use crate::plugins::{LoadOutcome, PluginRegistry};
 use crate::service::AuthService;
 use crate::storage::{PoolSettings, Store, StoreError, redact_url};
@@ -200,9 +200,80 @@ impl App {
     }
 }
 
-/// Builds auth-host and serves until SIGINT or SIGTERM.
-pub async fn serve(config: &Config) -> Result<(), StartupError> {
+/// Re-reads the configuration (`file`, or `AUTH_CONFIG`, and the environment) and loads the
+/// plugins it names. Only a complete success replaces the plugins in force; a failure
+/// changes nothing and says why. Other settings need a restart.
+pub async fn reload_plugins(service: &AuthService, file: Option<std::path::PathBuf>) -> bool {
+    let metrics = service.metrics();
+    let loaded = tokio::task::spawn_blocking(move || {
+        let config = Config::load(file.as_deref()).map_err(|errors| errors.0)?;
+        PluginRegistry::load(&config.plugin_settings()).map_err(|outcomes| {
+            outcomes
+                .iter()
+                .filter_map(LoadOutcome::failure_message)
+                .collect::<Vec<_>>()
+        })
+    })
+    .await;
+    match loaded {
+        Ok(Ok(plugins)) => {
+            tracing::info!(
+                services = ?plugins.services(),
+                extensions = plugins.extensions().len(),
+                "plugins reloaded"
+            );
+            let count = plugins.services().len() + plugins.extensions().len();
+            service.replace_plugins(Arc::new(plugins));
+            metrics.plugins_loaded.set(count as i64);
+            metrics
+                .plugin_reloads
+                .get_or_create(&ReloadLabels { result: "ok" })
+                .inc();
+            true
+        }
+        Ok(Err(problems)) => {
+            for problem in problems {
+                tracing::error!("reload: {problem}");
+            }
+            tracing::error!("reload refused: the plugins in force are unchanged");
+            metrics
+                .plugin_reloads
+                .get_or_create(&ReloadLabels { result: "failed" })
+                .inc();
+            false
+        }
+        Err(error) => {
+            tracing::error!(%error, "reload stopped; the plugins in force are unchanged");
+            false
+        }
+    }
+}
+
+/// Builds auth-host and serves until SIGINT or SIGTERM; SIGHUP reloads the plugins.
+pub async fn serve(
+    config: &Config,
+    config_file: Option<&std::path::Path>,
+) -> Result<(), StartupError> {
     let app = App::build(config).await?;
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        let service = Arc::clone(&app.service);
+        let file = config_file.map(std::path::Path::to_path_buf);
+        match signal(SignalKind::hangup()) {
+            Ok(mut hangups) => {
+                tokio::spawn(async move {
+                    while hangups.recv().await.is_some() {
+                        tracing::info!("SIGHUP: reloading plugins");
+                        reload_plugins(&service, file.clone()).await;
+                    }
+                });
+            }
+            Err(error) => tracing::warn!(%error, "cannot listen for SIGHUP; no reloads"),
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = config_file;
     let listener = TcpListener::bind(config.listen)
         .await
         .map_err(|e| StartupError::Io(format!("cannot listen on {}: {e}", config.listen)))?;

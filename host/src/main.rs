@@ -119,7 +119,9 @@ fn main() -> ExitCode {
     };
     let result = runtime.block_on(async {
         match cli.command {
-            Command::Serve => app::serve(&config).await.map(|()| ExitCode::SUCCESS),
+            Command::Serve => app::serve(&config, cli.config.as_deref())
+                .await
+                .map(|()| ExitCode::SUCCESS),
             Command::Migrate => app::open_store(&config).await.map(|_| {
                 println!("database is up to date");
                 ExitCode::SUCCESS

@@ -32,8 +32,15 @@ pub struct TokenLabels {
     pub kind: &'static str,
 }
 
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ReloadLabels {
+    /// `ok` or `failed`.
+    pub result: &'static str,
+}
+
 pub struct Metrics {
     registry: Registry,
+    pub plugin_reloads: Family<ReloadLabels, Counter>,
     pub requests: Family<RequestLabels, Counter>,
     pub request_seconds: Family<RouteLabels, Histogram>,
     pub plugin_calls: Family<PluginCallLabels, Counter>,
@@ -81,8 +88,15 @@ impl Metrics {
             "Plugin aliases loaded",
             plugins_loaded.clone(),
         );
+        let plugin_reloads = Family::<ReloadLabels, Counter>::default();
+        registry.register(
+            "plugin_reloads",
+            "Plugin reloads (SIGHUP) by result",
+            plugin_reloads.clone(),
+        );
         Metrics {
             registry,
+            plugin_reloads,
             requests,
             request_seconds,
             plugin_calls,

@@ -196,7 +196,9 @@ fn unix_now() -> u64 {
 pub struct AuthService {
     store: Store,
     tokens: TokenService,
-    plugins: Arc<PluginRegistry>,
+    /// Swapped whole on a reload; a request keeps the registry it started with, so calls
+    /// in flight finish on the plugins they began on.
+    plugins: RwLock<Arc<PluginRegistry>>,
     metrics: Arc<Metrics>,
     cache: AuthCache,
 }
@@ -220,7 +222,7 @@ impl AuthService {
         AuthService {
             store,
             tokens,
-            plugins,
+            plugins: RwLock::new(plugins),
             metrics,
             cache: AuthCache {
                 ttl: auth_cache,
@@ -237,8 +239,20 @@ impl AuthService {
         &self.tokens
     }
 
-    pub fn plugins(&self) -> &Arc<PluginRegistry> {
-        &self.plugins
+    /// The plugins in force now.
+    pub fn plugins(&self) -> Arc<PluginRegistry> {
+        match self.plugins.read() {
+            Ok(plugins) => Arc::clone(&plugins),
+            Err(poisoned) => Arc::clone(&poisoned.into_inner()),
+        }
+    }
+
+    /// Puts a newly loaded set of plugins in force.
+    pub fn replace_plugins(&self, plugins: Arc<PluginRegistry>) {
+        match self.plugins.write() {
+            Ok(mut current) => *current = plugins,
+            Err(poisoned) => *poisoned.into_inner() = plugins,
+        }
     }
 
     pub fn metrics(&self) -> &Arc<Metrics> {
@@ -293,7 +307,8 @@ impl AuthService {
         let Some(service) = service.filter(|s| !s.is_empty()) else {
             return Ok(Authorization::Nothing);
         };
-        let Some(provider) = self.plugins.provider(service).cloned() else {
+        let plugins = self.plugins();
+        let Some(provider) = plugins.provider(service).cloned() else {
             return Ok(Authorization::Nothing);
         };
         let Some((user, _)) = self.authenticate(token).await? else {
@@ -301,8 +316,7 @@ impl AuthService {
         };
         let info = user_info(&user);
         let asked = service.to_owned();
-        let answer = self
-            .plugins
+        let answer = plugins
             .run(&provider, move |plugin| {
                 plugin.get_permissions(&asked, &info)
             })
@@ -407,10 +421,10 @@ impl AuthService {
     /// Runs one login hook of every extension in order; the first refusal (or failure:
     /// fail closed) ends it. Amendments apply to `user` as they come.
     async fn run_login_hook(&self, hook: Hook, user: &mut User) -> Result<Result<(), String>> {
-        for extension in self.plugins.extensions() {
+        let plugins = self.plugins();
+        for extension in plugins.extensions() {
             let info = user_info(user);
-            let answer = self
-                .plugins
+            let answer = plugins
                 .run(extension, move |plugin| match hook {
                     Hook::NewUser => plugin.on_new_user(&info),
                     Hook::Login => plugin.on_user_login(&info),
@@ -539,10 +553,10 @@ impl AuthService {
         let Some(user) = self.store.user(&claims.userid).await? else {
             return Ok(());
         };
-        for extension in self.plugins.extensions() {
+        let plugins = self.plugins();
+        for extension in plugins.extensions() {
             let info = user_info(&user);
-            let answer = self
-                .plugins
+            let answer = plugins
                 .run(extension, move |plugin| plugin.on_user_logout(&info))
                 .await;
             if let Err(error) = answer {

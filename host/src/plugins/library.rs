@@ -107,7 +107,35 @@ pub fn open(path: &Path) -> Result<Library, LoadError> {
         Err(e) => return Err(LoadError::Unreadable(e.to_string())),
     };
     check_shared_object(&bytes)?;
-    let copy = PrivateCopy::write(path, &bytes)?;
+    // The same bytes were opened before (another alias, or a reload of an unchanged file):
+    // that library serves again. A changed file has other bytes, so it is opened anew.
+    let digest = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, &bytes);
+    let key: Vec<u8> = digest.as_ref().to_vec();
+    if let Some(library) = opened()
+        .lock()
+        .ok()
+        .and_then(|known| known.get(&key).copied())
+    {
+        return Ok(library);
+    }
+    let library = open_bytes(path, &bytes)?;
+    if let Ok(mut known) = opened().lock() {
+        known.insert(key, library);
+    }
+    Ok(library)
+}
+
+/// Libraries opened so far, by the SHA-256 of their bytes. Libraries are never unloaded, so
+/// this only saves mapping the same code twice.
+fn opened() -> &'static std::sync::Mutex<std::collections::HashMap<Vec<u8>, Library>> {
+    static OPENED: std::sync::OnceLock<
+        std::sync::Mutex<std::collections::HashMap<Vec<u8>, Library>>,
+    > = std::sync::OnceLock::new();
+    OPENED.get_or_init(Default::default)
+}
+
+fn open_bytes(path: &Path, bytes: &[u8]) -> Result<Library, LoadError> {
+    let copy = PrivateCopy::write(path, bytes)?;
     let header = lib_header_from_path(copy.path()).map_err(|e| match e {
         LibraryError::GetSymbolError { .. } => LoadError::NoEntryPoint,
         LibraryError::InvalidAbiHeader(_) => LoadError::IncompatibleApi {
