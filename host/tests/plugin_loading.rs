@@ -69,20 +69,24 @@ fn two_providers_load_together_with_one_file_under_two_aliases() {
         permissions(&registry, "example2", "u1"),
         json!({"provider-token": "example2-u1"})
     );
-    // Each alias has its own settings; the file was loaded once, so the second instance sees
-    // the first in the library's shared counter.
+    // Each alias has its own settings and instance. The file was loaded once (and the same
+    // bytes are never mapped twice in a process), so both instances count in one counter
+    // of the library: consecutive instance numbers, the same total.
+    let second = permissions(&registry, "second", "u2");
+    let third = permissions(&registry, "third", "u2");
+    let first_instance = second["instance"].as_u64().unwrap();
     assert_eq!(
-        permissions(&registry, "second", "u2"),
+        second,
         json!({
             "service": "second", "user": "u2", "username": "u2-name",
-            "greeting": "hello from second", "instance": 1, "instances": 2
+            "greeting": "hello from second", "instance": first_instance,
+            "instances": second["instances"],
         })
     );
-    assert_eq!(
-        permissions(&registry, "third", "u2")["greeting"],
-        "hello from third"
-    );
-    assert_eq!(permissions(&registry, "third", "u2")["instance"], 2);
+    assert_eq!(third["greeting"], "hello from third");
+    assert_eq!(third["instance"].as_u64().unwrap(), first_instance + 1);
+    assert_eq!(second["instances"], third["instances"]);
+    assert!(second["instances"].as_u64().unwrap() > first_instance);
 
     let second = registry.provider("second").unwrap();
     assert_eq!(second.kind(), PluginKind::PermissionProvider);
