@@ -253,10 +253,15 @@ impl ServerProcess {
     /// Starts `auth-host serve` with only these environment variables (plus `PATH`), JSON
     /// logs and a free port, and waits until it listens.
     pub fn start(envs: &[(&str, &str)]) -> ServerProcess {
+        Self::start_with_args(&["serve"], envs)
+    }
+
+    /// Like `start`, with other arguments (e.g. `--config FILE serve`).
+    pub fn start_with_args(args: &[&str], envs: &[(&str, &str)]) -> ServerProcess {
         use std::io::BufRead;
         let mut command = Command::new(auth_host_bin());
         command
-            .arg("serve")
+            .args(args)
             .env_clear()
             .env("PATH", std::env::var_os("PATH").unwrap_or_default())
             .env("AUTH_LISTEN", "127.0.0.1:0")
@@ -286,6 +291,24 @@ impl ServerProcess {
             log,
             stderr,
         }
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// Whether the process is still running (it never restarted).
+    pub fn is_running(&mut self) -> bool {
+        matches!(self.child.try_wait(), Ok(None))
+    }
+
+    /// Sends SIGHUP (reload).
+    pub fn hangup(&self) {
+        let status = Command::new("kill")
+            .args(["-HUP", &self.pid().to_string()])
+            .status()
+            .unwrap();
+        assert!(status.success());
     }
 
     /// Stops the process and returns its whole log.

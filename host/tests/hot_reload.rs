@@ -1,0 +1,186 @@
+//! Reload without restart: SIGHUP makes a running auth-host re-read its configuration and
+//! plugin directory.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+mod common;
+
+use std::path::Path;
+use std::process::Command;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use common::server::client;
+use common::{PluginDir, ServerProcess, build_copy, replace_in, workspace_root};
+use serde_json::{Value, json};
+
+/// Builds examples/plugin-template outside the workspace (as an author would), after
+/// `patch` edits the provider's source; returns the provider file's bytes.
+fn build_template_provider(patch: impl FnOnce(&Path)) -> Vec<u8> {
+    let built = build_copy(
+        &workspace_root().join("examples/plugin-template"),
+        ".",
+        |root| {
+            replace_in(
+                &root.join("Cargo.toml"),
+                "path = \"../../plugin-api\"",
+                &format!(
+                    "path = \"{}\"",
+                    workspace_root().join("plugin-api").display()
+                ),
+            );
+            patch(root);
+        },
+    );
+    std::fs::read(&built["my_provider"]).unwrap()
+}
+
+/// `auth-host` run as a command with the same data directory as the server.
+fn auth_host(data_dir: &Path, args: &[&str]) -> String {
+    let output = Command::new(common::auth_host_bin())
+        .args(args)
+        .env("AUTH_DATA_DIR", data_dir)
+        .output()
+        .unwrap();
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    String::from_utf8(output.stdout).unwrap().trim().to_owned()
+}
+
+async fn get(url: &str) -> (u16, Value) {
+    let response = client().get(url).send().await.unwrap();
+    let status = response.status().as_u16();
+    (status, response.json().await.unwrap_or(Value::Null))
+}
+
+/// Asks until the answer is `wanted` (a reload is asynchronous), for up to 10 s.
+async fn wait_for(url: &str, wanted: &Value) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let (_, body) = get(url).await;
+        if &body["permissions"] == wanted {
+            return;
+        }
+        assert!(Instant::now() < deadline, "never got {wanted}; last {body}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn plugins_are_added_replaced_and_kept_by_sighup_without_a_restart() {
+    let plugins = PluginDir::with_workspace_plugins(&["sample_permission_provider"]);
+    let data = tempfile::tempdir().unwrap();
+    let config = data.path().join("auth-host.toml");
+    let write_config = |extra: &str| {
+        std::fs::write(
+            &config,
+            format!(
+                "plugin_dir = \"{}\"\nallowed_services = \"example:sample_permission_provider{extra}\"\n\
+                 [plugins.myservice]\nadmins = [\"ada@example.com\"]\n",
+                plugins.path().display()
+            ),
+        )
+        .unwrap();
+    };
+    write_config("");
+    let data_dir = data.path().to_str().unwrap().to_owned();
+    let config_arg = config.to_str().unwrap().to_owned();
+    let mut server = ServerProcess::start_with_args(
+        &["--config", &config_arg, "serve"],
+        &[("AUTH_DATA_DIR", data_dir.as_str())],
+    );
+    let ada = auth_host(data.path(), &["users", "add", "--email", "ada@example.com"]);
+    let token = auth_host(data.path(), &["token", "issue", "--userid", &ada]);
+    let authorize = format!(
+        "{}/auth/authorize?service=myservice&jwt={token}",
+        server.base
+    );
+    assert_eq!(get(&authorize).await.1, json!({"permissions": {}}));
+
+    // /auth/check is asked without a pause all along; not one request may fail.
+    let stop = Arc::new(AtomicBool::new(false));
+    let (answered, failed) = (Arc::new(AtomicU64::new(0)), Arc::new(AtomicU64::new(0)));
+    let hammer = {
+        let url = format!("{}/auth/check?jwt={token}", server.base);
+        let (stop, answered, failed) = (stop.clone(), answered.clone(), failed.clone());
+        tokio::spawn(async move {
+            let http = client();
+            while !stop.load(Ordering::Relaxed) {
+                match http.get(&url).send().await {
+                    Ok(r) if r.status() == 200 => answered.fetch_add(1, Ordering::Relaxed),
+                    _ => failed.fetch_add(1, Ordering::Relaxed),
+                };
+            }
+        })
+    };
+
+    // 1. The template, built outside the workspace, dropped in and named: SIGHUP.
+    let first = build_template_provider(|_| {});
+    std::fs::write(plugins.file_of("my_provider"), &first).unwrap();
+    write_config(";myservice:my_provider");
+    server.hangup();
+    wait_for(&authorize, &json!({"admin": true})).await;
+
+    // 2. A new build of the same file: the answers change after the next SIGHUP.
+    let second = build_template_provider(|root| {
+        replace_in(
+            &root.join("provider/src/lib.rs"),
+            "permissions.insert(\"admin\".into(), admin.into());",
+            "permissions.insert(\"admin\".into(), admin.into());\n        permissions.insert(\"build\".into(), 2.into());",
+        );
+    });
+    assert_ne!(first, second);
+    std::fs::write(plugins.file_of("my_provider"), &second).unwrap();
+    server.hangup();
+    wait_for(&authorize, &json!({"admin": true, "build": 2})).await;
+
+    // 3. A broken replacement is refused; the version in force keeps serving.
+    std::fs::write(plugins.file_of("my_provider"), &second[..second.len() / 2]).unwrap();
+    server.hangup();
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    assert_eq!(
+        get(&authorize).await.1["permissions"],
+        json!({"admin": true, "build": 2})
+    );
+    let metrics = client()
+        .get(format!("{}/auth/metrics", server.base))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        metrics.contains("auth_host_plugin_reloads_total{result=\"ok\"} 2"),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("auth_host_plugin_reloads_total{result=\"failed\"} 1"),
+        "{metrics}"
+    );
+
+    // 4. An alias taken out of the configuration stops serving.
+    std::fs::write(plugins.file_of("my_provider"), &second).unwrap();
+    write_config("");
+    server.hangup();
+    wait_for(&authorize, &json!({})).await;
+
+    stop.store(true, Ordering::Relaxed);
+    hammer.await.unwrap();
+    assert!(server.is_running(), "the server never restarted");
+    let log = server.stop();
+    assert!(answered.load(Ordering::Relaxed) > 100);
+    assert_eq!(
+        failed.load(Ordering::Relaxed),
+        0,
+        "a request failed during a reload"
+    );
+    assert!(
+        log.contains("reload refused: the plugins in force are unchanged"),
+        "{log}"
+    );
+    assert!(log.contains("damaged file"), "{log}");
+}
