@@ -184,3 +184,98 @@ async fn plugins_are_added_replaced_and_kept_by_sighup_without_a_restart() {
     );
     assert!(log.contains("damaged file"), "{log}");
 }
+
+/// Load on `/auth/authorize` for 30 s while the plugins are reloaded 20 times: no request
+/// may fail. Bounded in time and count; it asserts no speed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn authorize_under_load_survives_twenty_reloads() {
+    const SECONDS: u64 = 30;
+    const RELOADS: u32 = 20;
+    const CLIENTS: usize = 8;
+    let plugins =
+        PluginDir::with_workspace_plugins(&["sample_permission_provider", "test_provider"]);
+    let data = tempfile::tempdir().unwrap();
+    let config = data.path().join("auth-host.toml");
+    // Each reload really changes something: the test provider's settings.
+    let write_config = |round: u32| {
+        std::fs::write(
+            &config,
+            format!(
+                "plugin_dir = \"{}\"\n\
+                 allowed_services = \"example:sample_permission_provider;second:test_provider\"\n\
+                 [plugins.second]\ngreeting = \"round {round}\"\n",
+                plugins.path().display()
+            ),
+        )
+        .unwrap();
+    };
+    write_config(0);
+    let data_dir = data.path().to_str().unwrap().to_owned();
+    let config_arg = config.to_str().unwrap().to_owned();
+    let mut server = ServerProcess::start_with_args(
+        &["--config", &config_arg, "serve"],
+        &[("AUTH_DATA_DIR", data_dir.as_str())],
+    );
+    let user = auth_host(
+        data.path(),
+        &["users", "add", "--email", "load@example.com"],
+    );
+    let token = auth_host(data.path(), &["token", "issue", "--userid", &user]);
+
+    let deadline = Instant::now() + Duration::from_secs(SECONDS);
+    let (answered, failed) = (Arc::new(AtomicU64::new(0)), Arc::new(AtomicU64::new(0)));
+    let clients: Vec<_> = (0..CLIENTS)
+        .map(|i| {
+            let service = if i % 2 == 0 { "example" } else { "second" };
+            let url = format!(
+                "{}/auth/authorize?service={service}&jwt={token}",
+                server.base
+            );
+            let (answered, failed) = (answered.clone(), failed.clone());
+            tokio::spawn(async move {
+                let http = client();
+                while Instant::now() < deadline {
+                    let ok = match http.get(&url).send().await {
+                        Ok(r) if r.status() == 200 => r
+                            .json::<Value>()
+                            .await
+                            .is_ok_and(|b| b["token"].is_string()),
+                        _ => false,
+                    };
+                    if ok {
+                        answered.fetch_add(1, Ordering::Relaxed);
+                    } else {
+                        failed.fetch_add(1, Ordering::Relaxed);
+                    }
+                }
+            })
+        })
+        .collect();
+    let pause = Duration::from_millis(SECONDS * 1000 / u64::from(RELOADS + 1));
+    for round in 1..=RELOADS {
+        tokio::time::sleep(pause).await;
+        write_config(round);
+        server.hangup();
+    }
+    for client in clients {
+        client.await.unwrap();
+    }
+    let (_, body) = get(&format!(
+        "{}/auth/authorize?service=second&jwt={token}",
+        server.base
+    ))
+    .await;
+    assert_eq!(body["permissions"]["greeting"], format!("round {RELOADS}"));
+    assert!(server.is_running());
+    let log = server.stop();
+    let reloads = log.matches("plugins reloaded").count();
+    assert_eq!(reloads, RELOADS as usize, "{log}");
+    let answered = answered.load(Ordering::Relaxed);
+    eprintln!("{answered} authorizations in {SECONDS} s across {RELOADS} reloads");
+    assert!(answered > 1000, "{answered}");
+    assert_eq!(
+        failed.load(Ordering::Relaxed),
+        0,
+        "a request failed during the reloads"
+    );
+}

@@ -240,13 +240,13 @@ pub fn plugin_settings(
 pub mod idp;
 pub mod server;
 
-/// A real `auth-host serve` process, killed when dropped.
+/// A real `auth-host serve` process, killed when dropped. Its log (stderr, JSON) is read
+/// all along on a thread of its own, so that a chatty server never blocks on a full pipe.
 pub struct ServerProcess {
     child: std::process::Child,
     pub base: String,
-    /// Log lines (JSON) read so far.
-    pub log: String,
-    stderr: std::io::BufReader<std::process::ChildStderr>,
+    log: std::sync::Arc<std::sync::Mutex<String>>,
+    reader: Option<std::thread::JoinHandle<()>>,
 }
 
 impl ServerProcess {
@@ -271,25 +271,33 @@ impl ServerProcess {
             command.env(key, value);
         }
         let mut child = command.spawn().unwrap();
-        let mut stderr = std::io::BufReader::new(child.stderr.take().unwrap());
-        let mut log = String::new();
-        let base = loop {
-            let mut line = String::new();
-            assert!(
-                stderr.read_line(&mut line).unwrap() > 0,
-                "exited early:\n{log}"
-            );
-            log.push_str(&line);
-            let event: serde_json::Value = serde_json::from_str(&line).unwrap();
-            if event["message"] == "listening" {
-                break format!("http://{}", event["address"].as_str().unwrap());
-            }
+        let stderr = std::io::BufReader::new(child.stderr.take().unwrap());
+        let log = std::sync::Arc::new(std::sync::Mutex::new(String::new()));
+        let (address_tx, address_rx) = std::sync::mpsc::channel();
+        let reader = {
+            let log = std::sync::Arc::clone(&log);
+            std::thread::spawn(move || {
+                for line in stderr.lines() {
+                    let Ok(line) = line else { break };
+                    if let Ok(event) = serde_json::from_str::<serde_json::Value>(&line)
+                        && event["message"] == "listening"
+                    {
+                        let _ = address_tx.send(event["address"].as_str().unwrap_or("").to_owned());
+                    }
+                    let mut log = log.lock().unwrap();
+                    log.push_str(&line);
+                    log.push('\n');
+                }
+            })
         };
+        let address = address_rx
+            .recv_timeout(std::time::Duration::from_secs(30))
+            .unwrap_or_else(|_| panic!("never listened:\n{}", log.lock().unwrap()));
         ServerProcess {
             child,
-            base,
+            base: format!("http://{address}"),
             log,
-            stderr,
+            reader: Some(reader),
         }
     }
 
@@ -313,15 +321,12 @@ impl ServerProcess {
 
     /// Stops the process and returns its whole log.
     pub fn stop(mut self) -> String {
-        use std::io::BufRead;
         let _ = self.child.kill();
         let _ = self.child.wait();
-        let mut log = std::mem::take(&mut self.log);
-        for line in (&mut self.stderr).lines() {
-            log.push_str(&line.unwrap());
-            log.push('\n');
+        if let Some(reader) = self.reader.take() {
+            let _ = reader.join();
         }
-        log
+        std::mem::take(&mut *self.log.lock().unwrap())
     }
 }
 
