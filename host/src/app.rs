@@ -30,11 +30,14 @@ pub enum StartupError {
 }
 
 fn plugin_messages(outcomes: &[LoadOutcome]) -> String {
+    failure_messages(outcomes).join("\n")
+}
+
+fn failure_messages(outcomes: &[LoadOutcome]) -> Vec<String> {
     outcomes
         .iter()
         .filter_map(LoadOutcome::failure_message)
-        .collect::<Vec<_>>()
-        .join("\n")
+        .collect()
 }
 
 /// The signing keys: `PRIVATE_KEY`/`PUBLIC_KEY`, or the pair kept in the data directory
@@ -207,12 +210,8 @@ pub async fn reload_plugins(service: &AuthService, file: Option<std::path::PathB
     let metrics = service.metrics();
     let loaded = tokio::task::spawn_blocking(move || {
         let config = Config::load(file.as_deref()).map_err(|errors| errors.0)?;
-        PluginRegistry::load(&config.plugin_settings()).map_err(|outcomes| {
-            outcomes
-                .iter()
-                .filter_map(LoadOutcome::failure_message)
-                .collect::<Vec<_>>()
-        })
+        PluginRegistry::load(&config.plugin_settings())
+            .map_err(|outcomes| failure_messages(&outcomes))
     })
     .await;
     match loaded {

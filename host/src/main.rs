@@ -6,7 +6,7 @@ use std::process::ExitCode;
 use auth_host::app::{self, StartupError};
 use auth_host::config::Config;
 use auth_host::plugins::{self, PluginRegistry};
-use auth_host::service::{iso8601, user_id_of, user_info, validate_username};
+use auth_host::service::{iso8601, user_id_of, user_info, username_base, validate_username};
 use auth_host::storage::{Store, User};
 use clap::{Parser, Subcommand};
 
@@ -222,7 +222,7 @@ async fn users(config: &Config, command: UsersCommand) -> Result<ExitCode, Start
                     }
                     username
                 }
-                None => email.split('@').next().unwrap_or_default().to_lowercase(),
+                None => username_base(&email),
             };
             let user = User {
                 id,

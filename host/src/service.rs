@@ -74,6 +74,12 @@ pub fn validate_username(username: &str) -> std::result::Result<(), String> {
     Ok(())
 }
 
+/// The first choice of username for an email: its local part, lower-cased (suffixes are
+/// added when it is taken).
+pub fn username_base(email: &str) -> String {
+    email.split('@').next().unwrap_or_default().to_lowercase()
+}
+
 /// A user's id: md5 hex of the email, as the old service made it.
 pub fn user_id_of(email: &str) -> String {
     format!("{:x}", md5::Md5::digest(email.as_bytes()))
@@ -321,13 +327,7 @@ impl AuthService {
                 plugin.get_permissions(&asked, &info)
             })
             .await;
-        self.metrics
-            .plugin_calls
-            .get_or_create(&PluginCallLabels {
-                alias: provider.alias().to_owned(),
-                outcome: outcome_label(&answer),
-            })
-            .inc();
+        self.count_plugin_call(provider.alias(), &answer);
         let permissions = match answer {
             Ok(permissions) => permissions,
             Err(error) => {
@@ -394,6 +394,16 @@ impl AuthService {
         })
     }
 
+    fn count_plugin_call<T>(&self, alias: &str, answer: &std::result::Result<T, PluginCallError>) {
+        self.metrics
+            .plugin_calls
+            .get_or_create(&PluginCallLabels {
+                alias: alias.to_owned(),
+                outcome: outcome_label(answer),
+            })
+            .inc();
+    }
+
     /// Picks the identity's email: its own, or among GitHub's verified emails one that
     /// already belongs to a user, else the primary one.
     async fn choose_email(&self, choice: &EmailChoice) -> Result<Option<String>> {
@@ -430,13 +440,7 @@ impl AuthService {
                     Hook::Login => plugin.on_user_login(&info),
                 })
                 .await;
-            self.metrics
-                .plugin_calls
-                .get_or_create(&PluginCallLabels {
-                    alias: extension.alias().to_owned(),
-                    outcome: outcome_label(&answer),
-                })
-                .inc();
+            self.count_plugin_call(extension.alias(), &answer);
             match answer {
                 Ok(HookDecision::Continue) => {}
                 Ok(HookDecision::Amend(amendment)) => {
@@ -482,9 +486,9 @@ impl AuthService {
             None => {
                 let base = identity
                     .login
-                    .clone()
-                    .unwrap_or_else(|| email.split('@').next().unwrap_or_default().to_owned())
-                    .to_lowercase();
+                    .as_deref()
+                    .map(str::to_lowercase)
+                    .unwrap_or_else(|| username_base(&email));
                 let mut user = User {
                     id,
                     provider_id: Some(identity.provider_id),

@@ -413,7 +413,7 @@ impl Keys {
                 .find(|k| &k.kid == kid)
                 .ok_or(TokenError::UnknownKey)?,
             // The old service signed without `kid`; such tokens verify with the current key.
-            None => &self.verifying[0],
+            None => self.verifying.first().ok_or(TokenError::UnknownKey)?,
         };
         if header.alg != key.algorithm {
             return Err(TokenError::Algorithm);

@@ -41,6 +41,15 @@ pub struct LoadOutcome {
 }
 
 impl LoadOutcome {
+    /// The long diagnostics of a failure (abi_stable's layout comparison), at debug level.
+    fn log_detail(&self) {
+        if let Err(error) = &self.result
+            && let Some(detail) = error.detail()
+        {
+            tracing::debug!(alias = %self.alias, file = %self.file.display(), "{detail}");
+        }
+    }
+
     /// One paragraph naming alias, file and reason.
     pub fn failure_message(&self) -> Option<String> {
         let error = self.result.as_ref().err()?;
@@ -378,13 +387,7 @@ fn load_all(settings: &PluginSettings) -> (Vec<LoadOutcome>, Vec<Arc<Plugin>>) {
             });
         }
     }
-    for outcome in &outcomes {
-        if let Err(error) = &outcome.result
-            && let Some(detail) = error.detail()
-        {
-            tracing::debug!(alias = %outcome.alias, file = %outcome.file.display(), "{detail}");
-        }
-    }
+    outcomes.iter().for_each(LoadOutcome::log_detail);
     (outcomes, plugins)
 }
 
@@ -395,12 +398,7 @@ pub fn check_files(files: &[PathBuf]) -> Vec<LoadOutcome> {
         .iter()
         .map(|file| {
             let result = library::open(file).map(|library| summary_of(&library));
-            if let Err(error) = &result
-                && let Some(detail) = error.detail()
-            {
-                tracing::debug!(file = %file.display(), "{detail}");
-            }
-            LoadOutcome {
+            let outcome = LoadOutcome {
                 alias: file
                     .file_name()
                     .map(|n| n.to_string_lossy().into_owned())
@@ -408,7 +406,9 @@ pub fn check_files(files: &[PathBuf]) -> Vec<LoadOutcome> {
                 expected_kind: None,
                 file: file.clone(),
                 result,
-            }
+            };
+            outcome.log_detail();
+            outcome
         })
         .collect()
 }
