@@ -6,7 +6,7 @@ mod common;
 
 use std::process::Command;
 
-use common::server::{Backend, TestServer, client};
+use common::server::{Backend, TestServer};
 use serde_json::{Value, json};
 
 fn pyjwt_python() -> std::path::PathBuf {
@@ -45,14 +45,7 @@ async fn pyjwt_verifies_a_permission_token_with_only_the_public_key() {
         .get_json(&format!("/auth/authorize?jwt={token}&service=example"))
         .await;
     let permission_token = answer["token"].as_str().unwrap();
-    let pem = client()
-        .get(server.url("/auth/public-key"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let pem = common::server::get_text(&server.url("/auth/public-key")).await;
 
     let claims = verify_with_pyjwt(&pem, permission_token).unwrap();
     assert_eq!(claims["userid"], user.id.as_str());

@@ -11,28 +11,13 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use common::server::client;
-use common::{PluginDir, ServerProcess, build_copy, replace_in, workspace_root};
+use common::{PluginDir, ServerProcess, replace_in};
 use serde_json::{Value, json};
 
 /// Builds examples/plugin-template outside the workspace (as an author would), after
 /// `patch` edits the provider's source; returns the provider file's bytes.
 fn build_template_provider(patch: impl FnOnce(&Path)) -> Vec<u8> {
-    let built = build_copy(
-        &workspace_root().join("examples/plugin-template"),
-        ".",
-        |root| {
-            replace_in(
-                &root.join("Cargo.toml"),
-                "path = \"../../plugin-api\"",
-                &format!(
-                    "path = \"{}\"",
-                    workspace_root().join("plugin-api").display()
-                ),
-            );
-            patch(root);
-        },
-    );
-    std::fs::read(&built["my_provider"]).unwrap()
+    std::fs::read(&common::build_plugin_template(patch)["my_provider"]).unwrap()
 }
 
 /// `auth-host` run as a command with the same data directory as the server.
@@ -145,14 +130,7 @@ async fn plugins_are_added_replaced_and_kept_by_sighup_without_a_restart() {
         get(&authorize).await.1["permissions"],
         json!({"admin": true, "build": 2})
     );
-    let metrics = client()
-        .get(format!("{}/auth/metrics", server.base))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = common::server::get_text(&format!("{}/auth/metrics", server.base)).await;
     assert!(
         metrics.contains("auth_host_plugin_reloads_total{result=\"ok\"} 2"),
         "{metrics}"

@@ -336,14 +336,7 @@ async fn a_failing_provider_fails_only_its_own_requests(backend: Backend) {
         "{elapsed:?}"
     );
 
-    let metrics = client()
-        .get(server.url("/auth/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = common::server::get_text(&server.url("/auth/metrics")).await;
     for outcome in ["panic", "error", "timeout", "ok"] {
         assert!(
             metrics.contains(&format!(

@@ -8,26 +8,13 @@ use std::process::Command;
 
 use auth_host::plugins::{HookDecision, PluginRegistry};
 use auth_host_plugin_api::UserInfo;
-use common::{PluginDir, build_copy, plugin_settings, replace_in, workspace_root};
+use common::{PluginDir, plugin_settings};
 use serde_json::json;
 
 #[test]
 fn the_template_builds_outside_the_workspace_and_its_plugins_work() {
-    let built = build_copy(
-        &workspace_root().join("examples/plugin-template"),
-        ".",
-        |root| {
-            // As the README says: point the dependency at this checkout.
-            replace_in(
-                &root.join("Cargo.toml"),
-                "path = \"../../plugin-api\"",
-                &format!(
-                    "path = \"{}\"",
-                    workspace_root().join("plugin-api").display()
-                ),
-            );
-        },
-    );
+    // As the README says: the dependency points at this checkout.
+    let built = common::build_plugin_template(|_| {});
     let provider = &built["my_provider"];
     let extension = &built["my_extension"];
 

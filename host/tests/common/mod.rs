@@ -133,6 +133,27 @@ pub fn build_copy(
     cargo_cdylibs(command)
 }
 
+/// Builds examples/plugin-template outside the workspace as its README says (the
+/// `plugin-api` dependency pointed at this checkout), after `patch` edits the copy; returns
+/// the cdylib files by crate name.
+pub fn build_plugin_template(patch: impl FnOnce(&Path)) -> HashMap<String, PathBuf> {
+    build_copy(
+        &workspace_root().join("examples/plugin-template"),
+        ".",
+        |root| {
+            replace_in(
+                &root.join("Cargo.toml"),
+                "path = \"../../plugin-api\"",
+                &format!(
+                    "path = \"{}\"",
+                    workspace_root().join("plugin-api").display()
+                ),
+            );
+            patch(root);
+        },
+    )
+}
+
 /// Builds the ABI fixtures (tools/abi-fixtures) after `patch` edits the copy, and returns
 /// the provider file. `package` names the provider so that variants do not overwrite each
 /// other in the shared target directory.

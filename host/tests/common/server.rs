@@ -322,6 +322,18 @@ pub fn params_of(url: &str) -> std::collections::HashMap<String, String> {
         .collect()
 }
 
+/// The body of a GET, as text (whatever its status).
+pub async fn get_text(url: &str) -> String {
+    client()
+        .get(url)
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap()
+}
+
 pub fn client() -> reqwest::Client {
     reqwest::Client::builder()
         .redirect(reqwest::redirect::Policy::none())
