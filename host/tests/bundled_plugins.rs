@@ -5,6 +5,9 @@ mod common;
 
 use std::time::Duration;
 
+use base64::Engine;
+use base64::engine::general_purpose::STANDARD;
+use common::receiver::{Attempt, WebhookReceiver};
 use common::server::{Backend, TestServer, browser, params_of};
 use serde_json::{Value, json};
 
@@ -168,10 +171,307 @@ async fn static_permissions_follow_the_rules_file_and_its_changes(backend: Backe
     let _ = server.stop().await;
 }
 
+/// The key the webhook tests sign with, given to the plugin as a Standard Webhooks secret.
+const WEBHOOK_KEY: &[u8] = b"0123456789abcdef0123456789abcdef";
+
+/// Settings for a server whose only extension is `webhook`, posting to `receiver`;
+/// `webhook` is merged over the plugin's settings.
+fn with_webhook(receiver: &WebhookReceiver, webhook: Value) -> Value {
+    let mut settings = json!({
+        "url": receiver.url,
+        "secret": format!("whsec_{}", STANDARD.encode(WEBHOOK_KEY)),
+        "retry_initial_ms": 50,
+        "retry_max_ms": 200,
+    });
+    if let (Value::Object(settings), Value::Object(extra)) = (&mut settings, webhook) {
+        settings.extend(extra);
+    }
+    json!({
+        "dev_login": true,
+        "installed_extensions": "webhook",
+        "plugins": {"webhook": settings},
+    })
+}
+
+fn summary(attempts: &[Attempt]) -> Vec<(String, String, u16)> {
+    attempts
+        .iter()
+        .map(|a| (a.event_type(), a.email(), a.status))
+        .collect()
+}
+
+fn owned(expected: &[(&str, &str, u16)]) -> Vec<(String, String, u16)> {
+    expected
+        .iter()
+        .map(|(t, e, s)| ((*t).to_owned(), (*e).to_owned(), *s))
+        .collect()
+}
+
+async fn webhook_posts_signed_events_and_a_blocking_refusal_refuses_the_login(backend: Backend) {
+    let receiver = WebhookReceiver::start(|attempt| {
+        if attempt.email().starts_with("eve@") {
+            (403, json!({"reason": "eve's account is closed"}))
+        } else {
+            (200, json!({"ok": true}))
+        }
+    })
+    .await;
+    let server = TestServer::start_with(
+        backend,
+        with_webhook(
+            &receiver,
+            json!({"hooks": {
+                "on_new_user": "blocking",
+                "on_user_login": "blocking",
+                "on_user_logout": "fire_and_forget",
+            }}),
+        ),
+    )
+    .await;
+
+    // Blocking hooks: both events were taken before the login finished.
+    let landed = dev_login(&server, "ada@corp.example").await;
+    let token = landed.get("jwt").expect("ada logs in").clone();
+    let attempts = receiver.attempts();
+    assert_eq!(
+        summary(&attempts),
+        owned(&[
+            ("user.new", "ada@corp.example", 200),
+            ("user.login", "ada@corp.example", 200)
+        ])
+    );
+    let now = chrono::Utc::now();
+    for attempt in &attempts {
+        assert!(attempt.signed_with(WEBHOOK_KEY), "{attempt:?}");
+        assert!(!attempt.signed_with(b"another key, also of 32 bytes..."));
+        let mut tampered = attempt.clone();
+        tampered.body.push(' ');
+        assert!(!tampered.signed_with(WEBHOOK_KEY));
+        let mut replayed = attempt.clone();
+        replayed.timestamp = (now.timestamp() + 3600).to_string();
+        assert!(!replayed.signed_with(WEBHOOK_KEY));
+
+        assert_eq!(attempt.content_type, "application/json");
+        assert!(attempt.id.starts_with("evt_"), "{}", attempt.id);
+        let sent: i64 = attempt.timestamp.parse().unwrap();
+        assert!((now.timestamp() - sent).abs() < 300, "{sent}");
+        let body = attempt.json();
+        let stamped =
+            chrono::DateTime::parse_from_rfc3339(body["timestamp"].as_str().unwrap()).unwrap();
+        assert!((now - stamped.to_utc()).num_seconds().abs() < 300);
+        assert_eq!(body["data"]["user"]["username"], "ada");
+        assert_eq!(body["data"]["user"]["email"], "ada@corp.example");
+        assert_eq!(body["data"]["user"]["id"].as_str().unwrap().len(), 32);
+    }
+    assert_ne!(attempts[0].id, attempts[1].id);
+
+    // A non-2xx from a blocking hook refuses the login, with the receiver's reason.
+    let landed = dev_login(&server, "eve@corp.example").await;
+    assert!(!landed.contains_key("jwt"), "{landed:?}");
+    assert_eq!(landed["error"], "Login refused: eve's account is closed");
+    assert_eq!(server.service.store().count_users().await.unwrap(), 1);
+    assert_eq!(
+        summary(&receiver.attempts()[2..]),
+        owned(&[("user.new", "eve@corp.example", 403)])
+    );
+
+    // A returning user is no new user.
+    let again = dev_login(&server, "ada@corp.example").await;
+    assert!(again.contains_key("jwt"), "{again:?}");
+    assert_eq!(
+        summary(&receiver.attempts()[3..]),
+        owned(&[("user.login", "ada@corp.example", 200)])
+    );
+
+    // The logout is fire-and-forget: it arrives after the answer.
+    let (status, body) = server.post_json(&format!("/auth/logout?jwt={token}")).await;
+    assert_eq!(status, 200, "{body}");
+    let attempts = receiver
+        .wait_until("user.logout", |all| all.len() == 5 && all[4].status != 0)
+        .await;
+    assert_eq!(
+        summary(&attempts[4..]),
+        owned(&[("user.logout", "ada@corp.example", 200)])
+    );
+    assert!(attempts[4].signed_with(WEBHOOK_KEY));
+    let _ = server.stop().await;
+}
+
+async fn fire_and_forget_events_never_delay_a_login_and_are_retried(backend: Backend) {
+    // Every event fails twice and is then taken; lost@'s events are never taken.
+    let receiver = WebhookReceiver::start(|attempt| {
+        match (attempt.email().starts_with("lost@"), attempt.number) {
+            (true, _) | (false, 1 | 2) => (503, json!({})),
+            (false, _) => (200, json!({})),
+        }
+    })
+    .await;
+    let secret = "a plain secret, used as its bytes";
+    let server = TestServer::start_with(
+        backend,
+        with_webhook(
+            &receiver,
+            json!({"secret": secret, "timeout_ms": 30_000, "max_attempts": 4}),
+        ),
+    )
+    .await;
+
+    // The receiver holds its answers: the first delivery gets stuck there, and logins
+    // still go through, since they never wait for a delivery.
+    receiver.hold();
+    let first = dev_login(&server, "ada@corp.example").await;
+    assert!(first.contains_key("jwt"), "{first:?}");
+    receiver
+        .wait_until("the first delivery, held", |all| !all.is_empty())
+        .await;
+    for email in ["ada@corp.example", "lost@corp.example"] {
+        let landed = dev_login(&server, email).await;
+        assert!(landed.contains_key("jwt"), "{email}: {landed:?}");
+    }
+    // The others are queued behind the held one.
+    assert_eq!(receiver.attempts().len(), 1);
+    receiver.release();
+
+    let done = |all: &[Attempt]| {
+        let mut ids: Vec<&str> = all.iter().map(|a| a.id.as_str()).collect();
+        ids.dedup();
+        let finished = |id: &str| {
+            all.iter()
+                .any(|a| a.id == id && (a.status == 200 || (a.number == 4 && a.status != 0)))
+        };
+        all.iter().filter(|a| a.number == 1).count() == 5 && ids.iter().all(|id| finished(id))
+    };
+    let attempts = receiver
+        .wait_until("every event taken or given up", done)
+        .await;
+    // Longer than the longest retry delay: nothing more arrives.
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    assert_eq!(receiver.attempts().len(), attempts.len());
+
+    let firsts: Vec<&Attempt> = attempts.iter().filter(|a| a.number == 1).collect();
+    let events: Vec<(String, String)> =
+        firsts.iter().map(|a| (a.event_type(), a.email())).collect();
+    let expected: Vec<(String, String)> = [
+        ("user.new", "ada@corp.example"),
+        ("user.login", "ada@corp.example"),
+        ("user.login", "ada@corp.example"),
+        ("user.new", "lost@corp.example"),
+        ("user.login", "lost@corp.example"),
+    ]
+    .iter()
+    .map(|(t, e)| ((*t).to_owned(), (*e).to_owned()))
+    .collect();
+    assert_eq!(events, expected, "queued in order");
+    for first in firsts {
+        let tries: Vec<&Attempt> = attempts.iter().filter(|a| a.id == first.id).collect();
+        let statuses: Vec<u16> = tries.iter().map(|a| a.status).collect();
+        if first.email().starts_with("lost@") {
+            assert_eq!(
+                statuses,
+                [503, 503, 503, 503],
+                "given up after max_attempts"
+            );
+        } else {
+            assert_eq!(statuses, [503, 503, 200]);
+        }
+        for (number, attempt) in tries.iter().enumerate() {
+            assert_eq!(attempt.number, number + 1);
+            assert_eq!(
+                attempt.body, first.body,
+                "every attempt posts the same event"
+            );
+            assert!(attempt.signed_with(secret.as_bytes()), "{attempt:?}");
+        }
+    }
+    let _ = server.stop().await;
+}
+
+async fn a_blocking_hook_refuses_the_login_when_its_receiver_is_slow_or_down(backend: Backend) {
+    let receiver = WebhookReceiver::start(|_| (200, json!({}))).await;
+    let blocking_login = json!({"timeout_ms": 300, "hooks": {
+        "on_new_user": "off", "on_user_login": "blocking", "on_user_logout": "off",
+    }});
+    let server =
+        TestServer::start_with(backend, with_webhook(&receiver, blocking_login.clone())).await;
+    // No answer within timeout_ms: refused, and not retried.
+    receiver.hold();
+    let slow = dev_login(&server, "ada@corp.example").await;
+    assert!(!slow.contains_key("jwt"), "{slow:?}");
+    assert_eq!(slow["error"], "Login refused: an extension failed");
+    assert_eq!(receiver.attempts().len(), 1);
+    assert_eq!(server.service.store().count_users().await.unwrap(), 0);
+    // Answering again: logins go through.
+    receiver.release();
+    let answered = dev_login(&server, "ada@corp.example").await;
+    assert!(answered.contains_key("jwt"), "{answered:?}");
+    let database = server.stop().await;
+
+    // Nothing listening at the URL: refused.
+    let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let nowhere = format!("http://{}/events", closed.local_addr().unwrap());
+    drop(closed);
+    let mut settings = with_webhook(&receiver, blocking_login);
+    settings["plugins"]["webhook"]["url"] = json!(nowhere);
+    let server = TestServer::start_on(database, settings).await;
+    let down = dev_login(&server, "bob@corp.example").await;
+    assert_eq!(down["error"], "Login refused: an extension failed");
+    assert_eq!(server.service.store().count_users().await.unwrap(), 1);
+    let _ = server.stop().await;
+}
+
 on_both_backends!(
     email_allowlist_lets_in_listed_emails_and_domains_only,
     static_permissions_follow_the_rules_file_and_its_changes,
+    webhook_posts_signed_events_and_a_blocking_refusal_refuses_the_login,
+    fire_and_forget_events_never_delay_a_login_and_are_retried,
+    a_blocking_hook_refuses_the_login_when_its_receiver_is_slow_or_down,
 );
+
+#[test]
+fn webhook_settings_that_make_no_sense_stop_the_load() {
+    let dir = common::PluginDir::with_workspace_plugins(&["webhook"]);
+    let refusal = |webhook: Value| -> String {
+        let mut settings = common::plugin_settings(dir.path(), "", "webhook");
+        settings.settings.insert("webhook".into(), webhook);
+        let outcomes = auth_host::plugins::PluginRegistry::load(&settings).unwrap_err();
+        let message: Value = outcomes[0].failure_message().unwrap().into();
+        message.as_str().unwrap().to_owned()
+    };
+    let secret = "sixteen bytes or more";
+    let cases = [
+        (json!({"secret": secret}), "missing field `url`"),
+        (
+            json!({"url": "https://hooks.example/"}),
+            "missing field `secret`",
+        ),
+        (
+            json!({"url": "http://hooks.example/", "secret": secret}),
+            "set allow_http = true",
+        ),
+        (
+            json!({"url": "https://hooks.example/", "secret": "short"}),
+            "secret: must be at least 16 bytes, found 5",
+        ),
+        (
+            json!({"url": "https://hooks.example/", "secret": secret,
+                   "hooks": {"on_user_login": "sometimes"}}),
+            "unknown variant `sometimes`",
+        ),
+        (
+            json!({"url": "https://hooks.example/", "secret": secret, "max_attempts": 0}),
+            "max_attempts: must be at least 1",
+        ),
+        (
+            json!({"url": "https://hooks.example/", "secret": secret, "retries": 3}),
+            "unknown field `retries`",
+        ),
+    ];
+    for (settings, expected) in cases {
+        let message = refusal(settings.clone());
+        assert!(message.contains(expected), "{settings}: {message}");
+        assert!(!message.contains(secret), "{message}");
+    }
+}
 
 #[test]
 fn a_rules_file_that_does_not_parse_stops_the_load() {

@@ -4,16 +4,13 @@
 #![allow(dead_code, clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use std::collections::HashMap;
-use std::convert::Infallible;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 
 use base64::Engine;
 use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
 use http_body_util::{BodyExt, Full};
 use hyper::body::{Bytes, Incoming};
-use hyper::service::service_fn;
 use hyper::{Request, Response, StatusCode};
-use hyper_util::rt::TokioIo;
 use serde_json::{Value, json};
 
 /// Ways to spoil the next ID token.
@@ -124,34 +121,28 @@ fn query(uri: &hyper::Uri) -> HashMap<String, String> {
 
 impl StandInIdp {
     pub async fn start() -> StandInIdp {
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let base = format!("http://{}", listener.local_addr().unwrap());
         let state = Arc::new(Mutex::new(State::default()));
         let keys = Arc::new(make_keys());
-        let (task_state, task_base) = (Arc::clone(&state), base.clone());
-        tokio::spawn(async move {
-            loop {
-                let Ok((stream, _)) = listener.accept().await else {
-                    continue;
-                };
-                let (state, keys, base) = (
-                    Arc::clone(&task_state),
-                    Arc::clone(&keys),
-                    task_base.clone(),
-                );
-                tokio::spawn(async move {
-                    let service = service_fn(move |request| {
-                        let (state, keys, base) =
-                            (Arc::clone(&state), Arc::clone(&keys), base.clone());
-                        async move { Ok::<_, Infallible>(handle(request, &state, &keys, &base).await) }
-                    });
-                    let _ = hyper::server::conn::http1::Builder::new()
-                        .serve_connection(TokioIo::new(stream), service)
-                        .await;
-                });
+        let task_state = Arc::clone(&state);
+        let base = Arc::new(OnceLock::<String>::new());
+        let task_base = Arc::clone(&base);
+        let served = super::serve_local(move |request| {
+            let (state, keys, base) = (
+                Arc::clone(&task_state),
+                Arc::clone(&keys),
+                Arc::clone(&task_base),
+            );
+            async move {
+                let base = base.get().cloned().unwrap_or_default();
+                handle(request, &state, &keys, &base).await
             }
-        });
-        StandInIdp { base, state }
+        })
+        .await;
+        base.set(served.clone()).unwrap();
+        StandInIdp {
+            base: served,
+            state,
+        }
     }
 
     pub fn set_oidc_user(&self, user: OidcUser) {

@@ -63,26 +63,27 @@ pub fn cargo_cdylibs(mut command: Command) -> HashMap<String, PathBuf> {
 }
 
 /// The workspace's plugins (samples and test plugins), built once per test process.
+/// The workspace's plugin crates the tests load.
+const WORKSPACE_PLUGINS: &[&str] = &[
+    "sample_permission_provider",
+    "sample_extension",
+    "test_provider",
+    "test_extension",
+    "email_allowlist",
+    "static_permissions",
+    "webhook",
+];
+
 pub fn workspace_plugins() -> &'static HashMap<String, PathBuf> {
     static BUILT: OnceLock<HashMap<String, PathBuf>> = OnceLock::new();
     BUILT.get_or_init(|| {
         let mut command = cargo();
-        command.current_dir(workspace_root()).args([
-            "build",
-            MESSAGE_FORMAT,
-            "-p",
-            "sample_permission_provider",
-            "-p",
-            "sample_extension",
-            "-p",
-            "test_provider",
-            "-p",
-            "test_extension",
-            "-p",
-            "email_allowlist",
-            "-p",
-            "static_permissions",
-        ]);
+        command
+            .current_dir(workspace_root())
+            .args(["build", MESSAGE_FORMAT]);
+        for package in WORKSPACE_PLUGINS {
+            command.args(["-p", package]);
+        }
         cargo_cdylibs(command)
     })
 }
@@ -259,7 +260,39 @@ pub fn plugin_settings(
 }
 
 pub mod idp;
+pub mod receiver;
 pub mod server;
+
+/// Serves `handle` over HTTP/1 on a free 127.0.0.1 port, for as long as the test runs;
+/// returns `http://127.0.0.1:<port>`. The stand-in services of the test kit run on it.
+pub async fn serve_local<H, F>(handle: H) -> String
+where
+    H: Fn(hyper::Request<hyper::body::Incoming>) -> F + Clone + Send + Sync + 'static,
+    F: std::future::Future<Output = hyper::Response<http_body_util::Full<hyper::body::Bytes>>>
+        + Send
+        + 'static,
+{
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let base = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(async move {
+        loop {
+            let Ok((stream, _)) = listener.accept().await else {
+                continue;
+            };
+            let handle = handle.clone();
+            tokio::spawn(async move {
+                let service = hyper::service::service_fn(move |request| {
+                    let answer = handle(request);
+                    async move { Ok::<_, std::convert::Infallible>(answer.await) }
+                });
+                let _ = hyper::server::conn::http1::Builder::new()
+                    .serve_connection(hyper_util::rt::TokioIo::new(stream), service)
+                    .await;
+            });
+        }
+    });
+    base
+}
 
 /// A real `auth-host serve` process, killed when dropped. Its log (stderr, JSON) is read
 /// all along on a thread of its own, so that a chatty server never blocks on a full pipe.

@@ -168,6 +168,7 @@ impl TestServer {
             "test_extension",
             "email_allowlist",
             "static_permissions",
+            "webhook",
         ]);
         let data_dir = tempfile::tempdir().unwrap();
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
