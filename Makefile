@@ -10,10 +10,11 @@ SAMPLE_PLUGINS = ALLOWED_SERVICES="example:sample_permission_provider" \
 DEV_SERVER = EXTERNAL_ADDRESS="http://127.0.0.1:8000" AUTH_LISTEN="127.0.0.1:8000" \
              AUTH_DEV_LOGIN=true
 
-# PyJWT, for the test that verifies permission tokens as downstream services do.
-PYJWT_VENV = target/pyjwt-venv
+# PyJWT and Standard Webhooks' library, for the tests that verify permission tokens and
+# webhook signatures as downstream services and receivers do.
+VERIFIERS_VENV = target/verifiers-venv
 
-.PHONY: build run test lint fmt check-plugins clean pyjwt bench bench-tools
+.PHONY: build run test lint fmt check-plugins clean verifiers bench bench-tools
 
 # `make bench` (SQLite) or `make bench DB=postgres`; BENCH_DURATION=seconds per run.
 DB ?= sqlite
@@ -27,14 +28,15 @@ run: build
 check-plugins: build
 	$(SAMPLE_PLUGINS) ./target/debug/auth-host plugins check
 
-test: build pyjwt
+test: build verifiers
 	$(CARGO) test --workspace
 
-pyjwt: $(PYJWT_VENV)/.installed
+verifiers: $(VERIFIERS_VENV)/.installed
 
-$(PYJWT_VENV)/.installed:
-	python3 -m venv $(PYJWT_VENV)
-	$(PYJWT_VENV)/bin/pip install --quiet --disable-pip-version-check "pyjwt[crypto]>=2.8"
+$(VERIFIERS_VENV)/.installed:
+	python3 -m venv $(VERIFIERS_VENV)
+	$(VERIFIERS_VENV)/bin/pip install --quiet --disable-pip-version-check \
+		"pyjwt[crypto]>=2.8" "standardwebhooks>=1.0"
 	touch $@
 
 bench: bench-tools

@@ -5,31 +5,9 @@ mod common;
 
 use std::time::Duration;
 
-use base64::Engine;
-use base64::engine::general_purpose::STANDARD;
-use common::receiver::{Attempt, WebhookReceiver};
-use common::server::{Backend, TestServer, browser, params_of};
+use common::receiver::{self, Attempt, WebhookReceiver};
+use common::server::{Backend, TestServer};
 use serde_json::{Value, json};
-
-/// Logs `email` in through the development login; the query `next` received.
-async fn dev_login(server: &TestServer, email: &str) -> std::collections::HashMap<String, String> {
-    let browser = browser();
-    let next = server.url("/app");
-    let started = browser
-        .get(server.url(&format!("/auth/login/dev?next={next}")))
-        .send()
-        .await
-        .unwrap();
-    let form = started.headers()["location"].to_str().unwrap().to_owned();
-    let state = params_of(&form)["state"].clone();
-    let finished = browser
-        .post(server.url("/auth/login/dev"))
-        .form(&[("state", state.as_str()), ("email", email)])
-        .send()
-        .await
-        .unwrap();
-    params_of(finished.headers()["location"].to_str().unwrap())
-}
 
 async fn email_allowlist_lets_in_listed_emails_and_domains_only(backend: Backend) {
     let server = TestServer::start_with(
@@ -48,7 +26,7 @@ async fn email_allowlist_lets_in_listed_emails_and_domains_only(backend: Backend
         "BOB@Corp.Example",
         "guest@gmail.example",
     ] {
-        let landed = dev_login(&server, allowed).await;
+        let landed = common::server::dev_login(&server, allowed).await;
         assert!(landed.contains_key("jwt"), "{allowed}: {landed:?}");
     }
     for refused in [
@@ -56,7 +34,7 @@ async fn email_allowlist_lets_in_listed_emails_and_domains_only(backend: Backend
         "ada@corp.example.evil.example",
         "guest2@gmail.example",
     ] {
-        let landed = dev_login(&server, refused).await;
+        let landed = common::server::dev_login(&server, refused).await;
         assert!(!landed.contains_key("jwt"), "{refused}");
         assert_eq!(
             landed["error"],
@@ -171,28 +149,6 @@ async fn static_permissions_follow_the_rules_file_and_its_changes(backend: Backe
     let _ = server.stop().await;
 }
 
-/// The key the webhook tests sign with, given to the plugin as a Standard Webhooks secret.
-const WEBHOOK_KEY: &[u8] = b"0123456789abcdef0123456789abcdef";
-
-/// Settings for a server whose only extension is `webhook`, posting to `receiver`;
-/// `webhook` is merged over the plugin's settings.
-fn with_webhook(receiver: &WebhookReceiver, webhook: Value) -> Value {
-    let mut settings = json!({
-        "url": receiver.url,
-        "secret": format!("whsec_{}", STANDARD.encode(WEBHOOK_KEY)),
-        "retry_initial_ms": 50,
-        "retry_max_ms": 200,
-    });
-    if let (Value::Object(settings), Value::Object(extra)) = (&mut settings, webhook) {
-        settings.extend(extra);
-    }
-    json!({
-        "dev_login": true,
-        "installed_extensions": "webhook",
-        "plugins": {"webhook": settings},
-    })
-}
-
 fn summary(attempts: &[Attempt]) -> Vec<(String, String, u16)> {
     attempts
         .iter()
@@ -218,19 +174,16 @@ async fn webhook_posts_signed_events_and_a_blocking_refusal_refuses_the_login(ba
     .await;
     let server = TestServer::start_with(
         backend,
-        with_webhook(
-            &receiver,
-            json!({"hooks": {
-                "on_new_user": "blocking",
-                "on_user_login": "blocking",
-                "on_user_logout": "fire_and_forget",
-            }}),
-        ),
+        receiver.server_settings(json!({"hooks": {
+            "on_new_user": "blocking",
+            "on_user_login": "blocking",
+            "on_user_logout": "fire_and_forget",
+        }})),
     )
     .await;
 
     // Blocking hooks: both events were taken before the login finished.
-    let landed = dev_login(&server, "ada@corp.example").await;
+    let landed = common::server::dev_login(&server, "ada@corp.example").await;
     let token = landed.get("jwt").expect("ada logs in").clone();
     let attempts = receiver.attempts();
     assert_eq!(
@@ -242,14 +195,14 @@ async fn webhook_posts_signed_events_and_a_blocking_refusal_refuses_the_login(ba
     );
     let now = chrono::Utc::now();
     for attempt in &attempts {
-        assert!(attempt.signed_with(WEBHOOK_KEY), "{attempt:?}");
+        assert!(attempt.signed_with(receiver::KEY), "{attempt:?}");
         assert!(!attempt.signed_with(b"another key, also of 32 bytes..."));
         let mut tampered = attempt.clone();
         tampered.body.push(' ');
-        assert!(!tampered.signed_with(WEBHOOK_KEY));
+        assert!(!tampered.signed_with(receiver::KEY));
         let mut replayed = attempt.clone();
         replayed.timestamp = (now.timestamp() + 3600).to_string();
-        assert!(!replayed.signed_with(WEBHOOK_KEY));
+        assert!(!replayed.signed_with(receiver::KEY));
 
         assert_eq!(attempt.content_type, "application/json");
         assert!(attempt.id.starts_with("evt_"), "{}", attempt.id);
@@ -266,7 +219,7 @@ async fn webhook_posts_signed_events_and_a_blocking_refusal_refuses_the_login(ba
     assert_ne!(attempts[0].id, attempts[1].id);
 
     // A non-2xx from a blocking hook refuses the login, with the receiver's reason.
-    let landed = dev_login(&server, "eve@corp.example").await;
+    let landed = common::server::dev_login(&server, "eve@corp.example").await;
     assert!(!landed.contains_key("jwt"), "{landed:?}");
     assert_eq!(landed["error"], "Login refused: eve's account is closed");
     assert_eq!(server.service.store().count_users().await.unwrap(), 1);
@@ -276,7 +229,7 @@ async fn webhook_posts_signed_events_and_a_blocking_refusal_refuses_the_login(ba
     );
 
     // A returning user is no new user.
-    let again = dev_login(&server, "ada@corp.example").await;
+    let again = common::server::dev_login(&server, "ada@corp.example").await;
     assert!(again.contains_key("jwt"), "{again:?}");
     assert_eq!(
         summary(&receiver.attempts()[3..]),
@@ -293,7 +246,7 @@ async fn webhook_posts_signed_events_and_a_blocking_refusal_refuses_the_login(ba
         summary(&attempts[4..]),
         owned(&[("user.logout", "ada@corp.example", 200)])
     );
-    assert!(attempts[4].signed_with(WEBHOOK_KEY));
+    assert!(attempts[4].signed_with(receiver::KEY));
     let _ = server.stop().await;
 }
 
@@ -309,23 +262,21 @@ async fn fire_and_forget_events_never_delay_a_login_and_are_retried(backend: Bac
     let secret = "a plain secret, used as its bytes";
     let server = TestServer::start_with(
         backend,
-        with_webhook(
-            &receiver,
-            json!({"secret": secret, "timeout_ms": 30_000, "max_attempts": 4}),
-        ),
+        receiver
+            .server_settings(json!({"secret": secret, "timeout_ms": 30_000, "max_attempts": 4})),
     )
     .await;
 
     // The receiver holds its answers: the first delivery gets stuck there, and logins
     // still go through, since they never wait for a delivery.
     receiver.hold();
-    let first = dev_login(&server, "ada@corp.example").await;
+    let first = common::server::dev_login(&server, "ada@corp.example").await;
     assert!(first.contains_key("jwt"), "{first:?}");
     receiver
         .wait_until("the first delivery, held", |all| !all.is_empty())
         .await;
     for email in ["ada@corp.example", "lost@corp.example"] {
-        let landed = dev_login(&server, email).await;
+        let landed = common::server::dev_login(&server, email).await;
         assert!(landed.contains_key("jwt"), "{email}: {landed:?}");
     }
     // The others are queued behind the held one.
@@ -392,17 +343,17 @@ async fn a_blocking_hook_refuses_the_login_when_its_receiver_is_slow_or_down(bac
         "on_new_user": "off", "on_user_login": "blocking", "on_user_logout": "off",
     }});
     let server =
-        TestServer::start_with(backend, with_webhook(&receiver, blocking_login.clone())).await;
+        TestServer::start_with(backend, receiver.server_settings(blocking_login.clone())).await;
     // No answer within timeout_ms: refused, and not retried.
     receiver.hold();
-    let slow = dev_login(&server, "ada@corp.example").await;
+    let slow = common::server::dev_login(&server, "ada@corp.example").await;
     assert!(!slow.contains_key("jwt"), "{slow:?}");
     assert_eq!(slow["error"], "Login refused: an extension failed");
     assert_eq!(receiver.attempts().len(), 1);
     assert_eq!(server.service.store().count_users().await.unwrap(), 0);
     // Answering again: logins go through.
     receiver.release();
-    let answered = dev_login(&server, "ada@corp.example").await;
+    let answered = common::server::dev_login(&server, "ada@corp.example").await;
     assert!(answered.contains_key("jwt"), "{answered:?}");
     let database = server.stop().await;
 
@@ -410,10 +361,10 @@ async fn a_blocking_hook_refuses_the_login_when_its_receiver_is_slow_or_down(bac
     let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let nowhere = format!("http://{}/events", closed.local_addr().unwrap());
     drop(closed);
-    let mut settings = with_webhook(&receiver, blocking_login);
+    let mut settings = receiver.server_settings(blocking_login);
     settings["plugins"]["webhook"]["url"] = json!(nowhere);
     let server = TestServer::start_on(database, settings).await;
-    let down = dev_login(&server, "bob@corp.example").await;
+    let down = common::server::dev_login(&server, "bob@corp.example").await;
     assert_eq!(down["error"], "Login refused: an extension failed");
     assert_eq!(server.service.store().count_users().await.unwrap(), 1);
     let _ = server.stop().await;

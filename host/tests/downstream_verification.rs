@@ -1,19 +1,24 @@
-//! A downstream service verifies a permission token with nothing but the PEM from
-//! `/auth/public-key` and RS256, using PyJWT as the existing services do.
+//! Verification as the other side does it: a downstream service checks a permission token
+//! with nothing but the PEM from `/auth/public-key` and RS256, using PyJWT as the existing
+//! services do; a webhook receiver checks a delivery with Standard Webhooks' own library.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 mod common;
 
-use std::process::Command;
+use std::io::Write;
+use std::process::{Command, Stdio};
 
+use base64::Engine;
+use base64::engine::general_purpose::STANDARD;
+use common::receiver::{self, Attempt, WebhookReceiver};
 use common::server::{Backend, TestServer};
 use serde_json::{Value, json};
 
-fn pyjwt_python() -> std::path::PathBuf {
-    let python = common::workspace_root().join("target/pyjwt-venv/bin/python");
+fn verifiers_python() -> std::path::PathBuf {
+    let python = common::workspace_root().join("target/verifiers-venv/bin/python");
     assert!(
         python.exists(),
-        "PyJWT is not installed at {}: run `make pyjwt` (`make test` does it)",
+        "the verifiers are not installed at {}: run `make verifiers` (`make test` does it)",
         python.display()
     );
     python
@@ -23,7 +28,7 @@ fn pyjwt_python() -> std::path::PathBuf {
 fn verify_with_pyjwt(pem: &str, token: &str) -> Result<Value, String> {
     let pem_file = tempfile::NamedTempFile::new().unwrap();
     std::fs::write(pem_file.path(), pem).unwrap();
-    let output = Command::new(pyjwt_python())
+    let output = Command::new(verifiers_python())
         .arg(common::workspace_root().join("tools/verify_permission_token.py"))
         .arg(pem_file.path())
         .arg(token)
@@ -67,5 +72,61 @@ async fn pyjwt_verifies_a_permission_token_with_only_the_public_key() {
     assert_ne!(tampered, permission_token);
     let refusal = verify_with_pyjwt(&pem, &tampered).unwrap_err();
     assert!(refusal.starts_with("refused: "), "{refusal}");
+    let _ = server.stop().await;
+}
+
+/// Runs tools/verify_webhook.py on one delivery; the event on success, stderr on failure.
+fn verify_with_standard_webhooks(secret: &str, attempt: &Attempt) -> Result<Value, String> {
+    let mut child = Command::new(verifiers_python())
+        .arg(common::workspace_root().join("tools/verify_webhook.py"))
+        .args([secret, &attempt.id, &attempt.timestamp, &attempt.signature])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(attempt.body.as_bytes())
+        .unwrap();
+    let output = child.wait_with_output().unwrap();
+    if output.status.success() {
+        Ok(serde_json::from_slice(&output.stdout).unwrap())
+    } else {
+        Err(String::from_utf8_lossy(&output.stderr).into_owned())
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn standard_webhooks_library_verifies_webhook_deliveries() {
+    let receiver = WebhookReceiver::start(|_| (200, json!({}))).await;
+    let server = TestServer::start_with(
+        Backend::Sqlite,
+        receiver.server_settings(json!({"hooks": {
+            "on_new_user": "blocking", "on_user_login": "blocking", "on_user_logout": "off",
+        }})),
+    )
+    .await;
+    let landed = common::server::dev_login(&server, "ray@example.com").await;
+    assert!(landed.contains_key("jwt"), "{landed:?}");
+    let attempts = receiver.attempts();
+    assert_eq!(attempts.len(), 2);
+    let secret = receiver::secret();
+    for attempt in &attempts {
+        let event = verify_with_standard_webhooks(&secret, attempt).unwrap();
+        assert_eq!(event, attempt.json());
+
+        let mut tampered = attempt.clone();
+        tampered.body = tampered.body.replace("ray@", "eve@");
+        assert_ne!(tampered.body, attempt.body);
+        let refusal = verify_with_standard_webhooks(&secret, &tampered).unwrap_err();
+        assert!(refusal.starts_with("refused: "), "{refusal}");
+
+        let other_secret = format!("whsec_{}", STANDARD.encode([7u8; 32]));
+        let refusal = verify_with_standard_webhooks(&other_secret, attempt).unwrap_err();
+        assert!(refusal.starts_with("refused: "), "{refusal}");
+    }
     let _ = server.stop().await;
 }

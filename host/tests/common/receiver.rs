@@ -66,6 +66,13 @@ struct State {
     answers: Box<Answers>,
 }
 
+/// The key the tests sign with, given to the plugin as a Standard Webhooks secret.
+pub const KEY: &[u8] = b"0123456789abcdef0123456789abcdef";
+
+pub fn secret() -> String {
+    format!("whsec_{}", STANDARD.encode(KEY))
+}
+
 pub struct WebhookReceiver {
     pub url: String,
     state: Arc<Mutex<State>>,
@@ -99,6 +106,25 @@ impl WebhookReceiver {
             state,
             held,
         }
+    }
+
+    /// Server settings whose only extension is `webhook`, posting here and signing with
+    /// `KEY`; `webhook` is merged over the plugin's settings.
+    pub fn server_settings(&self, webhook: Value) -> Value {
+        let mut settings = serde_json::json!({
+            "url": self.url,
+            "secret": secret(),
+            "retry_initial_ms": 50,
+            "retry_max_ms": 200,
+        });
+        if let (Value::Object(settings), Value::Object(extra)) = (&mut settings, webhook) {
+            settings.extend(extra);
+        }
+        serde_json::json!({
+            "dev_login": true,
+            "installed_extensions": "webhook",
+            "plugins": {"webhook": settings},
+        })
     }
 
     /// From now on, answers wait until `release`.

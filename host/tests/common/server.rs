@@ -314,6 +314,29 @@ pub async fn follow(
     panic!("too many redirects from {url}");
 }
 
+/// Logs `email` in through the development login; the query `next` received.
+pub async fn dev_login(
+    server: &TestServer,
+    email: &str,
+) -> std::collections::HashMap<String, String> {
+    let browser = browser();
+    let next = server.url("/app");
+    let started = browser
+        .get(server.url(&format!("/auth/login/dev?next={next}")))
+        .send()
+        .await
+        .unwrap();
+    let form = started.headers()["location"].to_str().unwrap().to_owned();
+    let state = params_of(&form)["state"].clone();
+    let finished = browser
+        .post(server.url("/auth/login/dev"))
+        .form(&[("state", state.as_str()), ("email", email)])
+        .send()
+        .await
+        .unwrap();
+    params_of(finished.headers()["location"].to_str().unwrap())
+}
+
 /// The query parameters of a URL.
 pub fn params_of(url: &str) -> std::collections::HashMap<String, String> {
     url::Url::parse(url)
