@@ -8,10 +8,11 @@ use std::time::Duration;
 use tokio::net::TcpListener;
 
 use crate::config::{Config, normalize_origin};
-use crate::http::{HttpApi, HttpSettings};
+use crate::http::{AdminAccess, HttpApi, HttpSettings};
 use crate::login::{LoginSettings, Logins};
-use crate::metrics::{Metrics, ReloadLabels};
+use crate::metrics::Metrics;
 use crate::plugins::{LoadOutcome, PluginRegistry};
+use crate::reload::{AdminToken, PluginReloader, failure_messages};
 use crate::service::AuthService;
 use crate::storage::{PoolSettings, Store, StoreError, redact_url};
 use crate::tokens::{KeyError, Keys, TokenService};
@@ -31,13 +32,6 @@ pub enum StartupError {
 
 fn plugin_messages(outcomes: &[LoadOutcome]) -> String {
     failure_messages(outcomes).join("\n")
-}
-
-fn failure_messages(outcomes: &[LoadOutcome]) -> Vec<String> {
-    outcomes
-        .iter()
-        .filter_map(LoadOutcome::failure_message)
-        .collect()
 }
 
 /// The signing keys: `PRIVATE_KEY`/`PUBLIC_KEY`, or the pair kept in the data directory
@@ -128,11 +122,16 @@ pub async fn open_store(config: &Config) -> Result<Store, StartupError> {
 pub struct App {
     pub service: Arc<AuthService>,
     pub logins: Arc<Logins>,
+    pub reloader: Arc<PluginReloader>,
     pub http: Arc<HttpApi>,
 }
 
 impl App {
-    pub async fn build(config: &Config) -> Result<App, StartupError> {
+    /// `config_file` is the file `config` was read from, read again by each reload.
+    pub async fn build(
+        config: &Config,
+        config_file: Option<&std::path::Path>,
+    ) -> Result<App, StartupError> {
         let tokens = token_service(config, load_keys(config)?);
         let store = open_store(config).await?;
         let settings = config.plugin_settings();
@@ -178,9 +177,18 @@ impl App {
             )
             .map_err(StartupError::Io)?,
         );
+        let reloader = Arc::new(PluginReloader::new(
+            Arc::clone(&service),
+            config_file.map(std::path::Path::to_path_buf),
+        ));
+        let admin = config.admin_token.as_ref().map(|token| AdminAccess {
+            token: AdminToken::new(token.expose()),
+            reloader: Arc::clone(&reloader),
+        });
         let http = Arc::new(HttpApi::new(
             Arc::clone(&service),
             Arc::clone(&logins),
+            admin,
             HttpSettings {
                 secure_cookies: external_base
                     .as_deref()
@@ -198,53 +206,9 @@ impl App {
         Ok(App {
             service,
             logins,
+            reloader,
             http,
         })
-    }
-}
-
-/// Re-reads the configuration (`file`, or `AUTH_CONFIG`, and the environment) and loads the
-/// plugins it names. Only a complete success replaces the plugins in force; a failure
-/// changes nothing and says why. Other settings need a restart.
-pub async fn reload_plugins(service: &AuthService, file: Option<std::path::PathBuf>) -> bool {
-    let metrics = service.metrics();
-    let loaded = tokio::task::spawn_blocking(move || {
-        let config = Config::load(file.as_deref()).map_err(|errors| errors.0)?;
-        PluginRegistry::load(&config.plugin_settings())
-            .map_err(|outcomes| failure_messages(&outcomes))
-    })
-    .await;
-    match loaded {
-        Ok(Ok(plugins)) => {
-            tracing::info!(
-                services = ?plugins.services(),
-                extensions = plugins.extensions().len(),
-                "plugins reloaded"
-            );
-            let count = plugins.services().len() + plugins.extensions().len();
-            service.replace_plugins(Arc::new(plugins));
-            metrics.plugins_loaded.set(count as i64);
-            metrics
-                .plugin_reloads
-                .get_or_create(&ReloadLabels { result: "ok" })
-                .inc();
-            true
-        }
-        Ok(Err(problems)) => {
-            for problem in problems {
-                tracing::error!("reload: {problem}");
-            }
-            tracing::error!("reload refused: the plugins in force are unchanged");
-            metrics
-                .plugin_reloads
-                .get_or_create(&ReloadLabels { result: "failed" })
-                .inc();
-            false
-        }
-        Err(error) => {
-            tracing::error!(%error, "reload stopped; the plugins in force are unchanged");
-            false
-        }
     }
 }
 
@@ -253,26 +217,23 @@ pub async fn serve(
     config: &Config,
     config_file: Option<&std::path::Path>,
 ) -> Result<(), StartupError> {
-    let app = App::build(config).await?;
+    let app = App::build(config, config_file).await?;
     #[cfg(unix)]
     {
         use tokio::signal::unix::{SignalKind, signal};
-        let service = Arc::clone(&app.service);
-        let file = config_file.map(std::path::Path::to_path_buf);
+        let reloader = Arc::clone(&app.reloader);
         match signal(SignalKind::hangup()) {
             Ok(mut hangups) => {
                 tokio::spawn(async move {
                     while hangups.recv().await.is_some() {
-                        tracing::info!("SIGHUP: reloading plugins");
-                        reload_plugins(&service, file.clone()).await;
+                        // The outcome is logged and counted by the reloader.
+                        let _ = reloader.reload("SIGHUP").await;
                     }
                 });
             }
             Err(error) => tracing::warn!(%error, "cannot listen for SIGHUP; no reloads"),
         }
     }
-    #[cfg(not(unix))]
-    let _ = config_file;
     let listener = TcpListener::bind(config.listen)
         .await
         .map_err(|e| StartupError::Io(format!("cannot listen on {}: {e}", config.listen)))?;

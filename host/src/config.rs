@@ -187,11 +187,16 @@ pub struct Config {
     pub plugin_max_in_flight: usize,
     /// `[plugins.<alias>]`: settings handed to that alias' plugin at load.
     pub plugins: BTreeMap<String, serde_json::Value>,
+    /// Bearer token of `POST /admin/reload`; without it there is no admin endpoint.
+    pub admin_token: Option<Secret>,
     /// `human` or `json`.
     pub log_format: LogFormat,
 }
 
 const DAY: u64 = 24 * 60 * 60;
+
+/// A guessable admin token would hand out control of the plugins.
+const MIN_ADMIN_TOKEN_CHARS: usize = 32;
 
 fn default_listen() -> SocketAddr {
     SocketAddr::from(([127, 0, 0, 1], 8000))
@@ -508,6 +513,7 @@ impl Config {
                 .get("plugin_max_in_flight")
                 .unwrap_or_else(default_plugin_max_in_flight),
             plugins: keys.get("plugins").unwrap_or_default(),
+            admin_token: keys.get("admin_token"),
             log_format: keys.get("log_format").unwrap_or_default(),
         };
         let mut problems = keys.problems;
@@ -542,6 +548,14 @@ impl Config {
             && let Err(problem) = normalize_external_address(address)
         {
             problems.push(format!("external_address (EXTERNAL_ADDRESS): {problem}"));
+        }
+        if let Some(token) = &config.admin_token
+            && token.expose().chars().count() < MIN_ADMIN_TOKEN_CHARS
+        {
+            problems.push(format!(
+                "admin_token (AUTH_ADMIN_TOKEN): must be at least {MIN_ADMIN_TOKEN_CHARS} \
+                 characters (e.g. `openssl rand -hex 32`)"
+            ));
         }
         for origin in &config.cors_origins.0 {
             if let Err(problem) = normalize_origin(origin) {
@@ -734,6 +748,17 @@ mod tests {
     }
 
     #[test]
+    fn the_example_configuration_loads() {
+        Jail::expect_with(|_| {
+            let example = Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/auth-host.toml");
+            let config = Config::load(Some(&example)).map_err(|e| e.to_string())?;
+            assert_eq!(config.installed_extensions.iter().count(), 1);
+            assert!(config.admin_token.is_none());
+            Ok(())
+        });
+    }
+
+    #[test]
     fn allowed_services_from_the_old_environment_name() {
         Jail::expect_with(|jail| {
             jail.set_env(
@@ -765,6 +790,18 @@ mod tests {
             jail.set_env("ALLOWED_SERVICES", "x:../../etc/evil");
             let errors = Config::load(None).unwrap_err();
             assert!(errors.to_string().contains("must be 1 to 64"), "{errors}");
+            Ok(())
+        });
+        Jail::expect_with(|jail| {
+            jail.set_env("AUTH_ADMIN_TOKEN", "hunter2");
+            let errors = Config::load(None).unwrap_err();
+            assert!(
+                errors
+                    .to_string()
+                    .contains("admin_token (AUTH_ADMIN_TOKEN): must be at least 32"),
+                "{errors}"
+            );
+            assert!(!errors.to_string().contains("hunter2"), "{errors}");
             Ok(())
         });
         Jail::expect_with(|jail| {

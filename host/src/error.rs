@@ -12,6 +12,9 @@ pub enum Error {
     BadRequest(String),
     #[error("not found")]
     NotFound,
+    /// A bearer token was required and not given, or not the right one.
+    #[error("a valid bearer token is required")]
+    Unauthorized,
     #[error("method not allowed")]
     MethodNotAllowed { allowed: &'static [&'static str] },
     #[error("request body too large")]

@@ -8,6 +8,7 @@ pub mod logging;
 pub mod login;
 pub mod metrics;
 pub mod plugins;
+pub mod reload;
 pub mod service;
 pub mod storage;
 pub mod tokens;

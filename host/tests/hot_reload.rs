@@ -84,6 +84,13 @@ async fn plugins_are_added_replaced_and_kept_by_sighup_without_a_restart() {
         server.base
     );
     assert_eq!(get(&authorize).await.1, json!({"permissions": {}}));
+    // No admin_token: there is no admin endpoint.
+    let admin = client()
+        .post(format!("{}/admin/reload", server.base))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(admin.status(), 404);
 
     // /auth/check is asked without a pause all along; not one request may fail.
     let stop = Arc::new(AtomicBool::new(false));
@@ -161,6 +168,119 @@ async fn plugins_are_added_replaced_and_kept_by_sighup_without_a_restart() {
         "{log}"
     );
     assert!(log.contains("damaged file"), "{log}");
+}
+
+/// `POST /admin/reload` with the admin token does what SIGHUP does, and answers how it went.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_admin_endpoint_reloads_and_says_how_it_went() {
+    const ADMIN_TOKEN: &str = "0f1e2d3c4b5a69788796a5b4c3d2e1f00f1e2d3c4b5a6978";
+    let plugins = PluginDir::with_workspace_plugins(&["sample_permission_provider"]);
+    let data = tempfile::tempdir().unwrap();
+    let config = data.path().join("auth-host.toml");
+    let write_config = |services: &str| {
+        std::fs::write(
+            &config,
+            format!(
+                "plugin_dir = \"{}\"\nallowed_services = \"{services}\"\nadmin_token = \"{ADMIN_TOKEN}\"\n",
+                plugins.path().display()
+            ),
+        )
+        .unwrap();
+    };
+    write_config("example:sample_permission_provider");
+    let data_dir = data.path().to_str().unwrap().to_owned();
+    let config_arg = config.to_str().unwrap().to_owned();
+    let server = ServerProcess::start_with_args(
+        &["--config", &config_arg, "serve"],
+        &[("AUTH_DATA_DIR", data_dir.as_str())],
+    );
+    let ada = auth_host(data.path(), &["users", "add", "--email", "ada@example.com"]);
+    let token = auth_host(data.path(), &["token", "issue", "--userid", &ada]);
+    let authorize = format!("{}/auth/authorize?service=added&jwt={token}", server.base);
+    let reload_url = format!("{}/admin/reload", server.base);
+    let reload = |bearer: Option<&'static str>| {
+        let mut request = client().post(&reload_url);
+        if let Some(bearer) = bearer {
+            request = request.bearer_auth(bearer);
+        }
+        async move {
+            let response = request.send().await.unwrap();
+            let status = response.status().as_u16();
+            let challenge = response
+                .headers()
+                .get("www-authenticate")
+                .map(|v| v.to_str().unwrap().to_owned());
+            (status, challenge, response.json::<Value>().await.unwrap())
+        }
+    };
+
+    // Without the token, or with another one: 401, and nothing is reloaded.
+    write_config("example:sample_permission_provider;added:sample_permission_provider");
+    for bearer in [
+        None,
+        Some("0f1e2d3c4b5a69788796a5b4c3d2e1f00f1e2d3c4b5a6979"),
+    ] {
+        let (status, challenge, body) = reload(bearer).await;
+        assert_eq!(status, 401, "{body}");
+        assert_eq!(
+            challenge.as_deref(),
+            Some("Bearer realm=\"auth-host admin\"")
+        );
+    }
+    let wrong_method = client()
+        .get(&reload_url)
+        .bearer_auth(ADMIN_TOKEN)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(wrong_method.status(), 405);
+    assert_eq!(get(&authorize).await.1, json!({"permissions": {}}));
+
+    // With it: reloaded before the answer, which lists what is in force.
+    let (status, _, body) = reload(Some(ADMIN_TOKEN)).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(
+        body,
+        json!({"reloaded": true, "services": ["added", "example"], "extensions": []})
+    );
+    assert_eq!(
+        get(&authorize).await.1["permissions"],
+        json!({"provider-token": format!("added-{ada}")})
+    );
+
+    // A configuration naming a missing plugin: 422 with the reason; nothing changes.
+    write_config("example:sample_permission_provider;broken:no_such_plugin");
+    let (status, _, body) = reload(Some(ADMIN_TOKEN)).await;
+    assert_eq!(status, 422, "{body}");
+    assert_eq!(body["reloaded"], false);
+    let errors = body["errors"].to_string();
+    assert!(
+        errors.contains("broken") && errors.contains("no_such_plugin"),
+        "{errors}"
+    );
+    assert_eq!(
+        get(&authorize).await.1["permissions"],
+        json!({"provider-token": format!("added-{ada}")})
+    );
+
+    let metrics = common::server::get_text(&format!("{}/auth/metrics", server.base)).await;
+    assert!(
+        metrics.contains("auth_host_plugin_reloads_total{result=\"ok\"} 1"),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("auth_host_plugin_reloads_total{result=\"failed\"} 1"),
+        "{metrics}"
+    );
+    let log = server.stop();
+    assert!(
+        log.contains("admin endpoint: missing or wrong bearer token"),
+        "{log}"
+    );
+    assert!(
+        !log.contains(ADMIN_TOKEN),
+        "the admin token reached the log"
+    );
 }
 
 /// Load on `/auth/authorize` for 30 s while the plugins are reloaded 20 times: no request

@@ -26,6 +26,7 @@ use tracing::Instrument;
 use crate::error::Error;
 use crate::login::Logins;
 use crate::metrics::{RequestLabels, RouteLabels};
+use crate::reload::{AdminToken, PluginReloader};
 use crate::service::AuthService;
 use request::Params;
 use response::{Body, Reply};
@@ -42,17 +43,31 @@ pub struct HttpSettings {
     pub secure_cookies: bool,
 }
 
+/// What the admin endpoint needs: who may call it, and what it does.
+pub struct AdminAccess {
+    pub token: AdminToken,
+    pub reloader: Arc<PluginReloader>,
+}
+
 pub struct HttpApi {
     service: Arc<AuthService>,
     logins: Arc<Logins>,
+    /// `None`: no admin endpoint (no `admin_token` set).
+    admin: Option<AdminAccess>,
     settings: HttpSettings,
 }
 
 impl HttpApi {
-    pub fn new(service: Arc<AuthService>, logins: Arc<Logins>, settings: HttpSettings) -> Self {
+    pub fn new(
+        service: Arc<AuthService>,
+        logins: Arc<Logins>,
+        admin: Option<AdminAccess>,
+        settings: HttpSettings,
+    ) -> Self {
         HttpApi {
             service,
             logins,
+            admin,
             settings,
         }
     }
@@ -171,6 +186,7 @@ impl HttpApi {
         let context = routes::Context {
             service: &self.service,
             logins: &self.logins,
+            admin: self.admin.as_ref(),
             path: &path,
             post: method == Method::POST,
             secure_cookies: self.settings.secure_cookies,

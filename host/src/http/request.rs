@@ -14,6 +14,8 @@ pub struct Params {
     query: Vec<(String, String)>,
     form: Vec<(String, String)>,
     auth_token: Option<String>,
+    /// `Authorization: Bearer …`
+    bearer: Option<String>,
     browser: Option<String>,
 }
 
@@ -31,6 +33,13 @@ impl Params {
             .get("auth-token")
             .and_then(|v| v.to_str().ok())
             .map(str::to_owned);
+        let bearer = parts
+            .headers
+            .get(hyper::header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.split_once(' '))
+            .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
+            .map(|(_, token)| token.trim().to_owned());
         let browser = parts
             .headers
             .get_all(hyper::header::COOKIE)
@@ -66,6 +75,7 @@ impl Params {
             query,
             form,
             auth_token,
+            bearer,
             browser,
         })
     }
@@ -77,6 +87,11 @@ impl Params {
             .chain(self.form.iter())
             .find(|(k, _)| k == key)
             .map(|(_, v)| v.as_str())
+    }
+
+    /// The token of an `Authorization: Bearer` header.
+    pub fn bearer(&self) -> Option<&str> {
+        self.bearer.as_deref()
     }
 
     /// The browser-binding cookie of a login in progress.

@@ -17,6 +17,8 @@ pub struct Reply {
     pub status: StatusCode,
     pub body: ReplyBody,
     pub allow: Option<&'static [&'static str]>,
+    /// `WWW-Authenticate`, with a 401.
+    pub challenge: Option<&'static str>,
     pub location: Option<String>,
     pub set_cookie: Option<String>,
 }
@@ -41,6 +43,7 @@ impl Reply {
             status,
             body: ReplyBody::Json(body),
             allow: None,
+            challenge: None,
             location: None,
             set_cookie: None,
         }
@@ -51,6 +54,7 @@ impl Reply {
             status: StatusCode::OK,
             body: ReplyBody::Text { content_type, text },
             allow: None,
+            challenge: None,
             location: None,
             set_cookie: None,
         }
@@ -70,6 +74,7 @@ impl Reply {
             status: StatusCode::FOUND,
             body: ReplyBody::Empty,
             allow: None,
+            challenge: None,
             location: Some(location),
             set_cookie: None,
         }
@@ -110,6 +115,12 @@ impl Reply {
             && let Ok(value) = HeaderValue::from_str(&cookie)
         {
             headers.insert(header::SET_COOKIE, value);
+        }
+        if let Some(challenge) = self.challenge {
+            headers.insert(
+                header::WWW_AUTHENTICATE,
+                HeaderValue::from_static(challenge),
+            );
         }
         if let Some(methods) = self.allow
             && let Ok(value) = HeaderValue::from_str(&methods.join(", "))
@@ -153,6 +164,7 @@ impl From<Error> for Reply {
         let (status, message) = match &error {
             Error::BadRequest(message) => (StatusCode::BAD_REQUEST, message.clone()),
             Error::NotFound => (StatusCode::NOT_FOUND, "not found".into()),
+            Error::Unauthorized => (StatusCode::UNAUTHORIZED, error.to_string()),
             Error::MethodNotAllowed { .. } => {
                 (StatusCode::METHOD_NOT_ALLOWED, "method not allowed".into())
             }
@@ -165,8 +177,10 @@ impl From<Error> for Reply {
             }
         };
         let mut reply = Reply::json_with(status, json!({ "error": message }));
-        if let Error::MethodNotAllowed { allowed } = error {
-            reply.allow = Some(allowed);
+        match error {
+            Error::MethodNotAllowed { allowed } => reply.allow = Some(allowed),
+            Error::Unauthorized => reply.challenge = Some("Bearer realm=\"auth-host admin\""),
+            _ => {}
         }
         reply
     }

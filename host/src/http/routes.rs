@@ -5,11 +5,13 @@ use hyper::StatusCode;
 use md5::Digest as _;
 use serde_json::{Value, json};
 
+use super::AdminAccess;
 use super::login;
 use super::request::Params;
 use super::response::{Reply, plugin_status};
 use crate::error::{Error, Result};
 use crate::login::Logins;
+use crate::reload::ReloadError;
 use crate::service::{AuthService, Authorization, iso8601};
 use crate::storage::User;
 
@@ -31,6 +33,8 @@ pub enum Route {
     DevLogin,
     OAuthCallback,
     Logout,
+    /// `/admin/reload`, outside the old service's prefixes.
+    AdminReload,
 }
 
 const GET: &[&str] = &["GET"];
@@ -39,6 +43,9 @@ const POST: &[&str] = &["POST"];
 
 impl Route {
     pub fn from_path(path: &str) -> Option<Route> {
+        if path == "/admin/reload" {
+            return Some(Route::AdminReload);
+        }
         let rest = path
             .strip_prefix("/auth/")
             .or_else(|| path.strip_prefix("/user/"))?;
@@ -85,13 +92,14 @@ impl Route {
             Route::DevLogin => "login_dev",
             Route::OAuthCallback => "oauth_callback",
             Route::Logout => "logout",
+            Route::AdminReload => "admin_reload",
         }
     }
 
     pub fn methods(self) -> &'static [&'static str] {
         match self {
             Route::Authorize | Route::DevLogin | Route::Logout => GET_POST,
-            Route::Update => POST,
+            Route::Update | Route::AdminReload => POST,
             _ => GET,
         }
     }
@@ -101,6 +109,7 @@ impl Route {
 pub struct Context<'a> {
     pub service: &'a AuthService,
     pub logins: &'a Logins,
+    pub admin: Option<&'a AdminAccess>,
     /// The request path (login routes read the provider from it).
     pub path: &'a str,
     pub post: bool,
@@ -130,6 +139,7 @@ pub async fn handle(route: Route, context: &Context<'_>, params: &Params) -> Res
         Route::Logout => login::logout(service, context.logins, params).await,
         Route::Authorize => authorize(service, params).await,
         Route::Update => update(service, params).await,
+        Route::AdminReload => admin_reload(context.admin, params).await,
         Route::PublicKey => Ok(Reply::text(
             "text/plain; charset=utf-8",
             service.tokens().keys().public_pem().to_owned(),
@@ -251,6 +261,42 @@ async fn get_profile(service: &AuthService, params: &Params) -> Result<Reply> {
         }
         None => json!({"found": false, "profile": null}),
     }))
+}
+
+/// `POST /admin/reload`: the same reload as SIGHUP, answering how it went.
+async fn admin_reload(admin: Option<&AdminAccess>, params: &Params) -> Result<Reply> {
+    let Some(admin) = admin else {
+        return Err(Error::NotFound);
+    };
+    if !params
+        .bearer()
+        .is_some_and(|token| admin.token.matches(token))
+    {
+        tracing::warn!("admin endpoint: missing or wrong bearer token");
+        return Err(Error::Unauthorized);
+    }
+    // A task of its own: a caller that goes away must not cut a reload in half.
+    let reloader = std::sync::Arc::clone(&admin.reloader);
+    let outcome = tokio::spawn(async move { reloader.reload("admin endpoint").await }).await;
+    Ok(match outcome {
+        Ok(Ok(reloaded)) => Reply::json(json!({
+            "reloaded": true,
+            "services": reloaded.services,
+            "extensions": reloaded.extensions,
+        })),
+        Ok(Err(ReloadError::Refused(problems))) => Reply::json_with(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            json!({"reloaded": false, "errors": problems}),
+        ),
+        Ok(Err(error @ ReloadError::Stopped(_))) => Reply::json_with(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            json!({"reloaded": false, "errors": [error.to_string()]}),
+        ),
+        Err(error) => Reply::json_with(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            json!({"reloaded": false, "errors": [format!("reload stopped: {error}")]}),
+        ),
+    })
 }
 
 #[cfg(test)]

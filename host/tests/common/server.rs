@@ -178,7 +178,7 @@ impl TestServer {
             extra["external_address"] = json!(base);
         }
         let config = test_config(&database, &plugins, data_dir.path(), extra);
-        let app = App::build(&config).await.unwrap();
+        let app = App::build(&config, None).await.unwrap();
         let (shutdown, stopped) = oneshot::channel::<()>();
         let http = Arc::clone(&app.http);
         let task = tokio::spawn(async move {

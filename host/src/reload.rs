@@ -1,0 +1,141 @@
+//! Reloading the plugins without a restart, on SIGHUP or from the admin endpoint.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use crate::config::Config;
+use crate::metrics::ReloadLabels;
+use crate::plugins::{LoadOutcome, PluginRegistry};
+use crate::service::AuthService;
+
+/// The aliases in force after a reload.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Reloaded {
+    pub services: Vec<String>,
+    pub extensions: Vec<String>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ReloadError {
+    /// The configuration or a plugin was refused; one message per problem.
+    #[error("reload refused: {}", .0.join("; "))]
+    Refused(Vec<String>),
+    /// The loading thread itself failed.
+    #[error("reload stopped: {0}")]
+    Stopped(String),
+}
+
+/// Every load failure's one-line message.
+pub fn failure_messages(outcomes: &[LoadOutcome]) -> Vec<String> {
+    outcomes
+        .iter()
+        .filter_map(LoadOutcome::failure_message)
+        .collect()
+}
+
+/// Re-reads the configuration (the file auth-host started with, or `AUTH_CONFIG`, and the
+/// environment) and loads the plugins it names. Only a complete success replaces the plugins
+/// in force; a failure changes nothing and says why. Other settings need a restart.
+pub struct PluginReloader {
+    service: Arc<AuthService>,
+    config_file: Option<PathBuf>,
+    /// One reload at a time, so that two cannot finish in the wrong order.
+    running: tokio::sync::Mutex<()>,
+}
+
+impl PluginReloader {
+    pub fn new(service: Arc<AuthService>, config_file: Option<PathBuf>) -> Self {
+        PluginReloader {
+            service,
+            config_file,
+            running: tokio::sync::Mutex::new(()),
+        }
+    }
+
+    /// Reloads, logging the outcome and counting it in metrics. `cause` says who asked.
+    pub async fn reload(&self, cause: &str) -> Result<Reloaded, ReloadError> {
+        let _running = self.running.lock().await;
+        tracing::info!(cause, "reloading plugins");
+        let file = self.config_file.clone();
+        let loaded = tokio::task::spawn_blocking(move || {
+            let config = Config::load(file.as_deref()).map_err(|errors| errors.0)?;
+            PluginRegistry::load(&config.plugin_settings())
+                .map_err(|outcomes| failure_messages(&outcomes))
+        })
+        .await;
+        let metrics = self.service.metrics();
+        let result = match loaded {
+            Ok(Ok(plugins)) => {
+                let reloaded = Reloaded {
+                    services: plugins.services().into_iter().map(str::to_owned).collect(),
+                    extensions: plugins
+                        .extensions()
+                        .iter()
+                        .map(|plugin| plugin.alias().to_owned())
+                        .collect(),
+                };
+                tracing::info!(
+                    services = ?reloaded.services,
+                    extensions = ?reloaded.extensions,
+                    "plugins reloaded"
+                );
+                let count = reloaded.services.len() + reloaded.extensions.len();
+                self.service.replace_plugins(Arc::new(plugins));
+                metrics.plugins_loaded.set(count as i64);
+                Ok(reloaded)
+            }
+            Ok(Err(problems)) => {
+                for problem in &problems {
+                    tracing::error!("reload: {problem}");
+                }
+                tracing::error!("reload refused: the plugins in force are unchanged");
+                Err(ReloadError::Refused(problems))
+            }
+            Err(error) => {
+                tracing::error!(%error, "reload stopped; the plugins in force are unchanged");
+                Err(ReloadError::Stopped(error.to_string()))
+            }
+        };
+        let outcome = if result.is_ok() { "ok" } else { "failed" };
+        metrics
+            .plugin_reloads
+            .get_or_create(&ReloadLabels { result: outcome })
+            .inc();
+        result
+    }
+}
+
+/// The admin endpoint's bearer token, kept only as its SHA-256 digest.
+pub struct AdminToken(aws_lc_rs::digest::Digest);
+
+impl AdminToken {
+    pub fn new(token: &str) -> Self {
+        AdminToken(sha256(token))
+    }
+
+    /// Compares digests in constant time, so the answer's timing says nothing of the token.
+    pub fn matches(&self, presented: &str) -> bool {
+        aws_lc_rs::constant_time::verify_slices_are_equal(
+            self.0.as_ref(),
+            sha256(presented).as_ref(),
+        )
+        .is_ok()
+    }
+}
+
+fn sha256(text: &str) -> aws_lc_rs::digest::Digest {
+    aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, text.as_bytes())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::AdminToken;
+
+    #[test]
+    fn only_the_same_token_matches() {
+        let token = AdminToken::new("an admin token of some length, 0123456789");
+        assert!(token.matches("an admin token of some length, 0123456789"));
+        assert!(!token.matches("an admin token of some length, 012345678"));
+        assert!(!token.matches(""));
+    }
+}
