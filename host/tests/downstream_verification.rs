@@ -24,6 +24,15 @@ fn verifiers_python() -> std::path::PathBuf {
     python
 }
 
+/// A verifier script's answer: its JSON on stdout when it exits 0, else its stderr.
+fn verdict(output: &std::process::Output) -> Result<Value, String> {
+    if output.status.success() {
+        Ok(serde_json::from_slice(&output.stdout).unwrap())
+    } else {
+        Err(String::from_utf8_lossy(&output.stderr).into_owned())
+    }
+}
+
 /// Runs tools/verify_permission_token.py; the claims on success, stderr on failure.
 fn verify_with_pyjwt(pem: &str, token: &str) -> Result<Value, String> {
     let pem_file = tempfile::NamedTempFile::new().unwrap();
@@ -34,11 +43,7 @@ fn verify_with_pyjwt(pem: &str, token: &str) -> Result<Value, String> {
         .arg(token)
         .output()
         .unwrap();
-    if output.status.success() {
-        Ok(serde_json::from_slice(&output.stdout).unwrap())
-    } else {
-        Err(String::from_utf8_lossy(&output.stderr).into_owned())
-    }
+    verdict(&output)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -92,11 +97,7 @@ fn verify_with_standard_webhooks(secret: &str, attempt: &Attempt) -> Result<Valu
         .write_all(attempt.body.as_bytes())
         .unwrap();
     let output = child.wait_with_output().unwrap();
-    if output.status.success() {
-        Ok(serde_json::from_slice(&output.stdout).unwrap())
-    } else {
-        Err(String::from_utf8_lossy(&output.stderr).into_owned())
-    }
+    verdict(&output)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -4,7 +4,7 @@
 
 mod common;
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -20,19 +20,53 @@ fn build_template_provider(patch: impl FnOnce(&Path)) -> Vec<u8> {
     std::fs::read(&common::build_plugin_template(patch)["my_provider"]).unwrap()
 }
 
-/// `auth-host` run as a command with the same data directory as the server.
-fn auth_host(data_dir: &Path, args: &[&str]) -> String {
-    let output = Command::new(common::auth_host_bin())
-        .args(args)
-        .env("AUTH_DATA_DIR", data_dir)
-        .output()
-        .unwrap();
-    assert!(
-        output.status.success(),
-        "{}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    String::from_utf8(output.stdout).unwrap().trim().to_owned()
+/// A server's data directory, and the configuration file it starts with and re-reads on
+/// every reload.
+struct Deployment {
+    data: tempfile::TempDir,
+    config: PathBuf,
+    plugin_dir: PathBuf,
+}
+
+impl Deployment {
+    fn new(plugins: &PluginDir) -> Self {
+        let data = tempfile::tempdir().unwrap();
+        let config = data.path().join("auth-host.toml");
+        Deployment {
+            data,
+            config,
+            plugin_dir: plugins.path().to_path_buf(),
+        }
+    }
+
+    /// Writes the configuration: `plugin_dir`, then `rest` (TOML).
+    fn configure(&self, rest: &str) {
+        let text = format!("plugin_dir = \"{}\"\n{rest}", self.plugin_dir.display());
+        std::fs::write(&self.config, text).unwrap();
+    }
+
+    /// `auth-host --config <file> serve` on the data directory.
+    fn start(&self) -> ServerProcess {
+        ServerProcess::start_with_args(
+            &["--config", self.config.to_str().unwrap(), "serve"],
+            &[("AUTH_DATA_DIR", self.data.path().to_str().unwrap())],
+        )
+    }
+
+    /// `auth-host` run as a command on the same data directory; its stdout.
+    fn auth_host(&self, args: &[&str]) -> String {
+        let output = Command::new(common::auth_host_bin())
+            .args(args)
+            .env("AUTH_DATA_DIR", self.data.path())
+            .output()
+            .unwrap();
+        assert!(
+            output.status.success(),
+            "{}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        String::from_utf8(output.stdout).unwrap().trim().to_owned()
+    }
 }
 
 async fn get(url: &str) -> (u16, Value) {
@@ -57,28 +91,17 @@ async fn wait_for(url: &str, wanted: &Value) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn plugins_are_added_replaced_and_kept_by_sighup_without_a_restart() {
     let plugins = PluginDir::with_workspace_plugins(&["sample_permission_provider"]);
-    let data = tempfile::tempdir().unwrap();
-    let config = data.path().join("auth-host.toml");
+    let deployment = Deployment::new(&plugins);
     let write_config = |extra: &str| {
-        std::fs::write(
-            &config,
-            format!(
-                "plugin_dir = \"{}\"\nallowed_services = \"example:sample_permission_provider{extra}\"\n\
-                 [plugins.myservice]\nadmins = [\"ada@example.com\"]\n",
-                plugins.path().display()
-            ),
-        )
-        .unwrap();
+        deployment.configure(&format!(
+            "allowed_services = \"example:sample_permission_provider{extra}\"\n\
+             [plugins.myservice]\nadmins = [\"ada@example.com\"]\n"
+        ));
     };
     write_config("");
-    let data_dir = data.path().to_str().unwrap().to_owned();
-    let config_arg = config.to_str().unwrap().to_owned();
-    let mut server = ServerProcess::start_with_args(
-        &["--config", &config_arg, "serve"],
-        &[("AUTH_DATA_DIR", data_dir.as_str())],
-    );
-    let ada = auth_host(data.path(), &["users", "add", "--email", "ada@example.com"]);
-    let token = auth_host(data.path(), &["token", "issue", "--userid", &ada]);
+    let mut server = deployment.start();
+    let ada = deployment.auth_host(&["users", "add", "--email", "ada@example.com"]);
+    let token = deployment.auth_host(&["token", "issue", "--userid", &ada]);
     let authorize = format!(
         "{}/auth/authorize?service=myservice&jwt={token}",
         server.base
@@ -175,27 +198,16 @@ async fn plugins_are_added_replaced_and_kept_by_sighup_without_a_restart() {
 async fn the_admin_endpoint_reloads_and_says_how_it_went() {
     const ADMIN_TOKEN: &str = "0f1e2d3c4b5a69788796a5b4c3d2e1f00f1e2d3c4b5a6978";
     let plugins = PluginDir::with_workspace_plugins(&["sample_permission_provider"]);
-    let data = tempfile::tempdir().unwrap();
-    let config = data.path().join("auth-host.toml");
+    let deployment = Deployment::new(&plugins);
     let write_config = |services: &str| {
-        std::fs::write(
-            &config,
-            format!(
-                "plugin_dir = \"{}\"\nallowed_services = \"{services}\"\nadmin_token = \"{ADMIN_TOKEN}\"\n",
-                plugins.path().display()
-            ),
-        )
-        .unwrap();
+        deployment.configure(&format!(
+            "allowed_services = \"{services}\"\nadmin_token = \"{ADMIN_TOKEN}\"\n"
+        ));
     };
     write_config("example:sample_permission_provider");
-    let data_dir = data.path().to_str().unwrap().to_owned();
-    let config_arg = config.to_str().unwrap().to_owned();
-    let server = ServerProcess::start_with_args(
-        &["--config", &config_arg, "serve"],
-        &[("AUTH_DATA_DIR", data_dir.as_str())],
-    );
-    let ada = auth_host(data.path(), &["users", "add", "--email", "ada@example.com"]);
-    let token = auth_host(data.path(), &["token", "issue", "--userid", &ada]);
+    let server = deployment.start();
+    let ada = deployment.auth_host(&["users", "add", "--email", "ada@example.com"]);
+    let token = deployment.auth_host(&["token", "issue", "--userid", &ada]);
     let authorize = format!("{}/auth/authorize?service=added&jwt={token}", server.base);
     let reload_url = format!("{}/admin/reload", server.base);
     let reload = |bearer: Option<&'static str>| {
@@ -292,33 +304,18 @@ async fn authorize_under_load_survives_twenty_reloads() {
     const CLIENTS: usize = 8;
     let plugins =
         PluginDir::with_workspace_plugins(&["sample_permission_provider", "test_provider"]);
-    let data = tempfile::tempdir().unwrap();
-    let config = data.path().join("auth-host.toml");
+    let deployment = Deployment::new(&plugins);
     // Each reload really changes something: the test provider's settings.
     let write_config = |round: u32| {
-        std::fs::write(
-            &config,
-            format!(
-                "plugin_dir = \"{}\"\n\
-                 allowed_services = \"example:sample_permission_provider;second:test_provider\"\n\
-                 [plugins.second]\ngreeting = \"round {round}\"\n",
-                plugins.path().display()
-            ),
-        )
-        .unwrap();
+        deployment.configure(&format!(
+            "allowed_services = \"example:sample_permission_provider;second:test_provider\"\n\
+             [plugins.second]\ngreeting = \"round {round}\"\n"
+        ));
     };
     write_config(0);
-    let data_dir = data.path().to_str().unwrap().to_owned();
-    let config_arg = config.to_str().unwrap().to_owned();
-    let mut server = ServerProcess::start_with_args(
-        &["--config", &config_arg, "serve"],
-        &[("AUTH_DATA_DIR", data_dir.as_str())],
-    );
-    let user = auth_host(
-        data.path(),
-        &["users", "add", "--email", "load@example.com"],
-    );
-    let token = auth_host(data.path(), &["token", "issue", "--userid", &user]);
+    let mut server = deployment.start();
+    let user = deployment.auth_host(&["users", "add", "--email", "load@example.com"]);
+    let token = deployment.auth_host(&["token", "issue", "--userid", &user]);
 
     let deadline = Instant::now() + Duration::from_secs(SECONDS);
     let (answered, failed) = (Arc::new(AtomicU64::new(0)), Arc::new(AtomicU64::new(0)));

@@ -277,24 +277,22 @@ async fn admin_reload(admin: Option<&AdminAccess>, params: &Params) -> Result<Re
     }
     // A task of its own: a caller that goes away must not cut a reload in half.
     let reloader = std::sync::Arc::clone(&admin.reloader);
-    let outcome = tokio::spawn(async move { reloader.reload("admin endpoint").await }).await;
+    let outcome = tokio::spawn(async move { reloader.reload("admin endpoint").await })
+        .await
+        .unwrap_or_else(|error| Err(ReloadError::Stopped(error.to_string())));
     Ok(match outcome {
-        Ok(Ok(reloaded)) => Reply::json(json!({
+        Ok(reloaded) => Reply::json(json!({
             "reloaded": true,
             "services": reloaded.services,
             "extensions": reloaded.extensions,
         })),
-        Ok(Err(ReloadError::Refused(problems))) => Reply::json_with(
+        Err(ReloadError::Refused(problems)) => Reply::json_with(
             StatusCode::UNPROCESSABLE_ENTITY,
             json!({"reloaded": false, "errors": problems}),
         ),
-        Ok(Err(error @ ReloadError::Stopped(_))) => Reply::json_with(
+        Err(error @ ReloadError::Stopped(_)) => Reply::json_with(
             StatusCode::INTERNAL_SERVER_ERROR,
             json!({"reloaded": false, "errors": [error.to_string()]}),
-        ),
-        Err(error) => Reply::json_with(
-            StatusCode::INTERNAL_SERVER_ERROR,
-            json!({"reloaded": false, "errors": [format!("reload stopped: {error}")]}),
         ),
     })
 }

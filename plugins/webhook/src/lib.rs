@@ -26,6 +26,7 @@ use auth_host_plugin_api::{
     LifecycleExtension, Logger, PluginContext, PluginError, UserInfo, Verdict, export_plugin,
 };
 use serde::Deserialize;
+use std::sync::Arc;
 use std::time::Duration;
 
 use delivery::{Endpoint, Event, Failure};
@@ -124,54 +125,57 @@ impl Hook {
     }
 }
 
+/// How one hook's events go out, resolved from its `Mode` at load.
+enum Delivery {
+    Off,
+    Blocking,
+    /// The alias' one queue, shared by its fire-and-forget hooks.
+    Queued(Arc<Queue>),
+}
+
 struct Webhook {
-    hooks: Hooks,
+    new_user: Delivery,
+    user_login: Delivery,
+    user_logout: Delivery,
     endpoint: Endpoint,
-    /// Present when some hook is fire-and-forget.
-    queue: Option<Queue>,
     logger: Logger,
 }
 
 impl Webhook {
-    fn mode(&self, hook: Hook) -> Mode {
-        match hook {
-            Hook::NewUser => self.hooks.on_new_user,
-            Hook::UserLogin => self.hooks.on_user_login,
-            Hook::UserLogout => self.hooks.on_user_logout,
+    /// Delivers or queues `hook`'s event. `Ok(Some(reason))` is a receiver's refusal.
+    fn notify(&self, hook: Hook, user: &UserInfo) -> Result<Option<String>, PluginError> {
+        let delivery = match hook {
+            Hook::NewUser => &self.new_user,
+            Hook::UserLogin => &self.user_login,
+            Hook::UserLogout => &self.user_logout,
+        };
+        match delivery {
+            Delivery::Off => Ok(None),
+            Delivery::Queued(queue) => {
+                queue.push(Event::new(hook.event_type(), user)?);
+                Ok(None)
+            }
+            Delivery::Blocking => self.deliver_now(&Event::new(hook.event_type(), user)?),
         }
     }
 
-    /// Delivers or queues `hook`'s event. `Ok(Some(reason))` is a receiver's refusal.
-    fn notify(&self, hook: Hook, user: &UserInfo) -> Result<Option<String>, PluginError> {
-        let mode = self.mode(hook);
-        if mode == Mode::Off {
-            return Ok(None);
-        }
-        let event = Event::new(hook.event_type(), user)?;
-        match (mode, &self.queue) {
-            (Mode::Blocking, _) => match self.endpoint.deliver(&event) {
-                Ok(()) => Ok(None),
-                Err(Failure::Answered { status, reason }) => {
-                    self.logger.info(format_args!(
-                        "{} {}: the receiver answered {status}",
-                        event.event_type, event.id
-                    ));
-                    Ok(Some(reason.unwrap_or_else(|| {
-                        "this login was not accepted".to_owned()
-                    })))
-                }
-                Err(Failure::Unreachable(why)) => Err(PluginError::new(format!(
-                    "{} {}: the receiver could not be reached: {why}",
+    /// One attempt while the caller waits.
+    fn deliver_now(&self, event: &Event) -> Result<Option<String>, PluginError> {
+        match self.endpoint.deliver(event) {
+            Ok(()) => Ok(None),
+            Err(Failure::Answered { status, reason }) => {
+                self.logger.info(format_args!(
+                    "{} {}: the receiver answered {status}",
                     event.event_type, event.id
-                ))),
-            },
-            (_, Some(queue)) => {
-                queue.push(event);
-                Ok(None)
+                ));
+                Ok(Some(reason.unwrap_or_else(|| {
+                    "this login was not accepted".to_owned()
+                })))
             }
-            (_, None) => Err(PluginError::new(
-                "no delivery queue although a hook is fire_and_forget",
-            )),
+            Err(failure) => Err(PluginError::new(format!(
+                "{} {}: {failure}",
+                event.event_type, event.id
+            ))),
         }
     }
 
@@ -196,29 +200,39 @@ impl LifecycleExtension for Webhook {
             settings.allow_http,
             Duration::from_millis(settings.timeout_ms),
         )?;
-        let hooks = settings.hooks;
+        let hooks = &settings.hooks;
         let modes = [hooks.on_new_user, hooks.on_user_login, hooks.on_user_logout];
-        let queue = if modes.contains(&Mode::FireAndForget) {
-            Some(Queue::start(
-                endpoint.clone(),
-                queue::RetryPolicy::new(
-                    settings.max_attempts,
-                    Duration::from_millis(settings.retry_initial_ms),
-                    Duration::from_millis(settings.retry_max_ms),
-                    settings.queue_capacity,
-                )?,
-                logger.clone(),
-            )?)
-        } else {
-            None
-        };
         if modes.iter().all(|mode| *mode == Mode::Off) {
             logger.warn("every hook is off: nothing will be posted");
         }
+        // The queue and its thread start with the first fire-and-forget hook, if any.
+        let mut queue: Option<Arc<Queue>> = None;
+        let mut delivery = |mode: Mode| -> Result<Delivery, PluginError> {
+            Ok(match mode {
+                Mode::Off => Delivery::Off,
+                Mode::Blocking => Delivery::Blocking,
+                Mode::FireAndForget => Delivery::Queued(match &queue {
+                    Some(queue) => Arc::clone(queue),
+                    None => {
+                        let policy = queue::RetryPolicy::new(
+                            settings.max_attempts,
+                            Duration::from_millis(settings.retry_initial_ms),
+                            Duration::from_millis(settings.retry_max_ms),
+                            settings.queue_capacity,
+                        )?;
+                        let started =
+                            Arc::new(Queue::start(endpoint.clone(), policy, logger.clone())?);
+                        queue = Some(Arc::clone(&started));
+                        started
+                    }
+                }),
+            })
+        };
         Ok(Webhook {
-            hooks,
+            new_user: delivery(modes[0])?,
+            user_login: delivery(modes[1])?,
+            user_logout: delivery(modes[2])?,
             endpoint,
-            queue,
             logger,
         })
     }
