@@ -7,15 +7,16 @@ use std::time::Duration;
 
 use tokio::net::TcpListener;
 
+use crate::admin::{AdminAccess, AdminToken};
 use crate::config::{Config, normalize_origin};
-use crate::http::{AdminAccess, HttpApi, HttpSettings};
+use crate::http::{HttpApi, HttpSettings, login_endpoints};
 use crate::login::{LoginSettings, Logins};
 use crate::metrics::Metrics;
-use crate::plugins::{LoadOutcome, PluginRegistry};
-use crate::reload::{AdminToken, PluginReloader, failure_messages};
+use crate::plugins::{LoadOutcome, PluginRegistry, PluginSettings};
+use crate::reload::{PluginReloader, failure_messages};
 use crate::service::AuthService;
-use crate::storage::{PoolSettings, Store, StoreError, redact_url};
-use crate::tokens::{KeyError, Keys, TokenService};
+use crate::storage::{Store, StoreError, redact_url};
+use crate::tokens::{KeyError, KeySet, TokenService};
 
 /// Why auth-host cannot start; each problem is one message.
 #[derive(Debug, thiserror::Error)]
@@ -36,7 +37,7 @@ fn plugin_messages(outcomes: &[LoadOutcome]) -> String {
 
 /// The signing keys: `PRIVATE_KEY`/`PUBLIC_KEY`, or the pair kept in the data directory
 /// (made on first start).
-pub fn load_keys(config: &Config) -> Result<Keys, StartupError> {
+pub fn load_keys(config: &Config) -> Result<KeySet, StartupError> {
     let keys = main_keys(config)?;
     Ok(keys.with_client_algorithm(
         config.client_token_algorithm,
@@ -46,16 +47,16 @@ pub fn load_keys(config: &Config) -> Result<Keys, StartupError> {
 }
 
 /// The RS256 key pair (permission tokens, and client tokens by default).
-fn main_keys(config: &Config) -> Result<Keys, StartupError> {
+fn main_keys(config: &Config) -> Result<KeySet, StartupError> {
     match (&config.private_key, &config.public_key) {
-        (Some(private), Some(public)) => Ok(Keys::from_pem(
+        (Some(private), Some(public)) => Ok(KeySet::from_pem(
             private.expose(),
             public,
             &config.previous_public_keys,
         )?),
         _ => {
             let (keys, created) =
-                Keys::from_data_dir(&config.data_dir, &config.previous_public_keys)?;
+                KeySet::from_data_dir(&config.data_dir, &config.previous_public_keys)?;
             if created {
                 tracing::warn!(
                     data_dir = %config.data_dir.display(),
@@ -69,7 +70,7 @@ fn main_keys(config: &Config) -> Result<Keys, StartupError> {
     }
 }
 
-pub fn token_service(config: &Config, keys: Keys) -> TokenService {
+pub fn token_service(config: &Config, keys: KeySet) -> TokenService {
     TokenService::new(
         keys,
         Duration::from_secs(config.client_token_lifetime_secs),
@@ -92,15 +93,9 @@ pub async fn open_store(config: &Config) -> Result<Store, StartupError> {
             ))
         })?;
     }
-    let store = Store::connect(
-        &url,
-        PoolSettings {
-            max_connections: config.database_max_connections,
-            ..PoolSettings::default()
-        },
-    )
-    .await
-    .map_err(failed)?;
+    let store = Store::connect(&url, config.database_max_connections)
+        .await
+        .map_err(failed)?;
     let applied = store.migrate().await.map_err(failed)?;
     if !applied.is_empty() {
         tracing::info!(?applied, "database migrated");
@@ -121,7 +116,6 @@ pub async fn open_store(config: &Config) -> Result<Store, StartupError> {
 /// A ready service: everything loaded, nothing listening yet.
 pub struct App {
     pub service: Arc<AuthService>,
-    pub logins: Arc<Logins>,
     pub reloader: Arc<PluginReloader>,
     pub http: Arc<HttpApi>,
 }
@@ -134,64 +128,40 @@ impl App {
     ) -> Result<App, StartupError> {
         let tokens = token_service(config, load_keys(config)?);
         let store = open_store(config).await?;
-        let settings = config.plugin_settings();
+        let settings = PluginSettings::from_config(config);
         // Opening libraries and starting plugins blocks; keep it off the async workers.
         let plugins = tokio::task::spawn_blocking(move || PluginRegistry::load(&settings))
             .await
             .map_err(|e| StartupError::Io(format!("plugin loading stopped: {e}")))?
             .map_err(StartupError::Plugins)?;
-        let metrics = Arc::new(Metrics::new());
-        let loaded = plugins.services().len() + plugins.extensions().len();
-        metrics.plugins_loaded.set(loaded as i64);
         tracing::info!(
             services = ?plugins.services(),
             extensions = plugins.extensions().len(),
             "plugins loaded"
         );
+        let logins = logins(config, store.clone())?;
         let service = Arc::new(AuthService::new(
             store,
             tokens,
+            logins,
             Arc::new(plugins),
-            metrics,
+            Arc::new(Metrics::new()),
             Duration::from_millis(config.token_cache_ms),
         ));
-        let external_base = config.external_base();
-        let providers = config
-            .login_providers()
-            .map_err(|problems| StartupError::Io(problems.join("\n")))?;
-        if config.dev_login {
-            tracing::warn!(
-                "the development login is enabled: anyone reaching this server can log in as \
-                 anyone (allowed only on a loopback external address)"
-            );
-        }
-        let logins = Arc::new(
-            Logins::new(
-                LoginSettings {
-                    external_base: external_base.clone(),
-                    redirect_origins: config.redirect_origins(),
-                    providers,
-                    dev_login: config.dev_login,
-                },
-                service.store().clone(),
-            )
-            .map_err(StartupError::Io)?,
-        );
         let reloader = Arc::new(PluginReloader::new(
             Arc::clone(&service),
             config_file.map(std::path::Path::to_path_buf),
         ));
-        let admin = config.admin_token.as_ref().map(|token| AdminAccess {
-            token: AdminToken::new(token.expose()),
-            reloader: Arc::clone(&reloader),
-        });
+        let admin = config
+            .admin_token
+            .as_ref()
+            .map(|token| AdminAccess::new(AdminToken::new(token.expose()), Arc::clone(&reloader)));
         let http = Arc::new(HttpApi::new(
             Arc::clone(&service),
-            Arc::clone(&logins),
             admin,
             HttpSettings {
-                secure_cookies: external_base
-                    .as_deref()
+                secure_cookies: config
+                    .external_base()
                     .is_some_and(|b| b.starts_with("https://")),
                 max_body_bytes: config.max_body_bytes,
                 request_timeout: Duration::from_millis(config.request_timeout_ms),
@@ -205,11 +175,33 @@ impl App {
         ));
         Ok(App {
             service,
-            logins,
             reloader,
             http,
         })
     }
+}
+
+/// The login providers, their endpoints and the development login.
+fn logins(config: &Config, store: Store) -> Result<Logins, StartupError> {
+    let providers = config
+        .login_providers()
+        .map_err(|problems| StartupError::Io(problems.join("\n")))?;
+    if config.dev_login {
+        tracing::warn!(
+            "the development login is enabled: anyone reaching this server can log in as \
+             anyone (allowed only on a loopback external address)"
+        );
+    }
+    Logins::new(
+        LoginSettings {
+            endpoints: config.external_base().as_deref().map(login_endpoints),
+            redirect_origins: config.redirect_origins(),
+            providers,
+            dev_login: config.dev_login,
+        },
+        store,
+    )
+    .map_err(StartupError::Io)
 }
 
 /// Builds auth-host and serves until SIGINT or SIGTERM; SIGHUP reloads the plugins.

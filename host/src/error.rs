@@ -7,20 +7,10 @@ use crate::tokens::TokenError;
 
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
-    /// The request cannot be understood (a parameter is malformed).
+    /// The caller asked for something that cannot be done as asked (a parameter is
+    /// malformed or not allowed); the message says why.
     #[error("{0}")]
     BadRequest(String),
-    #[error("not found")]
-    NotFound,
-    /// A bearer token was required and not given, or not the right one.
-    #[error("a valid bearer token is required")]
-    Unauthorized,
-    #[error("method not allowed")]
-    MethodNotAllowed { allowed: &'static [&'static str] },
-    #[error("request body too large")]
-    PayloadTooLarge,
-    #[error("request took too long")]
-    Timeout,
     /// A plugin failed this call (error, panic, time-out, too busy).
     #[error(transparent)]
     Plugin(#[from] PluginCallError),
@@ -30,6 +20,9 @@ pub enum Error {
     /// Signing a token failed; details are logged, never shown.
     #[error("cannot sign a token: {0}")]
     Signing(TokenError),
+    /// Anything else that should not happen; details are logged, never shown.
+    #[error("{0}")]
+    Internal(String),
 }
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;

@@ -1,7 +1,10 @@
 //! auth-host: OAuth2 login service and user-permission manager with native plugins.
 
+pub mod admin;
 pub mod app;
+pub mod clock;
 pub mod config;
+pub mod crypto;
 pub mod error;
 pub mod http;
 pub mod logging;
@@ -12,3 +15,4 @@ pub mod reload;
 pub mod service;
 pub mod storage;
 pub mod tokens;
+pub mod users;

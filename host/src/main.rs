@@ -5,9 +5,11 @@ use std::process::ExitCode;
 
 use auth_host::app::{self, StartupError};
 use auth_host::config::Config;
-use auth_host::plugins::{self, PluginRegistry};
-use auth_host::service::{iso8601, user_id_of, user_info, username_base, validate_username};
-use auth_host::storage::{Store, User};
+use auth_host::plugins::{self, PluginRegistry, PluginSettings};
+use auth_host::storage::Store;
+use auth_host::users::{
+    User, iso8601, new_user, user_info, username_candidates, validate_username,
+};
 use clap::{Parser, Subcommand};
 
 #[derive(Debug, Parser)]
@@ -209,34 +211,27 @@ async fn users(config: &Config, command: UsersCommand) -> Result<ExitCode, Start
                 eprintln!("`{email}` is not an email address");
                 return Ok(ExitCode::FAILURE);
             }
-            let id = user_id_of(&email);
-            if store_call(config, store.user(&id).await)?.is_some() {
-                eprintln!("a user with email `{email}` exists already (id `{id}`)");
+            let mut user = new_user(&email, None, None, name, None);
+            if store_call(config, store.user(&user.id).await)?.is_some() {
+                eprintln!(
+                    "a user with email `{email}` exists already (id `{}`)",
+                    user.id
+                );
                 return Ok(ExitCode::FAILURE);
             }
-            let base = match username {
-                Some(username) => {
-                    if let Err(reason) = validate_username(&username) {
-                        eprintln!("invalid username: {reason}");
-                        return Ok(ExitCode::FAILURE);
-                    }
-                    username
+            if let Some(username) = username {
+                if let Err(reason) = validate_username(&username) {
+                    eprintln!("invalid username: {reason}");
+                    return Ok(ExitCode::FAILURE);
                 }
-                None => username_base(&email),
-            };
-            let user = User {
-                id,
-                provider_id: None,
-                username: None,
-                name,
-                email: Some(email),
-                avatar_url: None,
-                join_date: Some(chrono::Utc::now().naive_utc()),
-                username_set_at: None,
-            };
+                user.username = Some(username);
+            }
+            let base = user.username.clone().unwrap_or_default();
             let stored = store_call(
                 config,
-                store.insert_user_with_free_username(user, &base).await,
+                store
+                    .insert_user_with_free_username(user, username_candidates(&base))
+                    .await,
             )?;
             println!("{}", stored.id);
             Ok(ExitCode::SUCCESS)
@@ -267,7 +262,7 @@ async fn users(config: &Config, command: UsersCommand) -> Result<ExitCode, Start
 
 fn check_plugins(config: &Config, files: &[PathBuf]) -> ExitCode {
     let outcomes = if files.is_empty() {
-        let settings = config.plugin_settings();
+        let settings = PluginSettings::from_config(config);
         println!("plugin directory: {}", settings.dir.display());
         if settings.allowed_services.is_empty() && settings.installed_extensions.is_empty() {
             println!("no plugins named (ALLOWED_SERVICES and INSTALLED_EXTENSIONS are empty)");

@@ -91,7 +91,7 @@ impl Metrics {
         let plugin_reloads = Family::<ReloadLabels, Counter>::default();
         registry.register(
             "plugin_reloads",
-            "Plugin reloads (SIGHUP) by result",
+            "Plugin reloads (SIGHUP or /admin/reload) by result",
             plugin_reloads.clone(),
         );
         Metrics {

@@ -1,11 +1,12 @@
-//! Reloading the plugins without a restart, on SIGHUP or from the admin endpoint.
+//! Reloading the plugins without a restart, on SIGHUP or from the admin endpoint
+//! (`admin.rs`).
 
 use std::path::PathBuf;
 use std::sync::Arc;
 
 use crate::config::Config;
 use crate::metrics::ReloadLabels;
-use crate::plugins::{LoadOutcome, PluginRegistry};
+use crate::plugins::{LoadOutcome, PluginRegistry, PluginSettings};
 use crate::service::AuthService;
 
 /// The aliases in force after a reload.
@@ -17,6 +18,9 @@ pub struct Reloaded {
 
 #[derive(Debug, thiserror::Error)]
 pub enum ReloadError {
+    /// The admin endpoint was called without the admin token; nothing was tried.
+    #[error("a valid bearer token is required")]
+    Unauthorized,
     /// The configuration or a plugin was refused; one message per problem.
     #[error("reload refused: {}", .0.join("; "))]
     Refused(Vec<String>),
@@ -59,7 +63,7 @@ impl PluginReloader {
         let file = self.config_file.clone();
         let loaded = tokio::task::spawn_blocking(move || {
             let config = Config::load(file.as_deref()).map_err(|errors| errors.0)?;
-            PluginRegistry::load(&config.plugin_settings())
+            PluginRegistry::load(&PluginSettings::from_config(&config))
                 .map_err(|outcomes| failure_messages(&outcomes))
         })
         .await;
@@ -79,9 +83,7 @@ impl PluginReloader {
                     extensions = ?reloaded.extensions,
                     "plugins reloaded"
                 );
-                let count = reloaded.services.len() + reloaded.extensions.len();
                 self.service.replace_plugins(Arc::new(plugins));
-                metrics.plugins_loaded.set(count as i64);
                 Ok(reloaded)
             }
             Ok(Err(problems)) => {
@@ -102,40 +104,5 @@ impl PluginReloader {
             .get_or_create(&ReloadLabels { result: outcome })
             .inc();
         result
-    }
-}
-
-/// The admin endpoint's bearer token, kept only as its SHA-256 digest.
-pub struct AdminToken(aws_lc_rs::digest::Digest);
-
-impl AdminToken {
-    pub fn new(token: &str) -> Self {
-        AdminToken(sha256(token))
-    }
-
-    /// Compares digests in constant time, so the answer's timing says nothing of the token.
-    pub fn matches(&self, presented: &str) -> bool {
-        aws_lc_rs::constant_time::verify_slices_are_equal(
-            self.0.as_ref(),
-            sha256(presented).as_ref(),
-        )
-        .is_ok()
-    }
-}
-
-fn sha256(text: &str) -> aws_lc_rs::digest::Digest {
-    aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, text.as_bytes())
-}
-
-#[cfg(test)]
-mod tests {
-    use super::AdminToken;
-
-    #[test]
-    fn only_the_same_token_matches() {
-        let token = AdminToken::new("an admin token of some length, 0123456789");
-        assert!(token.matches("an admin token of some length, 0123456789"));
-        assert!(!token.matches("an admin token of some length, 012345678"));
-        assert!(!token.matches(""));
     }
 }

@@ -6,10 +6,7 @@ use serde_json::json;
 use super::request::Params;
 use super::response::{Reply, escape_html};
 use crate::error::Result;
-use crate::login::{
-    BROWSER_COOKIE, DEV_PROVIDER, Identity, LOGIN_LIFETIME, LoginFailure, Logins, StartError,
-    with_param,
-};
+use crate::login::{BROWSER_COOKIE, DEV_PROVIDER, LOGIN_LIFETIME, LoginEnd, StartError};
 use crate::service::AuthService;
 
 fn browser_cookie(value: &str, secure: bool) -> String {
@@ -20,34 +17,30 @@ fn browser_cookie(value: &str, secure: bool) -> String {
     )
 }
 
-/// A person-facing error page, for failures with no safe place to send the browser.
-fn error_page(status: StatusCode, message: &str) -> Reply {
-    Reply::html(
-        status,
-        format!(
-            "<!doctype html><meta charset=utf-8><title>Login failed</title>\
-             <h1>Login failed</h1><p>{}</p>",
-            escape_html(message)
+/// Where a login sends the browser: a redirect, or a page saying what went wrong.
+fn render_end(end: LoginEnd) -> Reply {
+    match end {
+        LoginEnd::Redirect(url) => Reply::redirect(url),
+        LoginEnd::ErrorPage(message) => Reply::html(
+            StatusCode::BAD_REQUEST,
+            format!(
+                "<!doctype html><meta charset=utf-8><title>Login failed</title>\
+                 <h1>Login failed</h1><p>{}</p>",
+                escape_html(&message)
+            ),
         ),
-    )
-}
-
-fn failed(failure: LoginFailure) -> Reply {
-    match failure.next {
-        Some(next) => Reply::redirect(with_param(&next, "error", &failure.message)),
-        None => error_page(StatusCode::BAD_REQUEST, &failure.message),
     }
 }
 
 /// `GET /auth/login/<provider>?next=…`: remember the login, send the browser to the provider.
 pub async fn start(
-    logins: &Logins,
+    service: &AuthService,
     provider: &str,
     params: &Params,
     secure: bool,
 ) -> Result<Reply> {
-    match logins
-        .start(provider, params.get("next"), params.browser())
+    match service
+        .start_login(provider, params.get("next"), params.browser())
         .await
     {
         Ok(started) => Ok(Reply::redirect(started.redirect)
@@ -60,71 +53,52 @@ pub async fn start(
             StatusCode::BAD_REQUEST,
             json!({ "error": message }),
         )),
-        Err(StartError::Provider(failure)) => Ok(failed(failure)),
+        Err(StartError::Provider(failure)) => Ok(render_end(failure.end())),
         Err(StartError::Storage(error)) => Err(error.into()),
     }
 }
 
-/// Turns a vouched identity into a token at `next`, or an error there.
-async fn complete(
-    service: &AuthService,
-    finished: Result<(Identity, String), LoginFailure>,
-) -> Reply {
-    let (identity, next) = match finished {
-        Ok(finished) => finished,
-        Err(failure) => return failed(failure),
-    };
-    match service.complete_login(identity).await {
-        Ok(Ok(token)) => Reply::redirect(with_param(&next, "jwt", &token)),
-        Ok(Err(refusal)) => Reply::redirect(with_param(&next, "error", &refusal)),
-        Err(error) => {
-            tracing::error!(%error, "login failed");
-            Reply::redirect(with_param(&next, "error", "Login failed: internal error"))
-        }
-    }
-}
-
 /// `GET /auth/oauth_callback?code=…&state=…`
-pub async fn callback(service: &AuthService, logins: &Logins, params: &Params) -> Reply {
-    let finished = logins
-        .finish(
-            params.get("state"),
-            params.get("code"),
-            params.get("error"),
-            params.browser(),
-        )
-        .await;
-    complete(service, finished).await
+pub async fn callback(service: &AuthService, params: &Params) -> Reply {
+    render_end(
+        service
+            .finish_login(
+                params.get("state"),
+                params.get("code"),
+                params.get("error"),
+                params.browser(),
+            )
+            .await,
+    )
 }
 
 /// `/auth/login/dev`: GET without a state starts a login, GET with one shows the form,
 /// POST logs in whoever the form names.
 pub async fn dev(
     service: &AuthService,
-    logins: &Logins,
     params: &Params,
     post: bool,
     secure: bool,
 ) -> Result<Reply> {
-    if !logins.dev_login() {
+    if !service.dev_login_enabled() {
         return Ok(Reply::json_with(
             StatusCode::NOT_FOUND,
             json!({"error": "unknown login provider `dev`"}),
         ));
     }
     if post {
-        let finished = logins
-            .finish_dev(
+        let end = service
+            .finish_dev_login(
                 params.get("state"),
                 params.get("email"),
                 params.get("name"),
                 params.browser(),
             )
             .await;
-        return Ok(complete(service, finished).await);
+        return Ok(render_end(end));
     }
     let Some(state) = params.get("state") else {
-        return start(logins, DEV_PROVIDER, params, secure).await;
+        return start(service, DEV_PROVIDER, params, secure).await;
     };
     Ok(Reply::html(
         StatusCode::OK,
@@ -143,22 +117,11 @@ pub async fn dev(
 }
 
 /// `GET|POST /auth/logout?jwt=…&next=…`
-pub async fn logout(service: &AuthService, logins: &Logins, params: &Params) -> Result<Reply> {
-    let next = match params.get("next").filter(|n| !n.is_empty()) {
-        Some(next) => match logins.check_next(Some(next)) {
-            Ok(next) => Some(next),
-            Err(message) => {
-                return Ok(Reply::json_with(
-                    StatusCode::BAD_REQUEST,
-                    json!({ "error": message }),
-                ));
-            }
+pub async fn logout(service: &AuthService, params: &Params) -> Result<Reply> {
+    Ok(
+        match service.logout(params.jwt(), params.get("next")).await? {
+            Some(next) => Reply::redirect(next),
+            None => Reply::json(json!({"success": true})),
         },
-        None => None,
-    };
-    service.logout(params.jwt()).await?;
-    Ok(match next {
-        Some(next) => Reply::redirect(next),
-        None => Reply::json(json!({"success": true})),
-    })
+    )
 }

@@ -23,14 +23,14 @@ use hyper_util::server::graceful::GracefulShutdown;
 use tokio::net::TcpListener;
 use tracing::Instrument;
 
-use crate::error::Error;
-use crate::login::Logins;
+use crate::admin::AdminAccess;
 use crate::metrics::{RequestLabels, RouteLabels};
-use crate::reload::{AdminToken, PluginReloader};
 use crate::service::AuthService;
 use request::Params;
-use response::{Body, Reply};
+use response::{Body, Rejection, Reply};
 use routes::Route;
+
+pub use routes::login_endpoints;
 
 /// Limits and CORS of the HTTP front end.
 #[derive(Debug, Clone)]
@@ -43,15 +43,8 @@ pub struct HttpSettings {
     pub secure_cookies: bool,
 }
 
-/// What the admin endpoint needs: who may call it, and what it does.
-pub struct AdminAccess {
-    pub token: AdminToken,
-    pub reloader: Arc<PluginReloader>,
-}
-
 pub struct HttpApi {
     service: Arc<AuthService>,
-    logins: Arc<Logins>,
     /// `None`: no admin endpoint (no `admin_token` set).
     admin: Option<AdminAccess>,
     settings: HttpSettings,
@@ -60,13 +53,11 @@ pub struct HttpApi {
 impl HttpApi {
     pub fn new(
         service: Arc<AuthService>,
-        logins: Arc<Logins>,
         admin: Option<AdminAccess>,
         settings: HttpSettings,
     ) -> Self {
         HttpApi {
             service,
-            logins,
             admin,
             settings,
         }
@@ -129,7 +120,7 @@ impl HttpApi {
         .await
         {
             Ok(answer) => answer,
-            Err(_) => ("timeout", Reply::from(Error::Timeout).render(None)),
+            Err(_) => ("timeout", Reply::from(Rejection::Timeout).render(None)),
         };
         let status = response.status();
         let headers = response.headers_mut();
@@ -163,14 +154,14 @@ impl HttpApi {
     async fn dispatch(&self, request: Request<Incoming>) -> (&'static str, Response<Body>) {
         let path = request.uri().path().to_owned();
         let Some(route) = Route::from_path(&path) else {
-            return ("unknown", Reply::from(Error::NotFound).render(None));
+            return ("unknown", Reply::from(Rejection::NotFound).render(None));
         };
         let method = request.method().clone();
         if method == Method::OPTIONS {
             return (route.name(), preflight(route));
         }
         if !route.methods().contains(&method.as_str()) {
-            let error = Error::MethodNotAllowed {
+            let error = Rejection::MethodNotAllowed {
                 allowed: route.methods(),
             };
             return (route.name(), Reply::from(error).render(None));
@@ -185,7 +176,6 @@ impl HttpApi {
         };
         let context = routes::Context {
             service: &self.service,
-            logins: &self.logins,
             admin: self.admin.as_ref(),
             path: &path,
             post: method == Method::POST,

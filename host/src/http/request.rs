@@ -6,7 +6,7 @@ use hyper::body::Incoming;
 use hyper::header::{CONTENT_LENGTH, CONTENT_TYPE};
 use hyper::{Method, Request};
 
-use crate::error::{Error, Result};
+use super::response::Rejection;
 
 /// The request's parameters: query first, then form fields (as Flask's `request.values`).
 #[derive(Debug, Default)]
@@ -21,7 +21,7 @@ pub struct Params {
 
 impl Params {
     /// Reads the query, and for a POST with a form body, the form (at most `max_body` bytes).
-    pub async fn read(request: Request<Incoming>, max_body: usize) -> Result<Params> {
+    pub async fn read(request: Request<Incoming>, max_body: usize) -> Result<Params, Rejection> {
         let (parts, body) = request.into_parts();
         let query = parts
             .uri
@@ -62,12 +62,12 @@ impl Params {
                 .and_then(|v| v.to_str().ok())
                 .and_then(|v| v.parse::<usize>().ok());
             if declared.is_some_and(|length| length > max_body) {
-                return Err(Error::PayloadTooLarge);
+                return Err(Rejection::PayloadTooLarge);
             }
             let bytes = Limited::new(body, max_body)
                 .collect()
                 .await
-                .map_err(|_| Error::PayloadTooLarge)?
+                .map_err(|_| Rejection::PayloadTooLarge)?
                 .to_bytes();
             form = form_urlencoded::parse(&bytes).into_owned().collect();
         }
@@ -106,11 +106,11 @@ impl Params {
 
     /// The JSONP callback, when there is one; a name that is not a plain JavaScript
     /// identifier path is refused.
-    pub fn callback(&self) -> Result<Option<&str>> {
+    pub fn callback(&self) -> Result<Option<&str>, Rejection> {
         match self.get("callback") {
             None => Ok(None),
             Some(name) if is_callback_name(name) => Ok(Some(name)),
-            Some(_) => Err(Error::BadRequest(
+            Some(_) => Err(Rejection::BadRequest(
                 "callback must match ^[A-Za-z_$][A-Za-z0-9_$.]{0,63}$".into(),
             )),
         }

@@ -158,30 +158,56 @@ pub fn plugin_status(error: &PluginCallError) -> StatusCode {
     }
 }
 
-/// Every error, as a status and `{"error": …}`. Internal details are logged, not shown.
+/// What the front end refuses before any use case runs.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum Rejection {
+    #[error("{0}")]
+    BadRequest(String),
+    #[error("not found")]
+    NotFound,
+    #[error("method not allowed")]
+    MethodNotAllowed { allowed: &'static [&'static str] },
+    /// A bearer token was required and not given, or not the right one.
+    #[error("a valid bearer token is required")]
+    Unauthorized,
+    #[error("request body too large")]
+    PayloadTooLarge,
+    #[error("request took too long")]
+    Timeout,
+}
+
+impl From<Rejection> for Reply {
+    fn from(rejection: Rejection) -> Reply {
+        let status = match rejection {
+            Rejection::BadRequest(_) => StatusCode::BAD_REQUEST,
+            Rejection::NotFound => StatusCode::NOT_FOUND,
+            Rejection::MethodNotAllowed { .. } => StatusCode::METHOD_NOT_ALLOWED,
+            Rejection::Unauthorized => StatusCode::UNAUTHORIZED,
+            Rejection::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
+            Rejection::Timeout => StatusCode::SERVICE_UNAVAILABLE,
+        };
+        let mut reply = Reply::json_with(status, json!({ "error": rejection.to_string() }));
+        match rejection {
+            Rejection::MethodNotAllowed { allowed } => reply.allow = Some(allowed),
+            Rejection::Unauthorized => reply.challenge = Some("Bearer realm=\"auth-host admin\""),
+            _ => {}
+        }
+        reply
+    }
+}
+
+/// Every service error, as a status and `{"error": …}`. Internal details are logged, not
+/// shown.
 impl From<Error> for Reply {
     fn from(error: Error) -> Reply {
         let (status, message) = match &error {
             Error::BadRequest(message) => (StatusCode::BAD_REQUEST, message.clone()),
-            Error::NotFound => (StatusCode::NOT_FOUND, "not found".into()),
-            Error::Unauthorized => (StatusCode::UNAUTHORIZED, error.to_string()),
-            Error::MethodNotAllowed { .. } => {
-                (StatusCode::METHOD_NOT_ALLOWED, "method not allowed".into())
-            }
-            Error::PayloadTooLarge => (StatusCode::PAYLOAD_TOO_LARGE, error.to_string()),
-            Error::Timeout => (StatusCode::SERVICE_UNAVAILABLE, error.to_string()),
             Error::Plugin(plugin) => (plugin_status(plugin), plugin.to_string()),
-            Error::Storage(_) | Error::Signing(_) => {
+            Error::Storage(_) | Error::Signing(_) | Error::Internal(_) => {
                 tracing::error!(%error, "internal error");
                 (StatusCode::INTERNAL_SERVER_ERROR, "internal error".into())
             }
         };
-        let mut reply = Reply::json_with(status, json!({ "error": message }));
-        match error {
-            Error::MethodNotAllowed { allowed } => reply.allow = Some(allowed),
-            Error::Unauthorized => reply.challenge = Some("Bearer realm=\"auth-host admin\""),
-            _ => {}
-        }
-        reply
+        Reply::json_with(status, json!({ "error": message }))
     }
 }

@@ -2,18 +2,17 @@
 //! call the service and shape the JSON the old service answered.
 
 use hyper::StatusCode;
-use md5::Digest as _;
 use serde_json::{Value, json};
 
-use super::AdminAccess;
 use super::login;
 use super::request::Params;
-use super::response::{Reply, plugin_status};
+use super::response::{Rejection, Reply, plugin_status};
+use crate::admin::AdminAccess;
 use crate::error::{Error, Result};
-use crate::login::Logins;
+use crate::login::Endpoints;
 use crate::reload::ReloadError;
-use crate::service::{AuthService, Authorization, iso8601};
-use crate::storage::User;
+use crate::service::{AuthService, Authorization, CheckAnswer};
+use crate::users::{User, gravatar, iso8601};
 
 /// Every route, served under `/auth/` and (for compatibility) `/user/`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -40,6 +39,16 @@ pub enum Route {
 const GET: &[&str] = &["GET"];
 const GET_POST: &[&str] = &["GET", "POST"];
 const POST: &[&str] = &["POST"];
+
+/// The public URLs of the login endpoints, under `EXTERNAL_ADDRESS` (`base`, without a
+/// trailing `/`). The paths are the ones [`Route::from_path`] serves.
+pub fn login_endpoints(base: &str) -> Endpoints {
+    Endpoints {
+        callback: format!("{base}/auth/oauth_callback"),
+        login_prefix: format!("{base}/auth/login/"),
+        check: format!("{base}/auth/check"),
+    }
+}
 
 impl Route {
     pub fn from_path(path: &str) -> Option<Route> {
@@ -108,7 +117,6 @@ impl Route {
 /// What handlers work with.
 pub struct Context<'a> {
     pub service: &'a AuthService,
-    pub logins: &'a Logins,
     pub admin: Option<&'a AdminAccess>,
     /// The request path (login routes read the provider from it).
     pub path: &'a str,
@@ -117,62 +125,74 @@ pub struct Context<'a> {
     pub secure_cookies: bool,
 }
 
-pub async fn handle(route: Route, context: &Context<'_>, params: &Params) -> Result<Reply> {
-    let service = context.service;
-    match route {
-        Route::Check => check(service, context.logins, params).await,
-        Route::Login => {
-            let provider = context.path.rsplit('/').next().unwrap_or_default();
-            login::start(context.logins, provider, params, context.secure_cookies).await
-        }
-        Route::DevLogin => {
-            login::dev(
-                service,
-                context.logins,
-                params,
-                context.post,
-                context.secure_cookies,
-            )
-            .await
-        }
-        Route::OAuthCallback => Ok(login::callback(service, context.logins, params).await),
-        Route::Logout => login::logout(service, context.logins, params).await,
-        Route::Authorize => authorize(service, params).await,
-        Route::Update => update(service, params).await,
-        Route::AdminReload => admin_reload(context.admin, params).await,
-        Route::PublicKey => Ok(Reply::text(
-            "text/plain; charset=utf-8",
-            service.tokens().keys().public_pem().to_owned(),
-        )),
-        Route::Resolve => {
-            let userid = match params.get("username") {
-                Some(username) => service.resolve(username).await?,
-                None => None,
-            };
-            Ok(Reply::json(json!({ "userid": userid })))
-        }
-        Route::GetProfile => get_profile(service, params).await,
-        Route::Jwks => Ok(Reply::json(
-            serde_json::to_value(service.tokens().keys().jwks())
-                .map_err(|e| Error::BadRequest(e.to_string()))?,
-        )),
-        Route::Health => Ok(match service.store().ping().await {
-            Ok(()) => Reply::json(json!({"status": "ok"})),
-            Err(error) => {
-                tracing::warn!(%error, "health check: database unreachable");
-                Reply::json_with(
-                    StatusCode::SERVICE_UNAVAILABLE,
-                    json!({"status": "unavailable", "database": "unreachable"}),
-                )
-            }
-        }),
-        Route::Metrics => Ok(Reply::text(
-            "application/openmetrics-text; version=1.0.0; charset=utf-8",
-            service.metrics().render(),
-        )),
+/// The handlers that fail answer with a [`Rejection`] or a service [`Error`].
+pub enum Failure {
+    Rejected(Rejection),
+    Service(Error),
+}
+
+impl From<Rejection> for Failure {
+    fn from(rejection: Rejection) -> Self {
+        Failure::Rejected(rejection)
     }
 }
 
+impl From<Error> for Failure {
+    fn from(error: Error) -> Self {
+        Failure::Service(error)
+    }
+}
+
+impl From<Failure> for Reply {
+    fn from(failure: Failure) -> Reply {
+        match failure {
+            Failure::Rejected(rejection) => rejection.into(),
+            Failure::Service(error) => error.into(),
+        }
+    }
+}
+
+pub async fn handle(
+    route: Route,
+    context: &Context<'_>,
+    params: &Params,
+) -> std::result::Result<Reply, Failure> {
+    let service = context.service;
+    let secure = context.secure_cookies;
+    Ok(match route {
+        Route::Check => check(service, params).await?,
+        Route::Login => {
+            let provider = context.path.rsplit('/').next().unwrap_or_default();
+            login::start(service, provider, params, secure).await?
+        }
+        Route::DevLogin => login::dev(service, params, context.post, secure).await?,
+        Route::OAuthCallback => login::callback(service, params).await,
+        Route::Logout => login::logout(service, params).await?,
+        Route::Authorize => authorize(service, params).await?,
+        Route::Update => update(service, params).await?,
+        Route::AdminReload => admin_reload(context.admin, params).await?,
+        Route::PublicKey => {
+            Reply::text("text/plain; charset=utf-8", service.public_key().to_owned())
+        }
+        Route::Resolve => {
+            let userid = service.resolve(params.get("username")).await?;
+            Reply::json(json!({ "userid": userid }))
+        }
+        Route::GetProfile => get_profile(service, params).await?,
+        Route::Jwks => Reply::json(service.jwks()?),
+        Route::Health if service.healthy().await => Reply::json(json!({"status": "ok"})),
+        Route::Health => Reply::json_with(
+            StatusCode::SERVICE_UNAVAILABLE,
+            json!({"status": "unavailable", "database": "unreachable"}),
+        ),
+        Route::Metrics => Reply::text(
+            "application/openmetrics-text; version=1.0.0; charset=utf-8",
+            service.metrics().render(),
+        ),
+    })
+}
+
+/// The profile `/auth/check` shows, with the old service's fields.
 fn profile(user: &User) -> Value {
     json!({
         "id": user.id,
@@ -186,13 +206,14 @@ fn profile(user: &User) -> Value {
     })
 }
 
-async fn check(service: &AuthService, logins: &Logins, params: &Params) -> Result<Reply> {
+async fn check(service: &AuthService, params: &Params) -> Result<Reply> {
     Ok(Reply::json(
-        match service.authenticate(params.jwt()).await? {
-            Some((user, _)) => json!({"authenticated": true, "profile": profile(&user)}),
-            None => {
-                let providers: serde_json::Map<String, Value> = logins
-                    .provider_links(params.get("next"))
+        match service.check(params.jwt(), params.get("next")).await? {
+            CheckAnswer::Authenticated(user) => {
+                json!({"authenticated": true, "profile": profile(&user)})
+            }
+            CheckAnswer::NotAuthenticated { providers } => {
+                let providers: serde_json::Map<String, Value> = providers
                     .into_iter()
                     .map(|(name, url)| (name, json!({ "url": url })))
                     .collect();
@@ -238,54 +259,38 @@ async fn update(service: &AuthService, params: &Params) -> Result<Reply> {
 }
 
 async fn get_profile(service: &AuthService, params: &Params) -> Result<Reply> {
-    let user = match params.get("username") {
-        Some(username) => service.profile(username).await?,
-        None => None,
-    };
-    Ok(Reply::json(match user {
-        Some(user) => {
-            let gravatar = user
-                .email
-                .as_deref()
-                .map(|email| format!("{:x}", md5::Md5::digest(email.as_bytes())));
-            json!({
+    Ok(Reply::json(
+        match service.profile(params.get("username")).await? {
+            Some(user) => json!({
                 "found": true,
                 "profile": {
                     "id": user.id,
                     "name": user.name,
                     "join_date": user.join_date.as_ref().map(iso8601),
                     "avatar_url": user.avatar_url,
-                    "gravatar": gravatar,
+                    "gravatar": user.email.as_deref().map(gravatar),
                 }
-            })
-        }
-        None => json!({"found": false, "profile": null}),
-    }))
+            }),
+            None => json!({"found": false, "profile": null}),
+        },
+    ))
 }
 
 /// `POST /admin/reload`: the same reload as SIGHUP, answering how it went.
-async fn admin_reload(admin: Option<&AdminAccess>, params: &Params) -> Result<Reply> {
+async fn admin_reload(
+    admin: Option<&AdminAccess>,
+    params: &Params,
+) -> std::result::Result<Reply, Rejection> {
     let Some(admin) = admin else {
-        return Err(Error::NotFound);
+        return Err(Rejection::NotFound);
     };
-    if !params
-        .bearer()
-        .is_some_and(|token| admin.token.matches(token))
-    {
-        tracing::warn!("admin endpoint: missing or wrong bearer token");
-        return Err(Error::Unauthorized);
-    }
-    // A task of its own: a caller that goes away must not cut a reload in half.
-    let reloader = std::sync::Arc::clone(&admin.reloader);
-    let outcome = tokio::spawn(async move { reloader.reload("admin endpoint").await })
-        .await
-        .unwrap_or_else(|error| Err(ReloadError::Stopped(error.to_string())));
-    Ok(match outcome {
+    Ok(match admin.reload(params.bearer()).await {
         Ok(reloaded) => Reply::json(json!({
             "reloaded": true,
             "services": reloaded.services,
             "extensions": reloaded.extensions,
         })),
+        Err(ReloadError::Unauthorized) => return Err(Rejection::Unauthorized),
         Err(ReloadError::Refused(problems)) => Reply::json_with(
             StatusCode::UNPROCESSABLE_ENTITY,
             json!({"reloaded": false, "errors": problems}),

@@ -8,11 +8,13 @@ use oauth2::{
 };
 use serde::Deserialize;
 
-use super::{EmailChoice, Identity};
-use crate::config::Provider;
+use super::Identity;
+use crate::config::LoginProvider;
+use crate::storage::Store;
+use crate::users::user_id_of;
 
 fn client(
-    provider: &Provider,
+    provider: &LoginProvider,
     redirect: RedirectUrl,
 ) -> Result<
     BasicClient<
@@ -38,7 +40,7 @@ fn client(
 }
 
 pub fn authorize_url(
-    provider: &Provider,
+    provider: &LoginProvider,
     redirect: RedirectUrl,
     state: &str,
     challenge: PkceCodeChallenge,
@@ -75,7 +77,7 @@ struct GithubEmail {
 
 async fn api<T: serde::de::DeserializeOwned>(
     http: &reqwest::Client,
-    provider: &Provider,
+    provider: &LoginProvider,
     path: &str,
     token: &str,
 ) -> Result<T, String> {
@@ -98,7 +100,8 @@ async fn api<T: serde::de::DeserializeOwned>(
 
 pub async fn identity(
     http: &reqwest::Client,
-    provider: &Provider,
+    store: &Store,
+    provider: &LoginProvider,
     redirect: RedirectUrl,
     code: &str,
     verifier: &str,
@@ -111,22 +114,13 @@ pub async fn identity(
         .map_err(|e| format!("GitHub refused the code: {e}"))?;
     let access = token.access_token().secret();
     let user: GithubUser = api(http, provider, "/user", access).await?;
-    // A public email on GitHub is a verified one; without it, the verified emails decide
-    // (the service picks one that already belongs to a user, else the primary).
+    // A public email on GitHub is a verified one; without it, the verified emails decide.
     let email = match user.email.filter(|e| !e.is_empty()) {
-        Some(email) => EmailChoice::Known(email),
+        Some(email) => Some(email),
         None => {
             let emails: Vec<GithubEmail> = api(http, provider, "/user/emails", access).await?;
-            let verified: Vec<(String, bool)> = emails
-                .into_iter()
-                .filter(|e| e.verified)
-                .map(|e| (e.email, e.primary))
-                .collect();
-            if verified.is_empty() {
-                EmailChoice::None
-            } else {
-                EmailChoice::Candidates(verified)
-            }
+            let verified: Vec<GithubEmail> = emails.into_iter().filter(|e| e.verified).collect();
+            choose_email(store, verified).await?
         }
     };
     Ok(Identity {
@@ -136,4 +130,22 @@ pub async fn identity(
         login: Some(user.login),
         avatar_url: user.avatar_url,
     })
+}
+
+/// Among verified emails, the old service's choice: one that already belongs to a user (in
+/// GitHub's order), else the primary one.
+async fn choose_email(store: &Store, verified: Vec<GithubEmail>) -> Result<Option<String>, String> {
+    for candidate in &verified {
+        let known = store
+            .user(&user_id_of(&candidate.email))
+            .await
+            .map_err(|e| {
+                tracing::error!(error = %e, "cannot look up a GitHub email's user");
+                "the login cannot be checked right now".to_owned()
+            })?;
+        if known.is_some() {
+            return Ok(Some(candidate.email.clone()));
+        }
+    }
+    Ok(verified.into_iter().find(|e| e.primary).map(|e| e.email))
 }

@@ -1,9 +1,11 @@
-//! Logging in with a provider: starting the login (state, PKCE, nonce, browser binding),
-//! and finishing it at the callback (single-use state, code exchange, identity). What
-//! becomes of the identity (user records, hooks, tokens) is the service's business.
+//! Logging in with a login provider: starting the login (state, PKCE, nonce, browser
+//! binding), and finishing it at the callback (single-use state, code exchange, identity).
+//! What becomes of the identity (user records, hooks, tokens) is the service's business
+//! (`service::login`).
 //!
-//! Nothing here knows about HTTP requests: the front end hands in parameters and the
-//! browser-binding cookie, and gets back URLs and cookie values.
+//! Nothing here knows about HTTP requests: the service hands in parameters and the
+//! browser-binding cookie, and gets back URLs and cookie values. The URLs of auth-host's own
+//! endpoints come from the HTTP routes ([`Endpoints`]).
 
 mod github;
 mod oidc;
@@ -11,12 +13,11 @@ mod oidc;
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use base64::Engine;
-use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-use chrono::Utc;
 use oauth2::{PkceCodeChallenge, RedirectUrl};
 
-use crate::config::{Provider, ProviderKind};
+use crate::clock::unix_now_i64;
+use crate::config::{LoginProvider, LoginProviderKind, origin_of};
+use crate::crypto::{random_token, sha256_hex};
 use crate::storage::{LoginState, Store, StoreError};
 
 /// A login attempt lives this long.
@@ -33,20 +34,13 @@ pub const DEV_PROVIDER: &str = "dev";
 pub struct Identity {
     /// `<provider>:<subject>`
     pub provider_id: String,
-    pub email: EmailChoice,
+    /// The account's email; for GitHub without a public one, the verified email chosen by
+    /// the old service's rule (`github.rs`). `None`: the provider gave none.
+    pub email: Option<String>,
     pub name: Option<String>,
     /// The provider's own user name (GitHub's login), the first choice of username.
     pub login: Option<String>,
     pub avatar_url: Option<String>,
-}
-
-/// The email of an identity, or (GitHub without a public email) its verified emails.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum EmailChoice {
-    Known(String),
-    /// Verified emails, with whether each is the primary one.
-    Candidates(Vec<(String, bool)>),
-    None,
 }
 
 /// Why a login cannot go on. `next` is where to send the browser with `error`, when the
@@ -58,12 +52,29 @@ pub struct LoginFailure {
 }
 
 impl LoginFailure {
-    fn new(next: Option<&str>, message: impl Into<String>) -> Self {
+    pub fn new(next: Option<&str>, message: impl Into<String>) -> Self {
         LoginFailure {
             next: next.map(str::to_owned),
             message: message.into(),
         }
     }
+
+    /// Where the browser goes: back to `next` with `error`, or to an error page.
+    pub fn end(self) -> LoginEnd {
+        match self.next {
+            Some(next) => LoginEnd::Redirect(with_param(&next, "error", &self.message)),
+            None => LoginEnd::ErrorPage(self.message),
+        }
+    }
+}
+
+/// Where the browser goes when a login (or a step of it) ends.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum LoginEnd {
+    /// A complete URL: `next` with `jwt` or `error` added, or the provider's consent page.
+    Redirect(String),
+    /// No safe place to send the browser: a page says what went wrong.
+    ErrorPage(String),
 }
 
 /// What the front end does to start a login: set the cookie, redirect to `redirect`.
@@ -71,8 +82,6 @@ impl LoginFailure {
 pub struct LoginStart {
     pub redirect: String,
     pub browser_cookie: String,
-    /// The state (for the development login's form).
-    pub state: String,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -89,14 +98,25 @@ pub enum StartError {
     Provider(LoginFailure),
 }
 
+/// The public URLs of auth-host's own login endpoints (the HTTP routes own their paths).
+#[derive(Debug, Clone)]
+pub struct Endpoints {
+    /// Where providers send the browser back.
+    pub callback: String,
+    /// `…/login/`: a provider's name appended starts a login with it.
+    pub login_prefix: String,
+    /// Where a login without `next` lands (it shows who logged in).
+    pub check: String,
+}
+
 /// Login settings, from the configuration.
 #[derive(Debug, Clone)]
 pub struct LoginSettings {
-    /// `EXTERNAL_ADDRESS`, without a trailing `/`.
-    pub external_base: Option<String>,
+    /// `None` without `EXTERNAL_ADDRESS`: no login can start.
+    pub endpoints: Option<Endpoints>,
     /// Origins `next` may be on.
     pub redirect_origins: Vec<String>,
-    pub providers: Vec<Provider>,
+    pub providers: Vec<LoginProvider>,
     pub dev_login: bool,
 }
 
@@ -111,23 +131,6 @@ impl std::fmt::Debug for Logins {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Logins").finish_non_exhaustive()
     }
-}
-
-/// 244 random bits from the OS's CSPRNG (two v4 UUIDs), base64url.
-fn random_token() -> String {
-    let mut bytes = [0u8; 32];
-    bytes[..16].copy_from_slice(uuid::Uuid::new_v4().as_bytes());
-    bytes[16..].copy_from_slice(uuid::Uuid::new_v4().as_bytes());
-    URL_SAFE_NO_PAD.encode(bytes)
-}
-
-/// SHA-256, hex: how states and cookies are stored.
-pub fn digest(text: &str) -> String {
-    aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, text.as_bytes())
-        .as_ref()
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect()
 }
 
 /// Appends `key=value` to a URL's query, keeping what is there.
@@ -163,20 +166,18 @@ impl Logins {
         self.settings.dev_login
     }
 
-    fn provider(&self, name: &str) -> Option<&Provider> {
+    fn provider(&self, name: &str) -> Option<&LoginProvider> {
         self.settings.providers.iter().find(|p| p.name == name)
     }
 
-    fn callback_url(&self) -> Option<String> {
-        self.settings
-            .external_base
-            .as_ref()
-            .map(|base| format!("{base}/auth/oauth_callback"))
+    fn callback_url(&self) -> Option<RedirectUrl> {
+        let endpoints = self.settings.endpoints.as_ref()?;
+        RedirectUrl::new(endpoints.callback.clone()).ok()
     }
 
     /// `/auth/check`'s `providers`: name → login URL on auth-host, carrying `next`.
     pub fn provider_links(&self, next: Option<&str>) -> BTreeMap<String, String> {
-        let Some(base) = &self.settings.external_base else {
+        let Some(endpoints) = &self.settings.endpoints else {
             return BTreeMap::new();
         };
         let names = self
@@ -187,7 +188,7 @@ impl Logins {
             .chain(self.settings.dev_login.then_some(DEV_PROVIDER));
         names
             .map(|name| {
-                let mut url = format!("{base}/auth/login/{name}");
+                let mut url = format!("{}{name}", endpoints.login_prefix);
                 if let Some(next) = next {
                     url = with_param(&url, "next", next);
                 }
@@ -201,13 +202,13 @@ impl Logins {
     pub fn check_next(&self, next: Option<&str>) -> Result<String, String> {
         let next = match next.filter(|n| !n.is_empty()) {
             Some(next) => next.to_owned(),
-            None => match &self.settings.external_base {
-                Some(base) => format!("{base}/auth/check"),
+            None => match &self.settings.endpoints {
+                Some(endpoints) => endpoints.check.clone(),
                 None => return Err("next is required".into()),
             },
         };
-        let origin = crate::config::origin_of(&next)
-            .ok_or_else(|| "next must be an absolute http(s) URL".to_owned())?;
+        let origin =
+            origin_of(&next).ok_or_else(|| "next must be an absolute http(s) URL".to_owned())?;
         if !next.starts_with("http://") && !next.starts_with("https://") {
             return Err("next must be an absolute http(s) URL".into());
         }
@@ -233,9 +234,12 @@ impl Logins {
         }
         // Refused before anything else: a token is never sent to an unlisted site.
         let next = self.check_next(next).map_err(StartError::BadNext)?;
-        let callback = self
-            .callback_url()
-            .ok_or_else(|| StartError::BadNext("external_address is not configured".into()))?;
+        let (Some(endpoints), Some(callback)) = (&self.settings.endpoints, self.callback_url())
+        else {
+            return Err(StartError::BadNext(
+                "external_address is not configured".into(),
+            ));
+        };
         let state = random_token();
         let nonce = random_token();
         let browser_cookie = browser
@@ -244,26 +248,15 @@ impl Logins {
             .unwrap_or_else(random_token);
         let (challenge, verifier) = PkceCodeChallenge::new_random_sha256();
         let redirect = match provider {
-            None => format!(
-                "{}/auth/login/{DEV_PROVIDER}?state={state}",
-                self.settings.external_base.as_deref().unwrap_or_default()
-            ),
+            None => format!("{}{DEV_PROVIDER}?state={state}", endpoints.login_prefix),
             Some(provider) => {
-                let redirect_url = RedirectUrl::new(callback)
-                    .map_err(|e| StartError::BadNext(format!("bad callback URL: {e}")))?;
                 let started = match provider.kind {
-                    ProviderKind::Github => {
-                        github::authorize_url(provider, redirect_url, &state, challenge)
+                    LoginProviderKind::Github => {
+                        github::authorize_url(provider, callback, &state, challenge)
                     }
-                    ProviderKind::Google | ProviderKind::Oidc => {
+                    LoginProviderKind::Google | LoginProviderKind::Oidc => {
                         oidc::authorize_url(
-                            &self.oidc,
-                            &self.http,
-                            provider,
-                            redirect_url,
-                            &state,
-                            &nonce,
-                            challenge,
+                            &self.oidc, &self.http, provider, callback, &state, &nonce, challenge,
                         )
                         .await
                     }
@@ -276,19 +269,18 @@ impl Logins {
         };
         self.store
             .save_login_state(LoginState {
-                state_hash: digest(&state),
-                browser_hash: digest(&browser_cookie),
+                state_hash: sha256_hex(state.as_bytes()),
+                browser_hash: sha256_hex(browser_cookie.as_bytes()),
                 provider: provider_name.to_owned(),
                 next,
                 pkce_verifier: verifier.secret().clone(),
                 nonce,
-                expires_at: Utc::now().timestamp() + LOGIN_LIFETIME.as_secs() as i64,
+                expires_at: unix_now_i64() + LOGIN_LIFETIME.as_secs() as i64,
             })
             .await?;
         Ok(LoginStart {
             redirect,
             browser_cookie,
-            state,
         })
     }
 
@@ -303,7 +295,7 @@ impl Logins {
             .ok_or_else(|| LoginFailure::new(None, "the login has no state"))?;
         let saved = self
             .store
-            .take_login_state(&digest(state))
+            .take_login_state(&sha256_hex(state.as_bytes()))
             .await
             .map_err(|e| {
                 tracing::error!(error = %e, "cannot read a login state");
@@ -316,11 +308,12 @@ impl Logins {
                 )
             })?;
         let next = Some(saved.next.as_str());
-        if saved.expires_at < Utc::now().timestamp() {
+        if saved.expires_at < unix_now_i64() {
             return Err(LoginFailure::new(next, "the login expired; start again"));
         }
         // Constant-time compare is not needed: both sides are digests of random values.
-        if browser.map(digest).as_deref() != Some(saved.browser_hash.as_str()) {
+        if browser.map(|b| sha256_hex(b.as_bytes())).as_deref() != Some(saved.browser_hash.as_str())
+        {
             return Err(LoginFailure::new(
                 next,
                 "the login was started in another browser; start again",
@@ -353,13 +346,20 @@ impl Logins {
         })?;
         let callback = self
             .callback_url()
-            .and_then(|url| RedirectUrl::new(url).ok())
             .ok_or_else(|| LoginFailure::new(next, "external_address is not configured"))?;
         let identity = match provider.kind {
-            ProviderKind::Github => {
-                github::identity(&self.http, provider, callback, code, &saved.pkce_verifier).await
+            LoginProviderKind::Github => {
+                github::identity(
+                    &self.http,
+                    &self.store,
+                    provider,
+                    callback,
+                    code,
+                    &saved.pkce_verifier,
+                )
+                .await
             }
-            ProviderKind::Google | ProviderKind::Oidc => {
+            LoginProviderKind::Google | LoginProviderKind::Oidc => {
                 oidc::identity(
                     &self.oidc,
                     &self.http,
@@ -410,7 +410,7 @@ impl Logins {
         Ok((
             Identity {
                 provider_id: format!("{DEV_PROVIDER}:{email}"),
-                email: EmailChoice::Known(email.to_owned()),
+                email: Some(email.to_owned()),
                 name: name
                     .map(str::trim)
                     .filter(|n| !n.is_empty())
@@ -433,12 +433,5 @@ mod tests {
             with_param("https://app.example.com/cb?x=1#frag", "jwt", "a.b.c"),
             "https://app.example.com/cb?x=1&jwt=a.b.c#frag"
         );
-    }
-
-    #[test]
-    fn random_tokens_are_long_and_distinct() {
-        let a = random_token();
-        assert_eq!(a.len(), 43);
-        assert_ne!(a, random_token());
     }
 }

@@ -14,8 +14,8 @@ use openidconnect::{
     PkceCodeChallenge, PkceCodeVerifier, RedirectUrl, Scope, TokenResponse,
 };
 
-use super::{EmailChoice, Identity};
-use crate::config::Provider;
+use super::Identity;
+use crate::config::LoginProvider;
 
 /// How long a provider's discovery document is trusted before it is fetched again.
 const DISCOVERY_TTL: Duration = Duration::from_secs(3600);
@@ -30,7 +30,7 @@ impl DiscoveryCache {
     async fn metadata(
         &self,
         http: &reqwest::Client,
-        provider: &Provider,
+        provider: &LoginProvider,
     ) -> Result<CoreProviderMetadata, String> {
         let issuer = provider.issuer.clone().unwrap_or_default();
         if let Ok(documents) = self.documents.lock()
@@ -68,7 +68,7 @@ type Client = CoreClient<
 async fn client(
     cache: &DiscoveryCache,
     http: &reqwest::Client,
-    provider: &Provider,
+    provider: &LoginProvider,
     redirect: RedirectUrl,
 ) -> Result<Client, String> {
     let metadata = cache.metadata(http, provider).await?;
@@ -85,7 +85,7 @@ async fn client(
 pub async fn authorize_url(
     cache: &DiscoveryCache,
     http: &reqwest::Client,
-    provider: &Provider,
+    provider: &LoginProvider,
     redirect: RedirectUrl,
     state: &str,
     nonce: &str,
@@ -117,7 +117,7 @@ pub async fn authorize_url(
 pub async fn identity(
     cache: &DiscoveryCache,
     http: &reqwest::Client,
-    provider: &Provider,
+    provider: &LoginProvider,
     redirect: RedirectUrl,
     code: &str,
     verifier: &str,
@@ -180,7 +180,7 @@ pub async fn identity(
     }
     Ok(Identity {
         provider_id: format!("{}:{subject}", provider.name),
-        email: email.map(EmailChoice::Known).unwrap_or(EmailChoice::None),
+        email,
         name: full_name,
         login: None,
         avatar_url: picture,

@@ -109,8 +109,7 @@ pub fn open(path: &Path) -> Result<Library, LoadError> {
     check_shared_object(&bytes)?;
     // The same bytes were opened before (another alias, or a reload of an unchanged file):
     // that library serves again. A changed file has other bytes, so it is opened anew.
-    let digest = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, &bytes);
-    let key: Vec<u8> = digest.as_ref().to_vec();
+    let key = crate::crypto::sha256(&bytes);
     if let Some(library) = opened()
         .lock()
         .ok()
@@ -127,9 +126,9 @@ pub fn open(path: &Path) -> Result<Library, LoadError> {
 
 /// Libraries opened so far, by the SHA-256 of their bytes. Libraries are never unloaded, so
 /// this only saves mapping the same code twice.
-fn opened() -> &'static std::sync::Mutex<std::collections::HashMap<Vec<u8>, Library>> {
+fn opened() -> &'static std::sync::Mutex<std::collections::HashMap<[u8; 32], Library>> {
     static OPENED: std::sync::OnceLock<
-        std::sync::Mutex<std::collections::HashMap<Vec<u8>, Library>>,
+        std::sync::Mutex<std::collections::HashMap<[u8; 32], Library>>,
     > = std::sync::OnceLock::new();
     OPENED.get_or_init(Default::default)
 }

@@ -1,15 +1,12 @@
 //! Native plugins: permission providers and lifecycle extensions, loaded at run time.
 //!
-//! - [`entries`] parses `[alias:]name` lists,
 //! - [`library`] opens one plugin file safely and checks its ABI,
 //! - [`registry`] holds one instance per alias and runs calls with a time limit.
 
-pub mod entries;
 mod host_log;
 pub mod library;
 pub mod registry;
 
-pub use entries::{EntryList, PluginEntry};
 pub use library::LoadError;
 pub use registry::{
     HookDecision, LoadOutcome, Plugin, PluginCallError, PluginRegistry, PluginSettings,

@@ -12,9 +12,9 @@ use auth_host_plugin_api::{
 };
 use tokio::sync::Semaphore;
 
-use super::entries::EntryList;
 use super::host_log::plugin_log_sink;
 use super::library::{self, Library, LoadError};
+use crate::config::{Config, EntryList};
 
 /// What the registry needs from the configuration.
 #[derive(Debug, Clone)]
@@ -29,6 +29,20 @@ pub struct PluginSettings {
     /// Calls one alias may have in flight; more fail at once instead of piling up threads
     /// behind a plugin that hangs.
     pub max_in_flight: usize,
+}
+
+impl PluginSettings {
+    /// The plugin settings in `config`.
+    pub fn from_config(config: &Config) -> PluginSettings {
+        PluginSettings {
+            dir: config.plugin_dir(),
+            allowed_services: config.allowed_services.clone(),
+            installed_extensions: config.installed_extensions.clone(),
+            settings: config.plugins.clone(),
+            call_timeout: Duration::from_millis(config.plugin_timeout_ms),
+            max_in_flight: config.plugin_max_in_flight,
+        }
+    }
 }
 
 /// How one alias fared at load.
@@ -128,10 +142,6 @@ impl std::fmt::Debug for Plugin {
 impl Plugin {
     pub fn alias(&self) -> &str {
         &self.alias
-    }
-
-    pub fn file(&self) -> &Path {
-        &self.file
     }
 
     pub fn kind(&self) -> PluginKind {
@@ -258,7 +268,8 @@ fn summary_of(library: &Library) -> PluginSummary {
     }
 }
 
-/// Every loaded plugin, as the HTTP layer uses them.
+/// The plugins in force: each service alias with its permission provider, and the
+/// extensions in order. A reload builds a new registry and swaps it in whole.
 #[derive(Debug)]
 pub struct PluginRegistry {
     providers: HashMap<String, Arc<Plugin>>,
@@ -296,8 +307,8 @@ impl PluginRegistry {
         load_all(settings).0
     }
 
-    /// The provider serving `service`, if that service is allowed.
-    pub fn provider(&self, service: &str) -> Option<&Arc<Plugin>> {
+    /// The permission provider serving `service`, if that service is allowed.
+    pub fn permission_provider(&self, service: &str) -> Option<&Arc<Plugin>> {
         self.providers.get(service)
     }
 

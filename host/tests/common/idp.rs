@@ -75,10 +75,10 @@ struct Keys {
 
 fn make_keys() -> Keys {
     let dir = tempfile::tempdir().unwrap();
-    let (keys, _) = auth_host::tokens::Keys::from_data_dir(dir.path(), &[]).unwrap();
+    let (keys, _) = auth_host::tokens::KeySet::from_data_dir(dir.path(), &[]).unwrap();
     let pem = std::fs::read(dir.path().join("signing-key.pem")).unwrap();
     let other_dir = tempfile::tempdir().unwrap();
-    auth_host::tokens::Keys::from_data_dir(other_dir.path(), &[]).unwrap();
+    auth_host::tokens::KeySet::from_data_dir(other_dir.path(), &[]).unwrap();
     let other_pem = std::fs::read(other_dir.path().join("signing-key.pem")).unwrap();
     Keys {
         kid: keys.kid().to_owned(),

@@ -7,7 +7,7 @@ use std::sync::Arc;
 use auth_host::app::App;
 use auth_host::config::Config;
 use auth_host::service::AuthService;
-use auth_host::storage::User;
+use auth_host::users::User;
 use figment::Figment;
 use figment::providers::Serialized;
 use sea_orm::{ConnectionTrait, Database};

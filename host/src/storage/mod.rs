@@ -1,9 +1,9 @@
-//! Storage: users and revoked tokens, on SQLite or PostgreSQL through sea-orm. Nothing
-//! outside this module sees sea-orm.
+//! Storage: users, revoked tokens and logins in progress, on SQLite or PostgreSQL through
+//! sea-orm. Nothing outside this module sees sea-orm or SQL.
 
 use std::time::Duration;
 
-use chrono::{NaiveDateTime, Utc};
+use chrono::Utc;
 use sea_orm::sea_query::{Alias, Expr, ExprTrait, Func, OnConflict, Query};
 use sea_orm::{
     ActiveValue, ColumnTrait, ConnectOptions, ConnectionTrait, Database, DatabaseConnection,
@@ -12,68 +12,12 @@ use sea_orm::{
 
 use auth_host_migrations::{Migrator, MigratorTrait};
 
-mod users {
-    use sea_orm::entity::prelude::*;
+use crate::clock::unix_now_i64;
+use crate::users::User;
 
-    /// The old service's `users` table, plus `username_set_at` (added by auth-host).
-    #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
-    #[sea_orm(table_name = "users")]
-    pub struct Model {
-        #[sea_orm(primary_key, auto_increment = false)]
-        pub id: String,
-        pub provider_id: Option<String>,
-        pub username: Option<String>,
-        pub name: Option<String>,
-        pub email: Option<String>,
-        pub avatar_url: Option<String>,
-        pub join_date: Option<DateTime>,
-        pub username_set_at: Option<DateTime>,
-    }
+mod entities;
 
-    #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
-    pub enum Relation {}
-
-    impl ActiveModelBehavior for ActiveModel {}
-}
-
-mod revoked_tokens {
-    use sea_orm::entity::prelude::*;
-
-    #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
-    #[sea_orm(table_name = "revoked_tokens")]
-    pub struct Model {
-        #[sea_orm(primary_key, auto_increment = false)]
-        pub token_id: String,
-        pub expires_at: i64,
-    }
-
-    #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
-    pub enum Relation {}
-
-    impl ActiveModelBehavior for ActiveModel {}
-}
-
-mod login_states {
-    use sea_orm::entity::prelude::*;
-
-    #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
-    #[sea_orm(table_name = "login_states")]
-    pub struct Model {
-        #[sea_orm(primary_key, auto_increment = false)]
-        pub state_hash: String,
-        pub browser_hash: String,
-        pub provider: String,
-        pub next: String,
-        pub pkce_verifier: String,
-        pub nonce: String,
-        pub expires_at: i64,
-    }
-
-    #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
-    pub enum Relation {}
-
-    impl ActiveModelBehavior for ActiveModel {}
-}
+use entities::{login_states, revoked_tokens, users};
 
 /// A login in progress.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -86,21 +30,6 @@ pub struct LoginState {
     pub nonce: String,
     /// Unix seconds.
     pub expires_at: i64,
-}
-
-/// A stored user.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct User {
-    /// md5 hex of the email.
-    pub id: String,
-    pub provider_id: Option<String>,
-    pub username: Option<String>,
-    pub name: Option<String>,
-    pub email: Option<String>,
-    pub avatar_url: Option<String>,
-    pub join_date: Option<NaiveDateTime>,
-    /// When the user chose their username; `None` while it is the derived one.
-    pub username_set_at: Option<NaiveDateTime>,
 }
 
 impl From<users::Model> for User {
@@ -133,6 +62,34 @@ impl From<User> for users::ActiveModel {
     }
 }
 
+impl From<login_states::Model> for LoginState {
+    fn from(m: login_states::Model) -> Self {
+        LoginState {
+            state_hash: m.state_hash,
+            browser_hash: m.browser_hash,
+            provider: m.provider,
+            next: m.next,
+            pkce_verifier: m.pkce_verifier,
+            nonce: m.nonce,
+            expires_at: m.expires_at,
+        }
+    }
+}
+
+impl From<LoginState> for login_states::ActiveModel {
+    fn from(s: LoginState) -> Self {
+        login_states::ActiveModel {
+            state_hash: ActiveValue::Set(s.state_hash),
+            browser_hash: ActiveValue::Set(s.browser_hash),
+            provider: ActiveValue::Set(s.provider),
+            next: ActiveValue::Set(s.next),
+            pkce_verifier: ActiveValue::Set(s.pkce_verifier),
+            nonce: ActiveValue::Set(s.nonce),
+            expires_at: ActiveValue::Set(s.expires_at),
+        }
+    }
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
     #[error("database error: {0}")]
@@ -150,21 +107,8 @@ pub enum UsernameChoice {
     UnknownUser,
 }
 
-/// Connection pool settings.
-#[derive(Debug, Clone, Copy)]
-pub struct PoolSettings {
-    pub max_connections: u32,
-    pub acquire_timeout: Duration,
-}
-
-impl Default for PoolSettings {
-    fn default() -> Self {
-        PoolSettings {
-            max_connections: 16,
-            acquire_timeout: Duration::from_secs(5),
-        }
-    }
-}
+/// How long a request waits for a free database connection before failing.
+const ACQUIRE_TIMEOUT: Duration = Duration::from_secs(5);
 
 #[derive(Debug, Clone)]
 pub struct Store {
@@ -174,7 +118,7 @@ pub struct Store {
 impl Store {
     /// Connects to `url` (`sqlite://…`, `postgres://…`). A SQLite file is created if missing
     /// and put in WAL mode, so that readers never wait for the writer.
-    pub async fn connect(url: &str, pool: PoolSettings) -> Result<Store, StoreError> {
+    pub async fn connect(url: &str, max_connections: u32) -> Result<Store, StoreError> {
         let backend = if url.starts_with("sqlite:") {
             DbBackend::Sqlite
         } else if url.starts_with("postgres://") || url.starts_with("postgresql://") {
@@ -187,9 +131,9 @@ impl Store {
         };
         let mut options = ConnectOptions::new(url.to_owned());
         options
-            .max_connections(pool.max_connections)
+            .max_connections(max_connections)
             .min_connections(1)
-            .acquire_timeout(pool.acquire_timeout)
+            .acquire_timeout(ACQUIRE_TIMEOUT)
             .connect_timeout(Duration::from_secs(5))
             // Statements can carry token ids and emails: never log them.
             .sqlx_logging(false);
@@ -341,21 +285,23 @@ impl Store {
 
     /// Stores a login in progress, and forgets expired ones.
     pub async fn save_login_state(&self, state: LoginState) -> Result<(), StoreError> {
-        login_states::Entity::delete_many()
-            .filter(login_states::Column::ExpiresAt.lt(Utc::now().timestamp()))
+        self.delete_expired::<login_states::Entity>(login_states::Column::ExpiresAt)
+            .await?;
+        login_states::Entity::insert(login_states::ActiveModel::from(state))
             .exec(&self.db)
             .await?;
-        login_states::Entity::insert(login_states::ActiveModel {
-            state_hash: ActiveValue::Set(state.state_hash),
-            browser_hash: ActiveValue::Set(state.browser_hash),
-            provider: ActiveValue::Set(state.provider),
-            next: ActiveValue::Set(state.next),
-            pkce_verifier: ActiveValue::Set(state.pkce_verifier),
-            nonce: ActiveValue::Set(state.nonce),
-            expires_at: ActiveValue::Set(state.expires_at),
-        })
-        .exec(&self.db)
-        .await?;
+        Ok(())
+    }
+
+    /// Deletes the rows of `E` whose `expires_at` (Unix seconds) has passed.
+    async fn delete_expired<E: EntityTrait>(
+        &self,
+        expires_at: E::Column,
+    ) -> Result<(), StoreError> {
+        E::delete_many()
+            .filter(expires_at.lt(unix_now_i64()))
+            .exec(&self.db)
+            .await?;
         Ok(())
     }
 
@@ -377,37 +323,26 @@ impl Store {
         if deleted.rows_affected != 1 {
             return Ok(None);
         }
-        Ok(Some(LoginState {
-            state_hash: found.state_hash,
-            browser_hash: found.browser_hash,
-            provider: found.provider,
-            next: found.next,
-            pkce_verifier: found.pkce_verifier,
-            nonce: found.nonce,
-            expires_at: found.expires_at,
-        }))
+        Ok(Some(LoginState::from(found)))
     }
 
-    /// Stores a new user under the first free username among `base`, `base1`, `base2`, …
-    /// (compared case-insensitively); returns the user as stored.
+    /// Stores a new user under the first free username among `candidates` (compared
+    /// case-insensitively); returns the user as stored.
     pub async fn insert_user_with_free_username(
         &self,
         mut user: User,
-        base: &str,
+        candidates: impl Iterator<Item = String>,
     ) -> Result<User, StoreError> {
-        for attempt in 0..1000u32 {
-            let candidate = if attempt == 0 {
-                base.to_owned()
-            } else {
-                format!("{base}{attempt}")
-            };
+        let mut first = None;
+        for candidate in candidates {
+            first.get_or_insert_with(|| candidate.clone());
             if self.user_by_username(&candidate).await?.is_some() {
                 continue;
             }
             user.username = Some(candidate);
             match self.insert_user(user.clone()).await {
                 Ok(()) => return Ok(user),
-                // Taken meanwhile by a concurrent login: try the next suffix.
+                // Taken meanwhile by a concurrent login: try the next one.
                 Err(StoreError::Db(error))
                     if matches!(error.sql_err(), Some(SqlErr::UniqueConstraintViolation(_)))
                         && self.user(&user.id).await?.is_none() =>
@@ -418,7 +353,8 @@ impl Store {
             }
         }
         Err(StoreError::Config(format!(
-            "no free username found for `{base}`"
+            "no free username found for `{}`",
+            first.unwrap_or_default()
         )))
     }
 
@@ -457,11 +393,8 @@ impl Store {
             Ok(_) | Err(DbErr::RecordNotInserted) => {}
             Err(error) => return Err(error.into()),
         }
-        revoked_tokens::Entity::delete_many()
-            .filter(revoked_tokens::Column::ExpiresAt.lt(Utc::now().timestamp()))
-            .exec(&self.db)
-            .await?;
-        Ok(())
+        self.delete_expired::<revoked_tokens::Entity>(revoked_tokens::Column::ExpiresAt)
+            .await
     }
 
     /// The user, unless the token `token_id` is revoked: one query for what every

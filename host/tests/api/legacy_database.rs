@@ -1,8 +1,8 @@
 //! auth-host starts on a database the old Python service created, keeps every row and serves
 //! those users.
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-mod common;
+use crate::common;
+use crate::on_both_backends;
 
 use common::server::{Backend, TestDatabase, TestServer};
 use sea_orm::{ConnectionTrait, DatabaseConnection, Statement};

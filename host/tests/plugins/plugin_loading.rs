@@ -1,7 +1,6 @@
 //! The plugin core against real built plugin files.
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-mod common;
+use crate::common;
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -36,7 +35,7 @@ fn load(settings: &PluginSettings) -> PluginRegistry {
 }
 
 fn permissions(registry: &PluginRegistry, service: &str, userid: &str) -> serde_json::Value {
-    let provider = registry.provider(service).unwrap();
+    let provider = registry.permission_provider(service).unwrap();
     serde_json::Value::Object(provider.get_permissions(service, &user(userid)).unwrap())
 }
 
@@ -88,7 +87,7 @@ fn two_providers_load_together_with_one_file_under_two_aliases() {
     assert_eq!(second["instances"], third["instances"]);
     assert!(second["instances"].as_u64().unwrap() > first_instance);
 
-    let second = registry.provider("second").unwrap();
+    let second = registry.permission_provider("second").unwrap();
     assert_eq!(second.kind(), PluginKind::PermissionProvider);
     let summary = second.summary();
     assert_eq!(
@@ -96,14 +95,14 @@ fn two_providers_load_together_with_one_file_under_two_aliases() {
         ("test_provider", "0.3.0")
     );
     assert_eq!(summary.api_version, auth_host_plugin_api::API_VERSION);
-    assert!(registry.provider("test_provider").is_none());
+    assert!(registry.permission_provider("test_provider").is_none());
 }
 
 #[test]
 fn a_panicking_call_is_an_error_and_the_next_call_works() {
     let dir = PluginDir::with_workspace_plugins(&["test_provider"]);
     let registry = load(&settings(dir.path(), "p:test_provider", ""));
-    let provider = registry.provider("p").unwrap();
+    let provider = registry.permission_provider("p").unwrap();
 
     let error = provider.get_permissions("p", &user("panic")).unwrap_err();
     let PluginCallError::Panicked { alias, message } = error else {
@@ -144,8 +143,8 @@ async fn a_slow_call_is_cut_off_and_others_keep_answering() {
         .settings
         .insert("slow".into(), json!({"sleep_ms": 2_000}));
     let registry = Arc::new(load(&settings));
-    let slow = Arc::clone(registry.provider("slow").unwrap());
-    let fast = Arc::clone(registry.provider("fast").unwrap());
+    let slow = Arc::clone(registry.permission_provider("slow").unwrap());
+    let fast = Arc::clone(registry.permission_provider("fast").unwrap());
 
     let started = Instant::now();
     let cut_off = registry

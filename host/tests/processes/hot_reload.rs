@@ -1,8 +1,7 @@
 //! Reload without restart: SIGHUP makes a running auth-host re-read its configuration and
 //! plugin directory.
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-mod common;
+use crate::common;
 
 use std::path::{Path, PathBuf};
 use std::process::Command;

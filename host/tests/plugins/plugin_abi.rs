@@ -1,7 +1,6 @@
 //! Which files the loader refuses, and that plugins built against plugin-api 1.0 still load.
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-mod common;
+use crate::common;
 
 use auth_host::plugins::{LoadOutcome, PluginRegistry};
 use auth_host_plugin_api::UserInfo;
@@ -163,7 +162,7 @@ fn a_plugin_built_against_plugin_api_1_0_still_loads_and_answers() {
         "",
     ))
     .unwrap();
-    let old = registry.provider("old").unwrap();
+    let old = registry.permission_provider("old").unwrap();
     assert_eq!(old.summary().api_version, "1.0.0");
     let user = UserInfo {
         id: "u7".into(),
@@ -177,7 +176,7 @@ fn a_plugin_built_against_plugin_api_1_0_still_loads_and_answers() {
     );
     assert_eq!(
         registry
-            .provider("old2")
+            .permission_provider("old2")
             .unwrap()
             .get_permissions("old2", &user)
             .unwrap()["old"],
@@ -186,7 +185,7 @@ fn a_plugin_built_against_plugin_api_1_0_still_loads_and_answers() {
     // The current plugin gets the whole record through the 1.1 entry point.
     assert_eq!(
         registry
-            .provider("new")
+            .permission_provider("new")
             .unwrap()
             .get_permissions("new", &user)
             .unwrap()["username"],

@@ -1,8 +1,8 @@
 //! Logins through a stand-in identity provider over real HTTP: Google, GitHub and a generic
 //! OpenID Connect provider, user records, hooks, refusals and logout.
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-mod common;
+use crate::common;
+use crate::on_both_backends;
 
 use common::idp::{OidcUser, Spoil, StandInIdp};
 use common::server::{Backend, TestServer, browser, follow, params_of};

@@ -1,7 +1,7 @@
 //! The bundled plugins' rules, through a real auth-host over HTTP.
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-mod common;
+use crate::common;
+use crate::on_both_backends;
 
 use std::time::Duration;
 

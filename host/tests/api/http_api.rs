@@ -1,7 +1,7 @@
 //! Every endpoint over a real socket, against SQLite and PostgreSQL.
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-mod common;
+use crate::common;
+use crate::on_both_backends;
 
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
@@ -251,7 +251,7 @@ async fn authorize_signs_the_providers_permissions(backend: Backend) {
         assert_eq!((status, &body), (StatusCode::OK, &nothing), "{what}");
     }
     // Revoked (logged out on this replica), deleted user.
-    server.service.logout(Some(&token)).await.unwrap();
+    server.service.logout(Some(&token), None).await.unwrap();
     let (_, body) =
         get_json(&server.url(&format!("/auth/authorize?jwt={token}&service=example"))).await;
     assert_eq!(body, nothing);

@@ -1,8 +1,7 @@
 //! The plugin template builds outside the workspace, as a plugin author would build it, and
 //! its plugins load and work as documented.
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-mod common;
+use crate::common;
 
 use std::process::Command;
 
@@ -57,7 +56,7 @@ fn the_template_builds_outside_the_workspace_and_its_plugins_work() {
         email: Some(email.into()),
         ..UserInfo::default()
     };
-    let provider = registry.provider("myservice").unwrap();
+    let provider = registry.permission_provider("myservice").unwrap();
     assert_eq!(
         provider
             .get_permissions("myservice", &user("Ada@example.com"))

@@ -1,7 +1,6 @@
 //! The `auth-host` binary: `plugins check`, plugin log lines, and `serve` refusing bad plugins.
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-mod common;
+use crate::common;
 
 use std::process::{Command, Output};
 
@@ -247,12 +246,12 @@ async fn migrate_token_issue_and_users_commands() {
     // A user, stored as a login would.
     let store = auth_host::storage::Store::connect(
         &format!("sqlite://{}", data.path().join("auth-host.db").display()),
-        Default::default(),
+        4,
     )
     .await
     .unwrap();
     store
-        .insert_user(auth_host::storage::User {
+        .insert_user(auth_host::users::User {
             id: "0123abcd".into(),
             provider_id: Some("github:7".into()),
             username: Some("mona".into()),
@@ -272,7 +271,7 @@ async fn migrate_token_issue_and_users_commands() {
     let token = stdout.strip_suffix('\n').unwrap();
     assert_eq!(token.split('.').count(), 3, "{stdout}");
     assert!(!token.contains(char::is_whitespace));
-    let (keys, _) = auth_host::tokens::Keys::from_data_dir(data.path(), &[]).unwrap();
+    let (keys, _) = auth_host::tokens::KeySet::from_data_dir(data.path(), &[]).unwrap();
     let tokens = auth_host::tokens::TokenService::new(
         keys,
         std::time::Duration::from_secs(1),
@@ -359,7 +358,7 @@ async fn serve_logs_requests_with_their_id_and_never_a_token_or_key() {
         ("RUST_LOG", "debug"),
     ]);
     // A token of the server's own key, sent in the query and in the header.
-    let (keys, _) = auth_host::tokens::Keys::from_data_dir(data.path(), &[]).unwrap();
+    let (keys, _) = auth_host::tokens::KeySet::from_data_dir(data.path(), &[]).unwrap();
     let tokens = auth_host::tokens::TokenService::new(
         keys,
         std::time::Duration::from_secs(60),

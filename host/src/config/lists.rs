@@ -1,8 +1,40 @@
-//! `ALLOWED_SERVICES` / `INSTALLED_EXTENSIONS`: `;`-separated `[alias:]name` lists.
+//! List settings: `;`-separated text (as the old service's environment variables are) or a
+//! TOML array. [`List`] is a plain list of items; [`EntryList`] is `ALLOWED_SERVICES` /
+//! `INSTALLED_EXTENSIONS`, `[alias:]name` items.
 
 use std::fmt;
 
 use serde::{Deserialize, Deserializer};
+
+/// The items of `;`-separated text or a TOML list, trimmed; empty items are ignored, as the
+/// old service did.
+fn list_items<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Vec<String>, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Raw {
+        Text(String),
+        Items(Vec<String>),
+    }
+    let items = match Raw::deserialize(deserializer)? {
+        Raw::Text(text) => text.split(';').map(str::to_owned).collect(),
+        Raw::Items(items) => items,
+    };
+    Ok(items
+        .into_iter()
+        .map(|item| item.trim().to_owned())
+        .filter(|item| !item.is_empty())
+        .collect())
+}
+
+/// A list of trimmed, non-empty items.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct List(pub Vec<String>);
+
+impl<'de> Deserialize<'de> for List {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        list_items(deserializer).map(List)
+    }
+}
 
 /// One `[alias:]name` item: the plugin file `lib<name>.so`, known to clients as `alias`.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -91,17 +123,8 @@ impl fmt::Display for EntryList {
 /// Accepts the compatible `"a:b;c"` string, or a TOML array of `"[alias:]name"` items.
 impl<'de> Deserialize<'de> for EntryList {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        #[derive(Deserialize)]
-        #[serde(untagged)]
-        enum Raw {
-            Text(String),
-            Items(Vec<String>),
-        }
-        let parsed = match Raw::deserialize(deserializer)? {
-            Raw::Text(text) => text.parse(),
-            Raw::Items(items) => EntryList::from_items(items.iter().map(String::as_str)),
-        };
-        parsed.map_err(serde::de::Error::custom)
+        let items = list_items(deserializer)?;
+        EntryList::from_items(items.iter().map(String::as_str)).map_err(serde::de::Error::custom)
     }
 }
 

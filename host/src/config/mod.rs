@@ -1,0 +1,412 @@
+//! Configuration: built-in defaults, then an optional TOML file (`--config` or
+//! `AUTH_CONFIG`), then the environment — the old service's names (`ALLOWED_SERVICES`, ...)
+//! and `AUTH_`-prefixed names with `__` for nesting (`AUTH_PLUGINS__EXAMPLE__KEY`).
+//!
+//! - [`lists`]: `;`-separated lists, `[alias:]name` plugin lists,
+//! - [`providers`]: `[providers.<name>]` login providers and their defaults,
+//! - [`urls`]: external address, origins, loopback.
+
+mod lists;
+mod providers;
+mod reader;
+mod urls;
+
+use std::collections::BTreeMap;
+use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4};
+use std::path::{Path, PathBuf};
+
+use figment::{
+    Figment,
+    providers::{Env, Format, Toml},
+};
+use serde::Deserialize;
+
+pub use lists::{EntryList, List, PluginEntry};
+pub use providers::{LoginProvider, LoginProviderKind, ProviderTable};
+pub use urls::{is_loopback_url, normalize_external_address, normalize_origin, origin_of};
+
+use crate::tokens::ClientAlgorithm;
+use reader::KeyReader;
+
+/// Environment names kept from the old service, mapped to their keys here.
+const COMPAT_ENV: &[&str] = &[
+    "ALLOWED_SERVICES",
+    "INSTALLED_EXTENSIONS",
+    "PRIVATE_KEY",
+    "PUBLIC_KEY",
+    "DATABASE_URL",
+    "EXTERNAL_ADDRESS",
+];
+
+/// Every default, in one place.
+pub mod defaults {
+    use super::*;
+
+    pub const LISTEN: SocketAddr = SocketAddr::V4(SocketAddrV4::new(Ipv4Addr::LOCALHOST, 8000));
+    pub const DATA_DIR: &str = "data";
+    pub const DATABASE_MAX_CONNECTIONS: u32 = 16;
+    /// 14 days, as the old service.
+    pub const CLIENT_TOKEN_LIFETIME_SECS: u64 = 14 * 24 * 60 * 60;
+    pub const PERMISSION_TOKEN_LIFETIME_SECS: u64 = 3600;
+    pub const TOKEN_CACHE_MS: u64 = 1000;
+    pub const MAX_BODY_BYTES: usize = 64 * 1024;
+    pub const REQUEST_TIMEOUT_MS: u64 = 30_000;
+    pub const PLUGIN_TIMEOUT_MS: u64 = 5_000;
+    pub const PLUGIN_MAX_IN_FLIGHT: usize = 256;
+}
+
+/// A guessable admin token would hand out control of the plugins.
+const MIN_ADMIN_TOKEN_CHARS: usize = 32;
+
+/// A value that must never reach a log: `Debug` shows it redacted.
+#[derive(Clone, PartialEq, Eq, Deserialize)]
+#[serde(transparent)]
+pub struct Secret(String);
+
+impl Secret {
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::fmt::Debug for Secret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Secret(***)")
+    }
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    #[default]
+    Human,
+    Json,
+}
+
+/// Every setting. Secrets may live in here (plugin settings, keys): never log it whole.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// Address to serve on.
+    pub listen: SocketAddr,
+    /// Where the generated key pair and the default SQLite database live.
+    pub data_dir: PathBuf,
+    /// `DATABASE_URL`: `sqlite://…` or `postgres://…`; default: a SQLite file in `data_dir`.
+    pub database_url: Option<Secret>,
+    /// Connections in the database pool.
+    pub database_max_connections: u32,
+    /// `PRIVATE_KEY` / `PUBLIC_KEY`: the RSA key pair, PEM. Both or neither.
+    pub private_key: Option<Secret>,
+    pub public_key: Option<String>,
+    /// Client tokens' signing algorithm (permission tokens are always RS256).
+    pub client_token_algorithm: ClientAlgorithm,
+    /// Its private key (PKCS#8 PEM) when not RS256; default: one kept in the data directory.
+    pub client_token_private_key: Option<Secret>,
+    /// Public keys of earlier key pairs, still accepted during a rotation (PEM).
+    pub previous_public_keys: Vec<String>,
+    /// `EXTERNAL_ADDRESS`: this service's public base address; a bare host name means
+    /// `https://HOST`.
+    pub external_address: Option<String>,
+    /// Origins `next` may point to (default: the origin of `external_address`).
+    pub allowed_redirects: List,
+    /// Login providers, by name (the name in login URLs and `/auth/check`).
+    pub providers: BTreeMap<String, ProviderTable>,
+    /// The `dev` login provider: log in as anyone with a form. Loopback `external_address`
+    /// only.
+    pub dev_login: bool,
+    /// Lifetime of client tokens and permission tokens.
+    pub client_token_lifetime_secs: u64,
+    pub permission_token_lifetime_secs: u64,
+    /// How long a verified client token is trusted without checking it again (0: never).
+    pub token_cache_ms: u64,
+    /// Origins allowed to call the API from a browser (CORS).
+    pub cors_origins: List,
+    /// Largest request body accepted.
+    pub max_body_bytes: usize,
+    /// Longest a request may take end to end.
+    pub request_timeout_ms: u64,
+    /// Where `lib<name>.so` files are looked up. Default: the directory of the
+    /// `auth-host` executable.
+    pub plugin_dir: Option<PathBuf>,
+    /// `ALLOWED_SERVICES`: `[alias:]provider;...`
+    pub allowed_services: EntryList,
+    /// `INSTALLED_EXTENSIONS`: `[alias:]extension;...`, run in this order.
+    pub installed_extensions: EntryList,
+    /// Time limit of one plugin call, in milliseconds.
+    pub plugin_timeout_ms: u64,
+    /// Calls one plugin alias may have in flight at once.
+    pub plugin_max_in_flight: usize,
+    /// `[plugins.<alias>]`: settings handed to that alias' plugin at load.
+    pub plugins: BTreeMap<String, serde_json::Value>,
+    /// Bearer token of `POST /admin/reload`; without it there is no admin endpoint.
+    pub admin_token: Option<Secret>,
+    /// `human` or `json`.
+    pub log_format: LogFormat,
+}
+
+/// Problems found in the configuration, one message each (key, what is wrong, what is
+/// expected).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigErrors(pub Vec<String>);
+
+impl std::fmt::Display for ConfigErrors {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        for (i, problem) in self.0.iter().enumerate() {
+            if i > 0 {
+                writeln!(f)?;
+            }
+            write!(f, "configuration error: {problem}")?;
+        }
+        Ok(())
+    }
+}
+
+impl std::error::Error for ConfigErrors {}
+
+impl Config {
+    /// Reads the configuration from `file` (or `AUTH_CONFIG`) and the environment.
+    pub fn load(file: Option<&Path>) -> Result<Config, ConfigErrors> {
+        let file = file
+            .map(Path::to_path_buf)
+            .or_else(|| std::env::var_os("AUTH_CONFIG").map(PathBuf::from));
+        let mut figment = Figment::new();
+        if let Some(file) = file {
+            if !file.is_file() {
+                return Err(ConfigErrors(vec![format!(
+                    "configuration file {} does not exist or is not a file",
+                    file.display()
+                )]));
+            }
+            figment = figment.merge(Toml::file(file));
+        }
+        figment = figment
+            .merge(Env::raw().only(COMPAT_ENV))
+            .merge(
+                Env::raw()
+                    .filter_map(|key| providers::compat_env_key(key.as_str()).map(Into::into))
+                    .split("."),
+            )
+            .merge(Env::prefixed("AUTH_").split("__").ignore(&["CONFIG"]));
+        Self::from_figment(figment)
+    }
+
+    /// Extracts and validates a configuration. Each key is read on its own, so that every
+    /// bad key is reported, not only the first.
+    pub fn from_figment(figment: Figment) -> Result<Config, ConfigErrors> {
+        let mut keys = KeyReader::new(&figment);
+        let config = Config {
+            listen: keys.get("listen").unwrap_or(defaults::LISTEN),
+            data_dir: keys
+                .get("data_dir")
+                .unwrap_or_else(|| PathBuf::from(defaults::DATA_DIR)),
+            database_url: keys.get("database_url"),
+            database_max_connections: keys
+                .get("database_max_connections")
+                .unwrap_or(defaults::DATABASE_MAX_CONNECTIONS),
+            private_key: keys.get("private_key"),
+            public_key: keys.get("public_key"),
+            previous_public_keys: keys.get("previous_public_keys").unwrap_or_default(),
+            client_token_algorithm: keys.get("client_token_algorithm").unwrap_or_default(),
+            client_token_private_key: keys.get("client_token_private_key"),
+            external_address: keys.get("external_address"),
+            allowed_redirects: keys.get("allowed_redirects").unwrap_or_default(),
+            providers: keys.get("providers").unwrap_or_default(),
+            dev_login: keys.get("dev_login").unwrap_or(false),
+            client_token_lifetime_secs: keys
+                .get("client_token_lifetime_secs")
+                .unwrap_or(defaults::CLIENT_TOKEN_LIFETIME_SECS),
+            permission_token_lifetime_secs: keys
+                .get("permission_token_lifetime_secs")
+                .unwrap_or(defaults::PERMISSION_TOKEN_LIFETIME_SECS),
+            token_cache_ms: keys
+                .get("token_cache_ms")
+                .unwrap_or(defaults::TOKEN_CACHE_MS),
+            cors_origins: keys.get("cors_origins").unwrap_or_default(),
+            max_body_bytes: keys
+                .get("max_body_bytes")
+                .unwrap_or(defaults::MAX_BODY_BYTES),
+            request_timeout_ms: keys
+                .get("request_timeout_ms")
+                .unwrap_or(defaults::REQUEST_TIMEOUT_MS),
+            plugin_dir: keys.get("plugin_dir"),
+            allowed_services: keys.get("allowed_services").unwrap_or_default(),
+            installed_extensions: keys.get("installed_extensions").unwrap_or_default(),
+            plugin_timeout_ms: keys
+                .get("plugin_timeout_ms")
+                .unwrap_or(defaults::PLUGIN_TIMEOUT_MS),
+            plugin_max_in_flight: keys
+                .get("plugin_max_in_flight")
+                .unwrap_or(defaults::PLUGIN_MAX_IN_FLIGHT),
+            plugins: keys.get("plugins").unwrap_or_default(),
+            admin_token: keys.get("admin_token"),
+            log_format: keys.get("log_format").unwrap_or_default(),
+        };
+        let mut problems = keys.into_problems();
+        problems.extend(config.problems());
+        if problems.is_empty() {
+            Ok(config)
+        } else {
+            Err(ConfigErrors(problems))
+        }
+    }
+
+    /// What is wrong with values that each parsed on their own.
+    fn problems(&self) -> Vec<String> {
+        let mut problems = Vec::new();
+        if self.private_key.is_some() != self.public_key.is_some() {
+            problems.push(
+                "private_key / public_key (PRIVATE_KEY, PUBLIC_KEY): set both, or neither to \
+                 use a key pair generated in the data directory"
+                    .to_owned(),
+            );
+        }
+        for (key, value) in [
+            (
+                "client_token_lifetime_secs",
+                self.client_token_lifetime_secs,
+            ),
+            (
+                "permission_token_lifetime_secs",
+                self.permission_token_lifetime_secs,
+            ),
+            ("request_timeout_ms", self.request_timeout_ms),
+            ("max_body_bytes", self.max_body_bytes as u64),
+            (
+                "database_max_connections",
+                u64::from(self.database_max_connections),
+            ),
+            ("plugin_timeout_ms", self.plugin_timeout_ms),
+            ("plugin_max_in_flight", self.plugin_max_in_flight as u64),
+        ] {
+            if value == 0 {
+                problems.push(format!("{key}: must be at least 1"));
+            }
+        }
+        if let Some(address) = &self.external_address
+            && let Err(problem) = normalize_external_address(address)
+        {
+            problems.push(format!("external_address (EXTERNAL_ADDRESS): {problem}"));
+        }
+        if let Some(token) = &self.admin_token
+            && token.expose().chars().count() < MIN_ADMIN_TOKEN_CHARS
+        {
+            problems.push(format!(
+                "admin_token (AUTH_ADMIN_TOKEN): must be at least {MIN_ADMIN_TOKEN_CHARS} \
+                 characters (e.g. `openssl rand -hex 32`)"
+            ));
+        }
+        for (key, origins) in [
+            ("cors_origins", &self.cors_origins),
+            ("allowed_redirects", &self.allowed_redirects),
+        ] {
+            for origin in &origins.0 {
+                if let Err(problem) = normalize_origin(origin) {
+                    problems.push(format!("{key}: `{origin}`: {problem}"));
+                }
+            }
+        }
+        if let Err(mut provider_problems) = self.login_providers() {
+            problems.append(&mut provider_problems);
+        }
+        if self.dev_login {
+            match self.external_base() {
+                Some(base) if is_loopback_url(&base) => {}
+                _ => problems.push(
+                    "dev_login (AUTH_DEV_LOGIN): only allowed when external_address \
+                     (EXTERNAL_ADDRESS) is a loopback address such as http://127.0.0.1:8000"
+                        .to_owned(),
+                ),
+            }
+        }
+        for (alias, settings) in &self.plugins {
+            if !settings.is_object() {
+                problems.push(format!(
+                    "plugins.{alias}: must be a table of settings, found {settings}"
+                ));
+            }
+        }
+        for extension in self.installed_extensions.iter() {
+            if self
+                .allowed_services
+                .iter()
+                .any(|s| s.alias == extension.alias)
+            {
+                problems.push(format!(
+                    "alias `{}` is named both in ALLOWED_SERVICES and INSTALLED_EXTENSIONS; \
+                     give one of them another alias, so that each has its own [plugins.<alias>] settings",
+                    extension.alias
+                ));
+            }
+        }
+        problems
+    }
+
+    /// The database in effect.
+    pub fn database_url(&self) -> String {
+        match &self.database_url {
+            Some(url) => url.expose().to_owned(),
+            None => format!("sqlite://{}", self.data_dir.join("auth-host.db").display()),
+        }
+    }
+
+    /// `EXTERNAL_ADDRESS` as a base URL without a trailing `/`.
+    pub fn external_base(&self) -> Option<String> {
+        self.external_address
+            .as_deref()
+            .and_then(|a| normalize_external_address(a).ok())
+    }
+
+    /// The login providers, checked; every problem found otherwise.
+    pub fn login_providers(&self) -> Result<Vec<LoginProvider>, Vec<String>> {
+        let mut resolved = Vec::new();
+        let mut problems = Vec::new();
+        for (name, table) in &self.providers {
+            match providers::resolve(name, table) {
+                Ok(provider) => resolved.push(provider),
+                Err(problem) => problems.push(format!("providers.{name}: {problem}")),
+            }
+        }
+        if !self.providers.is_empty() && self.external_base().is_none() {
+            problems.push(
+                "external_address (EXTERNAL_ADDRESS): required when login providers are \
+                 configured, to build their callback URL"
+                    .to_owned(),
+            );
+        }
+        if problems.is_empty() {
+            Ok(resolved)
+        } else {
+            Err(problems)
+        }
+    }
+
+    /// Origins `next` may point to.
+    pub fn redirect_origins(&self) -> Vec<String> {
+        if self.allowed_redirects.0.is_empty() {
+            self.external_base()
+                .and_then(|base| origin_of(&base))
+                .into_iter()
+                .collect()
+        } else {
+            self.allowed_redirects
+                .0
+                .iter()
+                .filter_map(|o| normalize_origin(o).ok())
+                .collect()
+        }
+    }
+
+    /// The plugin directory in effect.
+    pub fn plugin_dir(&self) -> PathBuf {
+        if let Some(dir) = &self.plugin_dir {
+            return dir.clone();
+        }
+        std::env::current_exe()
+            .ok()
+            .and_then(|exe| exe.parent().map(Path::to_path_buf))
+            .unwrap_or_else(|| PathBuf::from("."))
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::result_large_err)] // figment's `Jail` closures return its large error type
+mod tests;

@@ -1,0 +1,61 @@
+//! Reading settings one key at a time, so that every bad key is reported with where it was
+//! set, not only the first.
+
+use figment::Figment;
+use serde::de::DeserializeOwned;
+
+pub(super) struct KeyReader<'a> {
+    figment: &'a Figment,
+    problems: Vec<String>,
+}
+
+impl<'a> KeyReader<'a> {
+    pub(super) fn new(figment: &'a Figment) -> Self {
+        KeyReader {
+            figment,
+            problems: Vec::new(),
+        }
+    }
+
+    /// The key's value; `None` when it is not set or (with a problem noted) invalid.
+    pub(super) fn get<T: DeserializeOwned>(&mut self, key: &str) -> Option<T> {
+        match self.figment.extract_inner::<T>(key) {
+            Ok(value) => Some(value),
+            Err(error) if error.missing() => None,
+            Err(error) => {
+                for mut problem in error {
+                    // Errors raised by our own parsing (e.g. `[alias:]name` lists) come
+                    // without their key and source: add them.
+                    if problem.path.is_empty() {
+                        problem.path = key.split('.').map(str::to_owned).collect();
+                    }
+                    if problem.metadata.is_none() {
+                        problem.metadata = self.figment.find_metadata(key).cloned();
+                    }
+                    self.problems.push(describe(problem));
+                }
+                None
+            }
+        }
+    }
+
+    pub(super) fn into_problems(self) -> Vec<String> {
+        self.problems
+    }
+}
+
+/// "key (where it was set): what is wrong, what was expected".
+fn describe(error: figment::Error) -> String {
+    let key = error.path.join(".");
+    let variable = error.path.join("__").to_uppercase();
+    let place = match &error.metadata {
+        Some(metadata) => match &metadata.source {
+            Some(figment::Source::File(file)) => format!(" (in {})", file.display()),
+            _ if metadata.name.starts_with("`AUTH_`") => format!(" (from AUTH_{variable})"),
+            _ if metadata.name.contains("environment") => format!(" (from {variable})"),
+            _ => format!(" ({})", metadata.name),
+        },
+        None => String::new(),
+    };
+    format!("{key}{place}: {}", error.kind)
+}

@@ -1,0 +1,226 @@
+//! Configuration loading: layers, old names, every problem reported.
+
+use super::*;
+use figment::Jail;
+
+#[test]
+fn old_and_new_environment_names_and_toml_layer_in_order() {
+    Jail::expect_with(|jail| {
+        jail.create_file(
+            "auth.toml",
+            r#"
+                allowed_services = "a:one;b:two"
+                plugin_timeout_ms = 100
+                [plugins.a]
+                greeting = "from toml"
+                level = 1
+            "#,
+        )?;
+        jail.set_env("AUTH_CONFIG", "auth.toml");
+        jail.set_env("INSTALLED_EXTENSIONS", "ext:sample_extension;");
+        jail.set_env("AUTH_PLUGINS__A__GREETING", "from env");
+        jail.set_env("AUTH_PLUGIN_DIR", "/opt/plugins");
+        jail.set_env("EXTERNAL_ADDRESS", "auth.example.com");
+        jail.set_env("DATABASE_URL", "postgres://auth:pw@db/auth");
+        jail.set_env(
+            "AUTH_CORS_ORIGINS",
+            "https://app.example.com;http://localhost:3000",
+        );
+        let config = Config::load(None).map_err(|e| e.to_string())?;
+        assert_eq!(config.allowed_services.to_string(), "a:one;b:two");
+        assert_eq!(
+            config.installed_extensions.to_string(),
+            "ext:sample_extension"
+        );
+        assert_eq!(config.plugin_timeout_ms, 100);
+        assert_eq!(config.plugin_dir(), PathBuf::from("/opt/plugins"));
+        assert_eq!(
+            config.external_base().as_deref(),
+            Some("https://auth.example.com")
+        );
+        assert_eq!(config.database_url(), "postgres://auth:pw@db/auth");
+        assert!(
+            !format!("{config:?}").contains("pw@"),
+            "secrets stay out of Debug"
+        );
+        assert_eq!(config.cors_origins.0.len(), 2);
+        assert_eq!(config.listen, defaults::LISTEN);
+        assert_eq!(
+            config.plugins["a"],
+            serde_json::json!({"greeting": "from env", "level": 1})
+        );
+        Ok(())
+    });
+}
+
+#[test]
+fn the_example_configuration_loads() {
+    Jail::expect_with(|_| {
+        let example = Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/auth-host.toml");
+        let config = Config::load(Some(&example)).map_err(|e| e.to_string())?;
+        assert_eq!(config.installed_extensions.iter().count(), 1);
+        assert!(config.admin_token.is_none());
+        Ok(())
+    });
+}
+
+#[test]
+fn allowed_services_from_the_old_environment_name() {
+    Jail::expect_with(|jail| {
+        jail.set_env(
+            "ALLOWED_SERVICES",
+            "example:sample_permission_provider;example2:sample_permission_provider",
+        );
+        let config = Config::load(None).map_err(|e| e.to_string())?;
+        let aliases: Vec<_> = config
+            .allowed_services
+            .iter()
+            .map(|e| e.alias.as_str())
+            .collect();
+        assert_eq!(aliases, ["example", "example2"]);
+        Ok(())
+    });
+}
+
+#[test]
+fn every_problem_is_named_with_its_key() {
+    Jail::expect_with(|jail| {
+        jail.set_env("AUTH_PLUGIN_TIMEOUT_MS", "soon");
+        let errors = Config::load(None).unwrap_err();
+        assert_eq!(errors.0.len(), 1, "{errors}");
+        assert!(errors.0[0].contains("plugin_timeout_ms"), "{errors}");
+        assert!(errors.0[0].contains("AUTH_PLUGIN_TIMEOUT_MS"), "{errors}");
+        Ok(())
+    });
+    Jail::expect_with(|jail| {
+        jail.set_env("ALLOWED_SERVICES", "x:../../etc/evil");
+        let errors = Config::load(None).unwrap_err();
+        assert!(errors.to_string().contains("must be 1 to 64"), "{errors}");
+        Ok(())
+    });
+    Jail::expect_with(|jail| {
+        jail.set_env("AUTH_ADMIN_TOKEN", "hunter2");
+        let errors = Config::load(None).unwrap_err();
+        assert!(
+            errors
+                .to_string()
+                .contains("admin_token (AUTH_ADMIN_TOKEN): must be at least 32"),
+            "{errors}"
+        );
+        assert!(!errors.to_string().contains("hunter2"), "{errors}");
+        Ok(())
+    });
+    Jail::expect_with(|jail| {
+        jail.set_env("AUTH_CONFIG", "missing.toml");
+        let errors = Config::load(None).unwrap_err();
+        assert!(
+            errors.to_string().contains("missing.toml does not exist"),
+            "{errors}"
+        );
+        Ok(())
+    });
+    Jail::expect_with(|jail| {
+        jail.set_env("ALLOWED_SERVICES", "same:sample_permission_provider");
+        jail.set_env("INSTALLED_EXTENSIONS", "same:sample_extension");
+        let errors = Config::load(None).unwrap_err();
+        assert!(
+            errors.to_string().contains("alias `same` is named both"),
+            "{errors}"
+        );
+        Ok(())
+    });
+}
+
+#[test]
+fn providers_from_the_old_names_and_from_auth_variables() {
+    Jail::expect_with(|jail| {
+        jail.set_env("GOOGLE_KEY", "g-id");
+        jail.set_env("GOOGLE_SECRET", "g-secret");
+        jail.set_env("GITHUB_KEY", "h-id");
+        jail.set_env("GITHUB_SECRET", "h-secret");
+        jail.set_env(
+            "AUTH_PROVIDERS__GITHUB__API_URL",
+            "https://github.corp.example/api/v3",
+        );
+        jail.set_env("AUTH_PROVIDERS__MYIDP__KIND", "oidc");
+        jail.set_env(
+            "AUTH_PROVIDERS__MYIDP__ISSUER",
+            "https://sso.corp.example/realms/main",
+        );
+        jail.set_env("AUTH_PROVIDERS__MYIDP__CLIENT_ID", "m-id");
+        jail.set_env("AUTH_PROVIDERS__MYIDP__CLIENT_SECRET", "m-secret");
+        jail.set_env("AUTH_PROVIDERS__MYIDP__DISPLAY_NAME", "Corp SSO");
+        jail.set_env("EXTERNAL_ADDRESS", "auth.corp.example");
+        let config = Config::load(None).map_err(|e| e.to_string())?;
+        let providers = config.login_providers().map_err(|e| e.join("; "))?;
+        let by_name = |name: &str| providers.iter().find(|p| p.name == name).cloned();
+        let google = by_name("google").ok_or("no google")?;
+        assert_eq!(google.kind, LoginProviderKind::Google);
+        assert_eq!(google.client_id, "g-id");
+        assert_eq!(
+            google.issuer.as_deref(),
+            Some("https://accounts.google.com")
+        );
+        let github = by_name("github").ok_or("no github")?;
+        assert_eq!(
+            github.api_url.as_deref(),
+            Some("https://github.corp.example/api/v3")
+        );
+        assert_eq!(
+            github.auth_url.as_deref(),
+            Some("https://github.com/login/oauth/authorize")
+        );
+        let corp = by_name("myidp").ok_or("no myidp")?;
+        assert_eq!(corp.kind, LoginProviderKind::Oidc);
+        assert_eq!(corp.display_name, "Corp SSO");
+        assert_eq!(corp.scopes, ["openid", "email", "profile"]);
+        assert!(
+            !format!("{config:?}").contains("secret\""),
+            "secrets stay out of Debug"
+        );
+        assert_eq!(config.redirect_origins(), ["https://auth.corp.example"]);
+        Ok(())
+    });
+}
+
+#[test]
+fn provider_problems_are_named() {
+    Jail::expect_with(|jail| {
+        jail.set_env("GOOGLE_KEY", "only-the-key");
+        jail.set_env("AUTH_PROVIDERS__CORP__KIND", "oidc");
+        jail.set_env("AUTH_PROVIDERS__CORP__CLIENT_ID", "c");
+        jail.set_env("AUTH_PROVIDERS__CORP__CLIENT_SECRET", "s");
+        jail.set_env("AUTH_PROVIDERS__CORP__ISSUER", "http://sso.corp.example");
+        let errors = Config::load(None).unwrap_err().to_string();
+        assert!(
+            errors.contains("providers.google: client_id and client_secret are both required (GOOGLE_KEY and GOOGLE_SECRET)"),
+            "{errors}"
+        );
+        assert!(
+            errors.contains("providers.corp: issuer: `http://sso.corp.example`: plain http is only allowed on a loopback address"),
+            "{errors}"
+        );
+        assert!(
+            errors.contains("external_address (EXTERNAL_ADDRESS): required"),
+            "{errors}"
+        );
+        Ok(())
+    });
+}
+
+#[test]
+fn the_development_login_needs_a_loopback_external_address() {
+    Jail::expect_with(|jail| {
+        jail.set_env("AUTH_DEV_LOGIN", "true");
+        jail.set_env("EXTERNAL_ADDRESS", "https://auth.example.com");
+        let errors = Config::load(None).unwrap_err().to_string();
+        assert!(
+            errors.contains("dev_login (AUTH_DEV_LOGIN): only allowed"),
+            "{errors}"
+        );
+        jail.set_env("EXTERNAL_ADDRESS", "http://127.0.0.1:8000");
+        let config = Config::load(None).map_err(|e| e.to_string())?;
+        assert!(config.dev_login);
+        Ok(())
+    });
+}

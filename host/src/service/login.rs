@@ -1,0 +1,152 @@
+//! Logins from start to token: the login module speaks with the provider and vouches for an
+//! identity; here the user is created or refreshed (after the hooks agree) and a client
+//! token is sent to `next`.
+
+use crate::error::Error;
+use crate::login::{Identity, LoginEnd, LoginFailure, LoginStart, StartError, with_param};
+use crate::users::{User, new_user, username_candidates};
+
+use super::AuthService;
+use super::hooks::{Hook, Refusal};
+
+/// Why a vouched identity gets no token.
+enum Unfinished {
+    /// Refused (no email, a hook): the message is shown to the user.
+    Refused(String),
+    /// auth-host failed (database, signing): logged, not shown.
+    Failed(Error),
+}
+
+impl From<Refusal> for Unfinished {
+    fn from(refusal: Refusal) -> Self {
+        Unfinished::Refused(refusal.0)
+    }
+}
+
+impl From<Error> for Unfinished {
+    fn from(error: Error) -> Self {
+        Unfinished::Failed(error)
+    }
+}
+
+impl From<crate::storage::StoreError> for Unfinished {
+    fn from(error: crate::storage::StoreError) -> Self {
+        Unfinished::Failed(error.into())
+    }
+}
+
+impl AuthService {
+    /// Whether the development login (`dev`) is on.
+    pub fn dev_login_enabled(&self) -> bool {
+        self.logins.dev_login()
+    }
+
+    /// Starts a login with `provider`: the browser is sent to the provider's consent page
+    /// (or the development form), bound to it by a cookie.
+    pub async fn start_login(
+        &self,
+        provider: &str,
+        next: Option<&str>,
+        browser: Option<&str>,
+    ) -> Result<LoginStart, StartError> {
+        self.logins.start(provider, next, browser).await
+    }
+
+    /// Finishes a provider login at the callback.
+    pub async fn finish_login(
+        &self,
+        state: Option<&str>,
+        code: Option<&str>,
+        provider_error: Option<&str>,
+        browser: Option<&str>,
+    ) -> LoginEnd {
+        let finished = self
+            .logins
+            .finish(state, code, provider_error, browser)
+            .await;
+        self.complete(finished).await
+    }
+
+    /// Finishes a development login: whoever the form names.
+    pub async fn finish_dev_login(
+        &self,
+        state: Option<&str>,
+        email: Option<&str>,
+        name: Option<&str>,
+        browser: Option<&str>,
+    ) -> LoginEnd {
+        let finished = self.logins.finish_dev(state, email, name, browser).await;
+        self.complete(finished).await
+    }
+
+    /// Turns a vouched identity into a token at `next`, or an error there.
+    async fn complete(&self, finished: Result<(Identity, String), LoginFailure>) -> LoginEnd {
+        let (identity, next) = match finished {
+            Ok(finished) => finished,
+            Err(failure) => return failure.end(),
+        };
+        match self.complete_login(identity).await {
+            Ok(token) => LoginEnd::Redirect(with_param(&next, "jwt", &token)),
+            Err(Unfinished::Refused(message)) => LoginFailure::new(Some(&next), message).end(),
+            Err(Unfinished::Failed(error)) => {
+                tracing::error!(%error, "login failed");
+                LoginFailure::new(Some(&next), "Login failed: internal error").end()
+            }
+        }
+    }
+
+    /// Creates or refreshes the user of a vouched identity (after the hooks agree) and
+    /// issues a client token.
+    async fn complete_login(&self, identity: Identity) -> Result<String, Unfinished> {
+        let Some(email) = identity.email.as_deref() else {
+            return Err(Unfinished::Refused(
+                "The provider gave no email address for this account".into(),
+            ));
+        };
+        let user = match self.store.user(&crate::users::user_id_of(email)).await? {
+            None => self.first_login(&identity, email).await?,
+            Some(user) => self.later_login(identity, user).await?,
+        };
+        Ok(self.issue_client_token(&user.id)?)
+    }
+
+    /// A new user: stored only if both hooks agree, under the first free username.
+    async fn first_login(&self, identity: &Identity, email: &str) -> Result<User, Unfinished> {
+        let mut user = new_user(
+            email,
+            Some(identity.provider_id.clone()),
+            identity.login.as_deref(),
+            identity.name.clone(),
+            identity.avatar_url.clone(),
+        );
+        self.run_hook(Hook::NewUser, &mut user).await?;
+        self.run_hook(Hook::Login, &mut user).await?;
+        let base = user.username.clone().unwrap_or_default();
+        let stored = self
+            .store
+            .insert_user_with_free_username(user, username_candidates(&base))
+            .await?;
+        tracing::info!(user = stored.id, "new user");
+        Ok(stored)
+    }
+
+    /// A known user: what the provider says now is refreshed, after the login hooks agree.
+    async fn later_login(&self, identity: Identity, mut user: User) -> Result<User, Unfinished> {
+        user.provider_id = Some(identity.provider_id);
+        user.name = identity.name.or(user.name);
+        user.avatar_url = identity.avatar_url.or(user.avatar_url);
+        let before = user.username.clone();
+        self.run_hook(Hook::Login, &mut user).await?;
+        if user.username != before
+            && let Some(wanted) = &user.username
+            && let Some(holder) = self.store.user_by_username(wanted).await?
+            && holder.id != user.id
+        {
+            tracing::warn!(user = user.id, "ignored an amended username that is taken");
+            user.username = before;
+        }
+        self.store.refresh_user(&user).await?;
+        self.cache.forget_user(&user.id);
+        Ok(user)
+    }
+}

@@ -1,0 +1,162 @@
+//! What auth-host does, independent of HTTP: one call per use case.
+//!
+//! - [`session`]: who a client token belongs to (`/auth/check`), logout, the token cache,
+//! - [`login`]: starting and finishing logins, creating or refreshing the user,
+//! - [`hooks`]: running the extensions' lifecycle hooks,
+//! - [`permissions`]: what a user may do in a service (`/auth/authorize`),
+//! - [`profile`]: choosing a username, looking users up.
+
+mod cache;
+mod hooks;
+mod login;
+mod permissions;
+mod profile;
+mod session;
+
+use std::sync::{Arc, RwLock};
+use std::time::Duration;
+
+pub use permissions::Authorization;
+pub use profile::{UpdateOutcome, UpdateRefusal};
+pub use session::CheckAnswer;
+
+use crate::error::{Error, Result};
+use crate::login::Logins;
+use crate::metrics::{Metrics, PluginCallLabels, TokenLabels};
+use crate::plugins::{PluginCallError, PluginRegistry};
+use crate::storage::Store;
+use crate::tokens::TokenService;
+use cache::AuthCache;
+
+pub struct AuthService {
+    store: Store,
+    tokens: TokenService,
+    logins: Logins,
+    /// Swapped whole on a reload; a request keeps the registry it started with, so calls
+    /// in flight finish on the plugins they began on.
+    plugins: RwLock<Arc<PluginRegistry>>,
+    metrics: Arc<Metrics>,
+    cache: AuthCache,
+}
+
+impl std::fmt::Debug for AuthService {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AuthService").finish_non_exhaustive()
+    }
+}
+
+impl AuthService {
+    /// `auth_cache` bounds how long a verified client token is trusted without checking
+    /// it again (zero: never).
+    pub fn new(
+        store: Store,
+        tokens: TokenService,
+        logins: Logins,
+        plugins: Arc<PluginRegistry>,
+        metrics: Arc<Metrics>,
+        auth_cache: Duration,
+    ) -> Self {
+        let service = AuthService {
+            store,
+            tokens,
+            logins,
+            plugins: RwLock::new(plugins),
+            metrics,
+            cache: AuthCache::new(auth_cache),
+        };
+        service.count_loaded_plugins();
+        service
+    }
+
+    pub fn store(&self) -> &Store {
+        &self.store
+    }
+
+    pub fn tokens(&self) -> &TokenService {
+        &self.tokens
+    }
+
+    pub fn metrics(&self) -> &Arc<Metrics> {
+        &self.metrics
+    }
+
+    /// The plugins in force now.
+    pub fn plugins(&self) -> Arc<PluginRegistry> {
+        match self.plugins.read() {
+            Ok(plugins) => Arc::clone(&plugins),
+            Err(poisoned) => Arc::clone(&poisoned.into_inner()),
+        }
+    }
+
+    /// Puts a set of plugins in force (at start, and on each reload).
+    pub fn replace_plugins(&self, plugins: Arc<PluginRegistry>) {
+        match self.plugins.write() {
+            Ok(mut current) => *current = plugins,
+            Err(poisoned) => *poisoned.into_inner() = plugins,
+        }
+        self.count_loaded_plugins();
+    }
+
+    fn count_loaded_plugins(&self) {
+        let plugins = self.plugins();
+        let loaded = plugins.services().len() + plugins.extensions().len();
+        self.metrics.plugins_loaded.set(loaded as i64);
+    }
+
+    /// The current public key, PEM (`/auth/public-key`).
+    pub fn public_key(&self) -> &str {
+        self.tokens.keys().public_pem()
+    }
+
+    /// Every public key tokens verify with, as a JWK set (`jwks.json`).
+    pub fn jwks(&self) -> Result<serde_json::Value> {
+        serde_json::to_value(self.tokens.keys().jwks())
+            .map_err(|e| Error::Internal(format!("cannot serialize the JWKS: {e}")))
+    }
+
+    /// Whether the database answers (`/auth/health`).
+    pub async fn healthy(&self) -> bool {
+        match self.store.ping().await {
+            Ok(()) => true,
+            Err(error) => {
+                tracing::warn!(%error, "health check: database unreachable");
+                false
+            }
+        }
+    }
+
+    /// Issues a client token for a user (login, or `auth-host token issue`).
+    pub fn issue_client_token(&self, userid: &str) -> Result<String> {
+        let (token, _) = self
+            .tokens
+            .issue_client_token(userid)
+            .map_err(Error::Signing)?;
+        self.count_token("client");
+        Ok(token)
+    }
+
+    fn count_token(&self, kind: &'static str) {
+        self.metrics
+            .tokens_issued
+            .get_or_create(&TokenLabels { kind })
+            .inc();
+    }
+
+    fn count_plugin_call<T>(&self, alias: &str, answer: &std::result::Result<T, PluginCallError>) {
+        let outcome = match answer {
+            Ok(_) => "ok",
+            Err(PluginCallError::Failed { .. }) => "error",
+            Err(PluginCallError::Panicked { .. }) => "panic",
+            Err(PluginCallError::TimedOut { .. }) => "timeout",
+            Err(PluginCallError::Busy { .. }) => "busy",
+            Err(PluginCallError::InvalidAnswer { .. }) => "invalid",
+        };
+        self.metrics
+            .plugin_calls
+            .get_or_create(&PluginCallLabels {
+                alias: alias.to_owned(),
+                outcome,
+            })
+            .inc();
+    }
+}

@@ -1,0 +1,65 @@
+//! What a user may do in a service: `/auth/authorize`.
+
+use auth_host_plugin_api::Permissions;
+
+use crate::error::{Error, Result};
+use crate::users::user_info;
+
+use super::AuthService;
+
+/// The answer of `/auth/authorize`.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Authorization {
+    /// No token, a bad one, no service or one not allowed: `{"permissions": {}}`.
+    Nothing,
+    Granted {
+        userid: String,
+        service: String,
+        permissions: Permissions,
+        token: String,
+    },
+}
+
+impl AuthService {
+    /// What the user of `token` may do in `service`, asked of the service's permission
+    /// provider plugin, with a signed permission token saying so.
+    pub async fn authorize(
+        &self,
+        token: Option<&str>,
+        service: Option<&str>,
+    ) -> Result<Authorization> {
+        let Some(service) = service.filter(|s| !s.is_empty()) else {
+            return Ok(Authorization::Nothing);
+        };
+        let plugins = self.plugins();
+        let Some(provider) = plugins.permission_provider(service).cloned() else {
+            return Ok(Authorization::Nothing);
+        };
+        let Some((user, _)) = self.authenticate(token).await? else {
+            return Ok(Authorization::Nothing);
+        };
+        let info = user_info(&user);
+        let asked = service.to_owned();
+        let answer = plugins
+            .run(&provider, move |plugin| {
+                plugin.get_permissions(&asked, &info)
+            })
+            .await;
+        self.count_plugin_call(provider.alias(), &answer);
+        let permissions = answer.map_err(|error| {
+            tracing::warn!(service, %error, "permission provider failed");
+            Error::Plugin(error)
+        })?;
+        let token = self
+            .tokens
+            .issue_permission_token(&user.id, service, &permissions)
+            .map_err(Error::Signing)?;
+        self.count_token("permission");
+        Ok(Authorization::Granted {
+            userid: user.id,
+            service: service.to_owned(),
+            permissions,
+            token,
+        })
+    }
+}

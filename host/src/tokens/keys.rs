@@ -1,0 +1,341 @@
+//! Keys: the signing key pair (from `PRIVATE_KEY`/`PUBLIC_KEY`, or kept in the data
+//! directory), an optional ES256/EdDSA client-token key, older public keys still accepted,
+//! and the JWKS that publishes them.
+//!
+//! Verification pins the algorithm: a token is checked only against the key named by its
+//! `kid` (or, for tokens the old service issued without one, the current key) and only with
+//! that key's algorithm, so `alg: none`, HMAC tokens signed with the public key and tokens of
+//! unknown keys are all refused.
+
+use std::path::Path;
+
+use aws_lc_rs::encoding::AsDer;
+use aws_lc_rs::rsa::{KeyPair as RsaKeyPair, KeySize};
+use aws_lc_rs::signature::KeyPair as _;
+use base64::Engine;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use jsonwebtoken::jwk::{Jwk, JwkSet, KeyAlgorithm, PublicKeyUse, ThumbprintHash};
+use jsonwebtoken::{Algorithm, DecodingKey, Validation};
+use serde::Serialize;
+
+use super::TokenError;
+use super::signing::Signer;
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum KeyError {
+    #[error("{0}")]
+    Invalid(String),
+    #[error("cannot read or write the key in the data directory: {0}")]
+    Io(String),
+}
+
+/// The algorithms client tokens may be signed with. Permission tokens are always RS256,
+/// which downstream services expect.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Deserialize)]
+pub enum ClientAlgorithm {
+    #[default]
+    RS256,
+    /// ECDSA P-256: about 10× faster to sign than RSA-2048, slower to verify.
+    ES256,
+    /// Ed25519: about 5× faster to sign than RSA-2048.
+    EdDSA,
+}
+
+impl ClientAlgorithm {
+    pub(super) fn jwt(self) -> Algorithm {
+        match self {
+            ClientAlgorithm::RS256 => Algorithm::RS256,
+            ClientAlgorithm::ES256 => Algorithm::ES256,
+            ClientAlgorithm::EdDSA => Algorithm::EdDSA,
+        }
+    }
+
+    /// The file its key pair is kept in, in the data directory.
+    fn key_file(self) -> &'static str {
+        match self {
+            ClientAlgorithm::RS256 => PRIVATE_KEY_FILE,
+            ClientAlgorithm::ES256 => "client-token-key-es256.pem",
+            ClientAlgorithm::EdDSA => "client-token-key-ed25519.pem",
+        }
+    }
+
+    /// A new private key, PKCS#8 DER.
+    fn generate(self) -> Result<Vec<u8>, KeyError> {
+        let failed = |_| KeyError::Invalid(format!("cannot generate a {self:?} key"));
+        let rng = aws_lc_rs::rand::SystemRandom::new();
+        Ok(match self {
+            ClientAlgorithm::RS256 => {
+                let pair = RsaKeyPair::generate(KeySize::Rsa2048).map_err(failed)?;
+                pair.as_der().map_err(failed)?.as_ref().to_vec()
+            }
+            ClientAlgorithm::ES256 => aws_lc_rs::signature::EcdsaKeyPair::generate_pkcs8(
+                &aws_lc_rs::signature::ECDSA_P256_SHA256_FIXED_SIGNING,
+                &rng,
+            )
+            .map_err(failed)?
+            .as_ref()
+            .to_vec(),
+            ClientAlgorithm::EdDSA => aws_lc_rs::signature::Ed25519KeyPair::generate_pkcs8v1(&rng)
+                .map_err(failed)?
+                .as_ref()
+                .to_vec(),
+        })
+    }
+}
+
+pub(super) const PRIVATE_KEY_FILE: &str = "signing-key.pem";
+
+/// A public key tokens may be verified with.
+struct VerifyingKey {
+    kid: String,
+    algorithm: Algorithm,
+    key: DecodingKey,
+    jwk: Jwk,
+}
+
+/// The signing key pair, plus older public keys still accepted during a rotation.
+pub struct KeySet {
+    kid: String,
+    signer: Signer,
+    /// The client-token key, when client tokens use another algorithm than RS256.
+    client_signer: Option<Signer>,
+    public_pem: String,
+    verifying: Vec<VerifyingKey>,
+}
+
+impl std::fmt::Debug for KeySet {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // Never the private key.
+        f.debug_struct("KeySet")
+            .field("kid", &self.kid)
+            .finish_non_exhaustive()
+    }
+}
+
+impl KeySet {
+    /// From PEM texts (`PRIVATE_KEY` / `PUBLIC_KEY`), checking that they belong together.
+    /// `previous` are public keys of earlier key pairs, still accepted for verification.
+    pub fn from_pem(
+        private_pem: &str,
+        public_pem: &str,
+        previous: &[String],
+    ) -> Result<KeySet, KeyError> {
+        let current = verifying_key(public_pem, "public_key")?;
+        let keys = KeySet {
+            kid: current.kid.clone(),
+            signer: Signer::new(private_pem, &current.kid, ClientAlgorithm::RS256)?,
+            client_signer: None,
+            public_pem: public_pem.trim().to_owned() + "\n",
+            verifying: vec![current],
+        }
+        .with_previous(previous)?;
+        // A signature made with the private key must verify with the public one.
+        let probe = keys
+            .sign(&serde_json::json!({"probe": true, "exp": u64::MAX / 2}))
+            .map_err(|e| KeyError::Invalid(format!("private_key: cannot sign ({e})")))?;
+        keys.verify::<serde_json::Value>(&probe)
+            .map_err(|_| KeyError::Invalid("public_key does not belong to private_key".into()))?;
+        Ok(keys)
+    }
+
+    /// The key pair kept in the data directory, made there on first start. Also says
+    /// whether it was just made.
+    pub fn from_data_dir(dir: &Path, previous: &[String]) -> Result<(KeySet, bool), KeyError> {
+        let (private_pem, created) = kept_key(dir, ClientAlgorithm::RS256)?;
+        let path = dir.join(PRIVATE_KEY_FILE);
+        let pair = RsaKeyPair::from_pkcs8(&pem_contents(&private_pem, &path.display())?)
+            .map_err(|e| KeyError::Invalid(format!("{}: not an RSA key ({e})", path.display())))?;
+        let public_der = pair
+            .public_key()
+            .as_der()
+            .map_err(|_| KeyError::Invalid("cannot encode the public key".into()))?;
+        let public_pem = pem_text("PUBLIC KEY", public_der.as_ref().to_vec());
+        Ok((
+            KeySet::from_pem(&private_pem, &public_pem, previous)?,
+            created,
+        ))
+    }
+
+    /// Signs client tokens with `algorithm`, using `private_pem` (PKCS#8), or the key pair
+    /// kept in `data_dir` (made on first use) when none is given. RS256 keeps the main key.
+    pub fn with_client_algorithm(
+        mut self,
+        algorithm: ClientAlgorithm,
+        private_pem: Option<&str>,
+        data_dir: &Path,
+    ) -> Result<KeySet, KeyError> {
+        if algorithm == ClientAlgorithm::RS256 {
+            return Ok(self);
+        }
+        let pem_text = match private_pem {
+            Some(text) => text.to_owned(),
+            None => kept_key(data_dir, algorithm)?.0,
+        };
+        let der = pem_contents(&pem_text, &"client_token_private_key")?;
+        let invalid = |e: String| KeyError::Invalid(format!("client_token_private_key: {e}"));
+        let mut jwk = match algorithm {
+            ClientAlgorithm::ES256 => Jwk::from_encoding_key(
+                &jsonwebtoken::EncodingKey::from_ec_der(&der),
+                Algorithm::ES256,
+            )
+            .map_err(|e| invalid(e.to_string()))?,
+            // jsonwebtoken reads only PKCS#8 v1 Ed25519 keys: build the JWK from the public
+            // key, so that v2 keys work too.
+            _ => {
+                let pair = aws_lc_rs::signature::Ed25519KeyPair::from_pkcs8(&der)
+                    .map_err(|e| invalid(e.to_string()))?;
+                let x = URL_SAFE_NO_PAD.encode(pair.public_key().as_ref());
+                serde_json::from_value(
+                    serde_json::json!({"kty": "OKP", "crv": "Ed25519", "x": x, "alg": "EdDSA"}),
+                )
+                .map_err(|e| invalid(e.to_string()))?
+            }
+        };
+        let kid = jwk
+            .thumbprint(ThumbprintHash::SHA256)
+            .map_err(|e| KeyError::Invalid(e.to_string()))?;
+        jwk.common.key_id = Some(kid.clone());
+        jwk.common.public_key_use = Some(PublicKeyUse::Signature);
+        let key = DecodingKey::from_jwk(&jwk).map_err(|e| KeyError::Invalid(e.to_string()))?;
+        self.client_signer = Some(Signer::new(&pem_text, &kid, algorithm)?);
+        self.verifying.push(VerifyingKey {
+            kid,
+            algorithm: algorithm.jwt(),
+            key,
+            jwk,
+        });
+        Ok(self)
+    }
+
+    fn with_previous(mut self, previous: &[String]) -> Result<KeySet, KeyError> {
+        for (i, pem_text) in previous.iter().enumerate() {
+            let key = verifying_key(pem_text, &format!("previous_public_keys[{i}]"))?;
+            if self.verifying.iter().all(|k| k.kid != key.kid) {
+                self.verifying.push(key);
+            }
+        }
+        Ok(self)
+    }
+
+    /// The current public key, PEM (what `/auth/public-key` serves).
+    pub fn public_pem(&self) -> &str {
+        &self.public_pem
+    }
+
+    pub fn kid(&self) -> &str {
+        &self.kid
+    }
+
+    /// Every public key tokens verify with, as a JWK set.
+    pub fn jwks(&self) -> JwkSet {
+        JwkSet {
+            keys: self.verifying.iter().map(|k| k.jwk.clone()).collect(),
+        }
+    }
+
+    /// Signs with the RS256 key pair (permission tokens).
+    pub(super) fn sign<T: Serialize>(&self, claims: &T) -> Result<String, String> {
+        self.signer.sign(claims)
+    }
+
+    /// Signs with the client-token key.
+    pub(super) fn sign_client<T: Serialize>(&self, claims: &T) -> Result<String, String> {
+        self.client_signer
+            .as_ref()
+            .unwrap_or(&self.signer)
+            .sign(claims)
+    }
+
+    pub(super) fn verify<T: serde::de::DeserializeOwned>(
+        &self,
+        token: &str,
+    ) -> Result<T, TokenError> {
+        let header = jsonwebtoken::decode_header(token).map_err(|_| TokenError::Malformed)?;
+        let key = match &header.kid {
+            Some(kid) => self
+                .verifying
+                .iter()
+                .find(|k| &k.kid == kid)
+                .ok_or(TokenError::UnknownKey)?,
+            // The old service signed without `kid`; such tokens verify with the current key.
+            None => self.verifying.first().ok_or(TokenError::UnknownKey)?,
+        };
+        if header.alg != key.algorithm {
+            return Err(TokenError::Algorithm);
+        }
+        let mut validation = Validation::new(key.algorithm);
+        validation.validate_aud = false;
+        validation.leeway = 30;
+        jsonwebtoken::decode::<T>(token, &key.key, &validation)
+            .map(|data| data.claims)
+            .map_err(|e| match e.kind() {
+                jsonwebtoken::errors::ErrorKind::ExpiredSignature => TokenError::Expired,
+                jsonwebtoken::errors::ErrorKind::InvalidAlgorithm => TokenError::Algorithm,
+                other => TokenError::Invalid(format!("{other:?}")),
+            })
+    }
+}
+
+fn verifying_key(pem_text: &str, what: &str) -> Result<VerifyingKey, KeyError> {
+    let key = DecodingKey::from_rsa_pem(pem_text.as_bytes())
+        .map_err(|e| KeyError::Invalid(format!("{what}: not an RSA public key in PEM ({e})")))?;
+    let mut jwk = Jwk::from_decoding_key(&key, Some(Algorithm::RS256))
+        .map_err(|e| KeyError::Invalid(format!("{what}: {e}")))?;
+    let kid = jwk
+        .thumbprint(ThumbprintHash::SHA256)
+        .map_err(|e| KeyError::Invalid(format!("{what}: {e}")))?;
+    jwk.common.key_id = Some(kid.clone());
+    jwk.common.public_key_use = Some(PublicKeyUse::Signature);
+    jwk.common.key_algorithm = Some(KeyAlgorithm::RS256);
+    Ok(VerifyingKey {
+        kid,
+        algorithm: Algorithm::RS256,
+        key,
+        jwk,
+    })
+}
+
+/// The private key of `algorithm` kept in `dir` (PEM text), made and written there (mode
+/// 0600) when absent; and whether it was just made.
+fn kept_key(dir: &Path, algorithm: ClientAlgorithm) -> Result<(String, bool), KeyError> {
+    let path = dir.join(algorithm.key_file());
+    match std::fs::read_to_string(&path) {
+        Ok(text) => Ok((text, false)),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            let text = pem_text("PRIVATE KEY", algorithm.generate()?);
+            write_private(dir, &path, &text).map_err(|e| KeyError::Io(e.to_string()))?;
+            Ok((text, true))
+        }
+        Err(e) => Err(KeyError::Io(format!("{}: {e}", path.display()))),
+    }
+}
+
+/// The DER inside PEM text; `what` names it in the error.
+fn pem_contents(text: &str, what: &dyn std::fmt::Display) -> Result<Vec<u8>, KeyError> {
+    pem::parse(text)
+        .map(|parsed| parsed.contents().to_vec())
+        .map_err(|e| KeyError::Invalid(format!("{what}: not PEM ({e})")))
+}
+
+/// PEM with `\n` line endings (the `pem` crate writes `\r\n` by default).
+pub(super) fn pem_text(tag: &str, der: Vec<u8>) -> String {
+    pem::encode_config(
+        &pem::Pem::new(tag, der),
+        pem::EncodeConfig::new().set_line_ending(pem::LineEnding::LF),
+    )
+}
+
+fn write_private(dir: &Path, path: &Path, text: &str) -> std::io::Result<()> {
+    use std::io::Write;
+    std::fs::create_dir_all(dir)?;
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create_new(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        options.mode(0o600);
+    }
+    let mut file = options.open(path)?;
+    file.write_all(text.as_bytes())?;
+    file.sync_all()
+}

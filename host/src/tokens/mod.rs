@@ -1,0 +1,105 @@
+//! Signed tokens: client tokens (what a client app holds after login) and permission
+//! tokens (what a downstream service verifies offline with our public key).
+//!
+//! - [`claims`]: what each kind of token says,
+//! - [`keys`]: key pairs, key files, verification with pinned algorithms, the JWKS,
+//! - [`signing`]: signing with a key parsed once.
+//!
+//! [`TokenService::verify_client_token`] is the one place that decides whether a token is a
+//! valid client token.
+
+mod claims;
+mod keys;
+mod signing;
+
+use std::time::Duration;
+
+use auth_host_plugin_api::Permissions;
+
+pub use claims::{ClientClaims, PermissionClaims};
+pub use keys::{ClientAlgorithm, KeyError, KeySet};
+
+use crate::clock::unix_now;
+
+/// Why a token was refused. Only logged at debug: a bad token is an ordinary event.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum TokenError {
+    #[error("malformed token")]
+    Malformed,
+    #[error("unknown key id")]
+    UnknownKey,
+    #[error("algorithm not allowed")]
+    Algorithm,
+    #[error("invalid token: {0}")]
+    Invalid(String),
+    #[error("expired")]
+    Expired,
+}
+
+/// Issues and verifies tokens.
+#[derive(Debug)]
+pub struct TokenService {
+    keys: KeySet,
+    client_lifetime: Duration,
+    permission_lifetime: Duration,
+}
+
+impl TokenService {
+    pub fn new(keys: KeySet, client_lifetime: Duration, permission_lifetime: Duration) -> Self {
+        TokenService {
+            keys,
+            client_lifetime,
+            permission_lifetime,
+        }
+    }
+
+    pub fn keys(&self) -> &KeySet {
+        &self.keys
+    }
+
+    pub fn issue_client_token(&self, userid: &str) -> Result<(String, ClientClaims), TokenError> {
+        let iat = unix_now();
+        let claims = ClientClaims {
+            userid: userid.to_owned(),
+            iat,
+            exp: iat + self.client_lifetime.as_secs(),
+            jti: Some(uuid::Uuid::new_v4().simple().to_string()),
+        };
+        let token = self
+            .keys
+            .sign_client(&claims)
+            .map_err(TokenError::Invalid)?;
+        Ok((token, claims))
+    }
+
+    /// Whether `token` is a valid client token, and what it says. Revocation is the
+    /// service's business (it needs the database).
+    pub fn verify_client_token(&self, token: &str) -> Result<ClientClaims, TokenError> {
+        self.keys.verify(token)
+    }
+
+    pub fn issue_permission_token(
+        &self,
+        userid: &str,
+        service: &str,
+        permissions: &Permissions,
+    ) -> Result<String, TokenError> {
+        let iat = unix_now();
+        let claims = PermissionClaims {
+            userid: userid.to_owned(),
+            permissions: permissions.clone(),
+            service: service.to_owned(),
+            iat,
+            exp: iat + self.permission_lifetime.as_secs(),
+        };
+        self.keys.sign(&claims).map_err(TokenError::Invalid)
+    }
+
+    /// For tests and tools: verifies a permission token the way downstream services do.
+    pub fn verify_permission_token(&self, token: &str) -> Result<PermissionClaims, TokenError> {
+        self.keys.verify(token)
+    }
+}
+
+#[cfg(test)]
+mod tests;

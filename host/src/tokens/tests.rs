@@ -1,0 +1,216 @@
+//! Tokens: round trips, pinned algorithms, refusals, key files, rotation.
+
+use super::*;
+use base64::Engine;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use jsonwebtoken::{Algorithm, EncodingKey, Header};
+
+use crate::clock::unix_now as now;
+use keys::PRIVATE_KEY_FILE;
+
+fn service() -> TokenService {
+    let dir = tempfile::tempdir().unwrap();
+    let (keys, created) = KeySet::from_data_dir(dir.path(), &[]).unwrap();
+    assert!(created);
+    TokenService::new(keys, Duration::from_secs(3600), Duration::from_secs(600))
+}
+
+fn forge(header: &str, claims: &str, signature: &[u8]) -> String {
+    format!(
+        "{}.{}.{}",
+        URL_SAFE_NO_PAD.encode(header),
+        URL_SAFE_NO_PAD.encode(claims),
+        URL_SAFE_NO_PAD.encode(signature)
+    )
+}
+
+#[test]
+fn client_tokens_round_trip_and_carry_a_kid() {
+    let tokens = service();
+    let (token, claims) = tokens.issue_client_token("u1").unwrap();
+    assert_eq!(tokens.verify_client_token(&token).unwrap(), claims);
+    let header = jsonwebtoken::decode_header(&token).unwrap();
+    assert_eq!(header.kid.as_deref(), Some(tokens.keys().kid()));
+    assert_eq!(header.alg, Algorithm::RS256);
+    assert_eq!(claims.exp - claims.iat, 3600);
+    assert!(claims.jti.is_some());
+}
+
+#[test]
+fn alg_none_and_hmac_with_the_public_key_are_refused() {
+    let tokens = service();
+    let exp = now() + 600;
+    let claims = format!(r#"{{"userid":"u1","iat":1,"exp":{exp}}}"#);
+    let none = forge(r#"{"alg":"none","typ":"JWT"}"#, &claims, b"");
+    assert!(tokens.verify_client_token(&none).is_err());
+    let kid = tokens.keys().kid().to_owned();
+    let hmac = jsonwebtoken::encode(
+        &Header {
+            kid: Some(kid),
+            ..Header::new(Algorithm::HS256)
+        },
+        &serde_json::json!({"userid": "u1", "iat": 1, "exp": exp}),
+        &EncodingKey::from_secret(tokens.keys().public_pem().as_bytes()),
+    )
+    .unwrap();
+    assert_eq!(
+        tokens.verify_client_token(&hmac),
+        Err(TokenError::Algorithm)
+    );
+}
+
+#[test]
+fn tampered_expired_and_unknown_key_tokens_are_refused() {
+    let tokens = service();
+    let (token, _) = tokens.issue_client_token("u1").unwrap();
+    let parts: Vec<&str> = token.split('.').collect();
+    let other_claims = URL_SAFE_NO_PAD.encode(format!(
+        r#"{{"userid":"admin","iat":1,"exp":{}}}"#,
+        now() + 600
+    ));
+    let tampered = format!("{}.{other_claims}.{}", parts[0], parts[2]);
+    assert!(matches!(
+        tokens.verify_client_token(&tampered),
+        Err(TokenError::Invalid(_))
+    ));
+
+    let expired = tokens
+        .keys()
+        .sign(&ClientClaims {
+            userid: "u1".into(),
+            iat: 1,
+            exp: now() - 120,
+            jti: None,
+        })
+        .unwrap();
+    assert_eq!(
+        tokens.verify_client_token(&expired),
+        Err(TokenError::Expired)
+    );
+
+    let other = service();
+    let (foreign, _) = other.issue_client_token("u1").unwrap();
+    assert_eq!(
+        tokens.verify_client_token(&foreign),
+        Err(TokenError::UnknownKey)
+    );
+    assert_eq!(
+        tokens.verify_client_token("garbage"),
+        Err(TokenError::Malformed)
+    );
+}
+
+#[test]
+fn a_key_in_the_data_directory_is_kept_and_reused() {
+    let dir = tempfile::tempdir().unwrap();
+    let (first, created) = KeySet::from_data_dir(dir.path(), &[]).unwrap();
+    assert!(created);
+    let (second, created) = KeySet::from_data_dir(dir.path(), &[]).unwrap();
+    assert!(!created);
+    assert_eq!(first.kid(), second.kid());
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(dir.path().join(PRIVATE_KEY_FILE))
+            .unwrap()
+            .permissions()
+            .mode();
+        assert_eq!(mode & 0o777, 0o600);
+    }
+}
+
+#[test]
+fn previous_public_keys_still_verify_during_a_rotation() {
+    let old = service();
+    let (old_token, _) = old.issue_client_token("u1").unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let (keys, _) =
+        KeySet::from_data_dir(dir.path(), &[old.keys().public_pem().to_owned()]).unwrap();
+    let tokens = TokenService::new(keys, Duration::from_secs(60), Duration::from_secs(60));
+    assert_eq!(tokens.verify_client_token(&old_token).unwrap().userid, "u1");
+    assert_eq!(tokens.keys().jwks().keys.len(), 2);
+}
+
+#[test]
+fn a_public_key_of_another_pair_is_refused_at_load() {
+    let a = tempfile::tempdir().unwrap();
+    let b = tempfile::tempdir().unwrap();
+    KeySet::from_data_dir(a.path(), &[]).unwrap();
+    let (other, _) = KeySet::from_data_dir(b.path(), &[]).unwrap();
+    let private = std::fs::read_to_string(a.path().join(PRIVATE_KEY_FILE)).unwrap();
+    let error = KeySet::from_pem(&private, other.public_pem(), &[]).unwrap_err();
+    assert_eq!(
+        error,
+        KeyError::Invalid("public_key does not belong to private_key".into())
+    );
+}
+
+#[test]
+fn pkcs1_and_pkcs8_private_keys_from_the_environment_both_work() {
+    let openssl = |args: &[&str], input: Option<&[u8]>| {
+        use std::io::Write;
+        let mut child = std::process::Command::new("openssl")
+            .args(args)
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .expect("openssl is installed");
+        if let Some(input) = input {
+            child.stdin.take().unwrap().write_all(input).unwrap();
+        }
+        let output = child.wait_with_output().unwrap();
+        assert!(output.status.success());
+        String::from_utf8(output.stdout).unwrap()
+    };
+    let pkcs1 = openssl(&["genrsa", "-traditional", "2048"], None);
+    assert!(pkcs1.starts_with("-----BEGIN RSA PRIVATE KEY-----"));
+    let pkcs8 = openssl(&["pkcs8", "-topk8", "-nocrypt"], Some(pkcs1.as_bytes()));
+    let public = openssl(&["rsa", "-pubout"], Some(pkcs1.as_bytes()));
+    for private in [&pkcs1, &pkcs8] {
+        let keys = KeySet::from_pem(private, &public, &[]).unwrap();
+        let tokens = TokenService::new(keys, Duration::from_secs(60), Duration::from_secs(60));
+        let (token, _) = tokens.issue_client_token("u1").unwrap();
+        assert_eq!(tokens.verify_client_token(&token).unwrap().userid, "u1");
+    }
+}
+
+#[test]
+fn client_tokens_can_use_es256_or_eddsa_while_permission_tokens_stay_rs256() {
+    for algorithm in [ClientAlgorithm::ES256, ClientAlgorithm::EdDSA] {
+        let dir = tempfile::tempdir().unwrap();
+        let (keys, _) = KeySet::from_data_dir(dir.path(), &[]).unwrap();
+        let keys = keys
+            .with_client_algorithm(algorithm, None, dir.path())
+            .unwrap();
+        let tokens = TokenService::new(keys, Duration::from_secs(60), Duration::from_secs(60));
+        let (token, _) = tokens.issue_client_token("u1").unwrap();
+        let header = jsonwebtoken::decode_header(&token).unwrap();
+        assert_eq!(header.alg, algorithm.jwt());
+        assert_ne!(header.kid.as_deref(), Some(tokens.keys().kid()));
+        assert_eq!(tokens.verify_client_token(&token).unwrap().userid, "u1");
+        let permission = tokens
+            .issue_permission_token("u1", "s", &Permissions::new())
+            .unwrap();
+        assert_eq!(
+            jsonwebtoken::decode_header(&permission).unwrap().alg,
+            Algorithm::RS256
+        );
+        assert_eq!(tokens.keys().jwks().keys.len(), 2);
+        // The same key pair is kept for the next start.
+        let (again, _) = KeySet::from_data_dir(dir.path(), &[]).unwrap();
+        let again = again
+            .with_client_algorithm(algorithm, None, dir.path())
+            .unwrap();
+        let again = TokenService::new(again, Duration::from_secs(60), Duration::from_secs(60));
+        assert_eq!(again.verify_client_token(&token).unwrap().userid, "u1");
+        // A token naming this key's kid but another algorithm is refused.
+        let parts: Vec<&str> = token.split('.').collect();
+        let forged_header = URL_SAFE_NO_PAD
+            .encode(serde_json::json!({"alg": "RS256", "kid": header.kid}).to_string());
+        let forged = format!("{forged_header}.{}.{}", parts[1], parts[2]);
+        assert_eq!(
+            tokens.verify_client_token(&forged),
+            Err(TokenError::Algorithm)
+        );
+    }
+}

@@ -1,0 +1,8 @@
+//! auth-host as a real process: the commands, and reloads of a running server.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+#[path = "../common/mod.rs"]
+mod common;
+
+mod cli;
+mod hot_reload;
