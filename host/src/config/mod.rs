@@ -307,6 +307,8 @@ impl Config {
         if let Err(mut provider_problems) = self.login_providers() {
             problems.append(&mut provider_problems);
         }
+        // The development login hands out a token for any email: only this machine may
+        // reach it, by its address and by where it listens.
         if self.dev_login {
             match self.external_base() {
                 Some(base) if is_loopback_url(&base) => {}
@@ -315,6 +317,13 @@ impl Config {
                      (EXTERNAL_ADDRESS) is a loopback address such as http://127.0.0.1:8000"
                         .to_owned(),
                 ),
+            }
+            if !self.listen.ip().is_loopback() {
+                problems.push(format!(
+                    "dev_login (AUTH_DEV_LOGIN): only allowed when listen (AUTH_LISTEN) is a \
+                     loopback address such as 127.0.0.1:8000, not {}",
+                    self.listen
+                ));
             }
         }
         for (alias, settings) in &self.plugins {

@@ -221,6 +221,18 @@ fn the_development_login_needs_a_loopback_external_address() {
         jail.set_env("EXTERNAL_ADDRESS", "http://127.0.0.1:8000");
         let config = Config::load(None).map_err(|e| e.to_string())?;
         assert!(config.dev_login);
+        // A loopback address, but listening on every interface: anyone reaching the port
+        // would log in as anyone.
+        for listen in ["0.0.0.0:8000", "[::]:8000", "192.0.2.7:8000"] {
+            jail.set_env("AUTH_LISTEN", listen);
+            let errors = Config::load(None).unwrap_err().to_string();
+            assert!(
+                errors.contains("dev_login (AUTH_DEV_LOGIN): only allowed when listen (AUTH_LISTEN) is a loopback address"),
+                "{listen}: {errors}"
+            );
+        }
+        jail.set_env("AUTH_LISTEN", "[::1]:8000");
+        assert!(Config::load(None).is_ok());
         Ok(())
     });
 }

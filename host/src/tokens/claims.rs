@@ -4,12 +4,63 @@ use serde::{Deserialize, Serialize};
 
 use auth_host_plugin_api::Permissions;
 
+use super::TokenError;
 use crate::crypto;
+
+/// The `typ` header of client tokens (RFC 8725 §3.11, explicit typing). Permission tokens
+/// never carry it, so one kind cannot pass for the other.
+pub const CLIENT_TOKEN_TYPE: &str = "auth-host-client+jwt";
+
+/// Permission tokens keep the plain `typ` downstream verifiers have always seen.
+pub const PERMISSION_TOKEN_TYPE: &str = "JWT";
+
+/// Claims that only other kinds of token carry: permission tokens (`service`,
+/// `permissions`) and the old service's OAuth state tokens (`next`, `provider`).
+const FOREIGN_CLAIMS: &[&str] = &["service", "permissions", "next", "provider"];
+
+/// The two kinds of token auth-host signs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TokenKind {
+    Client,
+    Permission,
+}
+
+impl TokenKind {
+    pub(super) fn typ(self) -> &'static str {
+        match self {
+            TokenKind::Client => CLIENT_TOKEN_TYPE,
+            TokenKind::Permission => PERMISSION_TOKEN_TYPE,
+        }
+    }
+}
+
+/// What a client token is — the one rule, for every endpoint that takes a `jwt`:
+/// - auth-host's client tokens carry `typ` [`CLIENT_TOKEN_TYPE`];
+/// - client tokens signed before explicit typing (an earlier auth-host, the old service)
+///   carry `typ` `JWT` or none, and none of the claims of another kind ([`FOREIGN_CLAIMS`]).
+///
+/// Anything else — a permission token above all — is not a client token. The signature has
+/// been checked already.
+pub(super) fn client_claims(
+    typ: Option<&str>,
+    claims: serde_json::Map<String, serde_json::Value>,
+) -> Result<ClientClaims, TokenError> {
+    match typ {
+        Some(CLIENT_TOKEN_TYPE) => {}
+        None | Some(PERMISSION_TOKEN_TYPE)
+            if !FOREIGN_CLAIMS.iter().any(|c| claims.contains_key(*c)) => {}
+        _ => return Err(TokenError::WrongKind),
+    }
+    serde_json::from_value(serde_json::Value::Object(claims))
+        .map_err(|e| TokenError::Invalid(e.to_string()))
+}
 
 /// Claims of a client token.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ClientClaims {
     pub userid: String,
+    /// Tokens of the old service have none.
+    #[serde(default)]
     pub iat: u64,
     pub exp: u64,
     /// The id logout revokes. Tokens of the old service have none.

@@ -18,8 +18,8 @@ use jsonwebtoken::jwk::{Jwk, JwkSet, KeyAlgorithm, PublicKeyUse, ThumbprintHash}
 use jsonwebtoken::{Algorithm, DecodingKey, Validation};
 use serde::Serialize;
 
-use super::TokenError;
 use super::signing::Signer;
+use super::{TokenError, TokenKind};
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum KeyError {
@@ -131,7 +131,10 @@ impl KeySet {
         .with_previous(previous)?;
         // A signature made with the private key must verify with the public one.
         let probe = keys
-            .sign(&serde_json::json!({"probe": true, "exp": u64::MAX / 2}))
+            .sign(
+                TokenKind::Permission,
+                &serde_json::json!({"probe": true, "exp": u64::MAX / 2}),
+            )
             .map_err(|e| KeyError::Invalid(format!("private_key: cannot sign ({e})")))?;
         keys.verify::<serde_json::Value>(&probe)
             .map_err(|_| KeyError::Invalid("public_key does not belong to private_key".into()))?;
@@ -233,23 +236,21 @@ impl KeySet {
         }
     }
 
-    /// Signs with the RS256 key pair (permission tokens).
-    pub(super) fn sign<T: Serialize>(&self, claims: &T) -> Result<String, String> {
-        self.signer.sign(claims)
+    /// Signs a token of `kind`: client tokens with the client-token key, permission tokens
+    /// with the RS256 key pair.
+    pub(super) fn sign<T: Serialize>(&self, kind: TokenKind, claims: &T) -> Result<String, String> {
+        let signer = match kind {
+            TokenKind::Client => self.client_signer.as_ref().unwrap_or(&self.signer),
+            TokenKind::Permission => &self.signer,
+        };
+        signer.sign(kind, claims)
     }
 
-    /// Signs with the client-token key.
-    pub(super) fn sign_client<T: Serialize>(&self, claims: &T) -> Result<String, String> {
-        self.client_signer
-            .as_ref()
-            .unwrap_or(&self.signer)
-            .sign(claims)
-    }
-
+    /// The header and claims of a token whose signature, key and expiry check out.
     pub(super) fn verify<T: serde::de::DeserializeOwned>(
         &self,
         token: &str,
-    ) -> Result<T, TokenError> {
+    ) -> Result<jsonwebtoken::TokenData<T>, TokenError> {
         let header = jsonwebtoken::decode_header(token).map_err(|_| TokenError::Malformed)?;
         let key = match &header.kid {
             Some(kid) => self
@@ -266,13 +267,11 @@ impl KeySet {
         let mut validation = Validation::new(key.algorithm);
         validation.validate_aud = false;
         validation.leeway = 30;
-        jsonwebtoken::decode::<T>(token, &key.key, &validation)
-            .map(|data| data.claims)
-            .map_err(|e| match e.kind() {
-                jsonwebtoken::errors::ErrorKind::ExpiredSignature => TokenError::Expired,
-                jsonwebtoken::errors::ErrorKind::InvalidAlgorithm => TokenError::Algorithm,
-                other => TokenError::Invalid(format!("{other:?}")),
-            })
+        jsonwebtoken::decode::<T>(token, &key.key, &validation).map_err(|e| match e.kind() {
+            jsonwebtoken::errors::ErrorKind::ExpiredSignature => TokenError::Expired,
+            jsonwebtoken::errors::ErrorKind::InvalidAlgorithm => TokenError::Algorithm,
+            other => TokenError::Invalid(format!("{other:?}")),
+        })
     }
 }
 

@@ -16,7 +16,9 @@ use std::time::Duration;
 
 use auth_host_plugin_api::Permissions;
 
-pub use claims::{ClientClaims, PermissionClaims};
+pub use claims::{
+    CLIENT_TOKEN_TYPE, ClientClaims, PERMISSION_TOKEN_TYPE, PermissionClaims, TokenKind,
+};
 pub use keys::{ClientAlgorithm, KeyError, KeySet};
 
 use crate::clock::unix_now;
@@ -34,6 +36,10 @@ pub enum TokenError {
     Invalid(String),
     #[error("expired")]
     Expired,
+    /// A token of another kind (a permission token offered as a client token, or the
+    /// reverse).
+    #[error("not a token of this kind")]
+    WrongKind,
 }
 
 /// Issues and verifies tokens.
@@ -67,7 +73,7 @@ impl TokenService {
         };
         let token = self
             .keys
-            .sign_client(&claims)
+            .sign(TokenKind::Client, &claims)
             .map_err(TokenError::Invalid)?;
         Ok((token, claims))
     }
@@ -75,7 +81,8 @@ impl TokenService {
     /// Whether `token` is a valid client token, and what it says. Revocation is the
     /// service's business (it needs the database).
     pub fn verify_client_token(&self, token: &str) -> Result<ClientClaims, TokenError> {
-        self.keys.verify(token)
+        let verified = self.keys.verify(token)?;
+        claims::client_claims(verified.header.typ.as_deref(), verified.claims)
     }
 
     pub fn issue_permission_token(
@@ -92,12 +99,19 @@ impl TokenService {
             iat,
             exp: iat + self.permission_lifetime.as_secs(),
         };
-        self.keys.sign(&claims).map_err(TokenError::Invalid)
+        self.keys
+            .sign(TokenKind::Permission, &claims)
+            .map_err(TokenError::Invalid)
     }
 
-    /// For tests and tools: verifies a permission token the way downstream services do.
+    /// For tests and tools: verifies a permission token as downstream services do, and
+    /// refuses a client token.
     pub fn verify_permission_token(&self, token: &str) -> Result<PermissionClaims, TokenError> {
-        self.keys.verify(token)
+        let verified = self.keys.verify::<serde_json::Value>(token)?;
+        if verified.header.typ.as_deref() == Some(CLIENT_TOKEN_TYPE) {
+            return Err(TokenError::WrongKind);
+        }
+        serde_json::from_value(verified.claims).map_err(|e| TokenError::Invalid(e.to_string()))
     }
 }
 

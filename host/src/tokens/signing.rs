@@ -5,7 +5,7 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use jsonwebtoken::Header;
 use serde::Serialize;
 
-use super::{ClientAlgorithm, KeyError};
+use super::{ClientAlgorithm, KeyError, TokenKind};
 
 enum SigningKey {
     Rsa(aws_lc_rs::signature::RsaKeyPair),
@@ -17,8 +17,9 @@ enum SigningKey {
 /// this parses it once, and encodes the (constant) header once.
 pub(super) struct Signer {
     key: SigningKey,
-    /// base64url of the JOSE header, with its `.`.
-    header: String,
+    /// base64url of the JOSE header of client tokens, then of permission tokens, each
+    /// with its `.`.
+    headers: [String; 2],
     rng: aws_lc_rs::rand::SystemRandom,
 }
 
@@ -55,22 +56,30 @@ impl Signer {
             }
         }
         .map_err(|e| invalid(format!("not a {algorithm:?} private key ({e})")))?;
-        let header = Header {
-            kid: Some(kid.to_owned()),
-            ..Header::new(algorithm.jwt())
+        let header = |kind: TokenKind| -> Result<String, KeyError> {
+            let header = Header {
+                kid: Some(kid.to_owned()),
+                typ: Some(kind.typ().to_owned()),
+                ..Header::new(algorithm.jwt())
+            };
+            let header = serde_json::to_vec(&header).map_err(|e| invalid(e.to_string()))?;
+            Ok(format!("{}.", URL_SAFE_NO_PAD.encode(header)))
         };
-        let header = serde_json::to_vec(&header).map_err(|e| invalid(e.to_string()))?;
         Ok(Signer {
             key,
-            header: format!("{}.", URL_SAFE_NO_PAD.encode(header)),
+            headers: [header(TokenKind::Client)?, header(TokenKind::Permission)?],
             rng: aws_lc_rs::rand::SystemRandom::new(),
         })
     }
 
-    pub(super) fn sign<T: Serialize>(&self, claims: &T) -> Result<String, String> {
+    pub(super) fn sign<T: Serialize>(&self, kind: TokenKind, claims: &T) -> Result<String, String> {
+        let header = match kind {
+            TokenKind::Client => &self.headers[0],
+            TokenKind::Permission => &self.headers[1],
+        };
         let claims = serde_json::to_vec(claims).map_err(|e| e.to_string())?;
-        let mut token = String::with_capacity(self.header.len() + claims.len() * 2 + 350);
-        token.push_str(&self.header);
+        let mut token = String::with_capacity(header.len() + claims.len() * 2 + 350);
+        token.push_str(header);
         URL_SAFE_NO_PAD.encode_string(&claims, &mut token);
         let failed = |_| "signing failed".to_owned();
         let signature: Vec<u8> = match &self.key {

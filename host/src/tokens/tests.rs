@@ -76,12 +76,15 @@ fn tampered_expired_and_unknown_key_tokens_are_refused() {
 
     let expired = tokens
         .keys()
-        .sign(&ClientClaims {
-            userid: "u1".into(),
-            iat: 1,
-            exp: now() - 120,
-            jti: None,
-        })
+        .sign(
+            TokenKind::Client,
+            &ClientClaims {
+                userid: "u1".into(),
+                iat: 1,
+                exp: now() - 120,
+                jti: None,
+            },
+        )
         .unwrap();
     assert_eq!(
         tokens.verify_client_token(&expired),
@@ -213,4 +216,107 @@ fn client_tokens_can_use_es256_or_eddsa_while_permission_tokens_stay_rs256() {
             Err(TokenError::Algorithm)
         );
     }
+}
+
+/// Signs `claims` with `tokens`' RS256 key (`private_pem`), under the header `typ`.
+fn sign_rs256(
+    tokens: &TokenService,
+    private_pem: &[u8],
+    typ: Option<&str>,
+    claims: serde_json::Value,
+) -> String {
+    let header = Header {
+        kid: Some(tokens.keys().kid().to_owned()),
+        typ: typ.map(str::to_owned),
+        ..Header::new(Algorithm::RS256)
+    };
+    jsonwebtoken::encode(
+        &header,
+        &claims,
+        &EncodingKey::from_rsa_pem(private_pem).unwrap(),
+    )
+    .unwrap()
+}
+
+#[test]
+fn only_client_tokens_are_client_tokens() {
+    let dir = tempfile::tempdir().unwrap();
+    let (keys, _) = KeySet::from_data_dir(dir.path(), &[]).unwrap();
+    let tokens = TokenService::new(keys, Duration::from_secs(60), Duration::from_secs(60));
+    let pem = std::fs::read(dir.path().join(PRIVATE_KEY_FILE)).unwrap();
+    let signed_as = |typ, claims| sign_rs256(&tokens, &pem, typ, claims);
+    let exp = now() + 600;
+    let (client, _) = tokens.issue_client_token("u1").unwrap();
+    let permission = tokens
+        .issue_permission_token("u1", "s", &Permissions::new())
+        .unwrap();
+    let cases: Vec<(&str, String, Result<(), TokenError>)> = vec![
+        ("a client token", client.clone(), Ok(())),
+        (
+            "a permission token",
+            permission.clone(),
+            Err(TokenError::WrongKind),
+        ),
+        (
+            "a client token signed before explicit typing",
+            signed_as(
+                Some("JWT"),
+                serde_json::json!({"userid": "u1", "iat": 1, "exp": exp, "jti": "j"}),
+            ),
+            Ok(()),
+        ),
+        (
+            "an old client token: userid and exp, no typ",
+            signed_as(None, serde_json::json!({"userid": "u1", "exp": exp})),
+            Ok(()),
+        ),
+        (
+            "an untyped permission token",
+            signed_as(
+                None,
+                serde_json::json!({"userid": "u1", "exp": exp, "service": "s", "permissions": {}}),
+            ),
+            Err(TokenError::WrongKind),
+        ),
+        (
+            "a token with only a service claim",
+            signed_as(
+                Some("JWT"),
+                serde_json::json!({"userid": "u1", "exp": exp, "service": "s"}),
+            ),
+            Err(TokenError::WrongKind),
+        ),
+        (
+            "an OAuth state token of the old service",
+            signed_as(
+                None,
+                serde_json::json!({"userid": "u1", "exp": exp, "next": "https://a.example/", "provider": "github"}),
+            ),
+            Err(TokenError::WrongKind),
+        ),
+        (
+            "another typ",
+            signed_as(
+                Some("at+jwt"),
+                serde_json::json!({"userid": "u1", "exp": exp}),
+            ),
+            Err(TokenError::WrongKind),
+        ),
+    ];
+    for (what, token, expected) in cases {
+        let verdict = tokens.verify_client_token(&token).map(|claims| {
+            assert_eq!(claims.userid, "u1", "{what}");
+        });
+        assert_eq!(verdict, expected, "{what}");
+    }
+    // And the reverse: a client token is no permission token.
+    assert!(tokens.verify_permission_token(&permission).is_ok());
+    assert_eq!(
+        tokens.verify_permission_token(&client),
+        Err(TokenError::WrongKind)
+    );
+    let header = jsonwebtoken::decode_header(&client).unwrap();
+    assert_eq!(header.typ.as_deref(), Some(CLIENT_TOKEN_TYPE));
+    let header = jsonwebtoken::decode_header(&permission).unwrap();
+    assert_eq!(header.typ.as_deref(), Some("JWT"));
 }

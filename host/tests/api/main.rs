@@ -10,3 +10,4 @@ mod downstream_verification;
 mod http_api;
 mod legacy_database;
 mod login_flow;
+mod token_kinds;
