@@ -39,10 +39,7 @@ pub async fn start(
     params: &Params,
     secure: bool,
 ) -> Result<Reply> {
-    match service
-        .start_login(provider, params.get("next"), params.browser())
-        .await
-    {
+    match service.start_login(provider, params.get("next")).await {
         Ok(started) => Ok(Reply::redirect(started.redirect)
             .with_cookie(browser_cookie(&started.browser_cookie, secure))),
         Err(StartError::UnknownProvider(name)) => Ok(Reply::json_with(

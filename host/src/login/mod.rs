@@ -62,7 +62,7 @@ impl LoginFailure {
     /// Where the browser goes: back to `next` with `error`, or to an error page.
     pub fn end(self) -> LoginEnd {
         match self.next {
-            Some(next) => LoginEnd::Redirect(with_param(&next, "error", &self.message)),
+            Some(next) => LoginEnd::Redirect(landing_url(&next, "error", &self.message)),
             None => LoginEnd::ErrorPage(self.message),
         }
     }
@@ -133,6 +133,29 @@ impl std::fmt::Debug for Logins {
     }
 }
 
+/// Where a login sends the browser back: `next` with `jwt` or `error` (`key`) set to
+/// `value`. A `jwt` or `error` already in `next` is dropped, so that the app never reads a
+/// planted one first.
+pub fn landing_url(next: &str, key: &str, value: &str) -> String {
+    let Ok(mut parsed) = url::Url::parse(next) else {
+        return next.to_owned();
+    };
+    // The app's own parameters stay as they were written.
+    let kept: Vec<String> = parsed
+        .query()
+        .unwrap_or_default()
+        .split('&')
+        .filter(|pair| {
+            let name = form_urlencoded::parse(pair.as_bytes()).next();
+            !pair.is_empty() && !name.is_some_and(|(name, _)| name == "jwt" || name == "error")
+        })
+        .map(str::to_owned)
+        .collect();
+    parsed.set_query((!kept.is_empty()).then(|| kept.join("&")).as_deref());
+    parsed.query_pairs_mut().append_pair(key, value);
+    parsed.into()
+}
+
 /// Appends `key=value` to a URL's query, keeping what is there.
 pub fn with_param(url: &str, key: &str, value: &str) -> String {
     match url::Url::parse(url) {
@@ -197,8 +220,10 @@ impl Logins {
             .collect()
     }
 
-    /// `next` when it is an absolute http(s) URL on an allowed origin; when absent,
-    /// auth-host's own `/auth/check`, which then shows who logged in.
+    /// `next` when it is an absolute http(s) URL on an allowed origin, as the URL parser
+    /// writes it (tabs and line breaks dropped, as browsers do, so that a redirect header
+    /// never carries them raw); when absent, auth-host's own `/auth/check`, which then shows
+    /// who logged in.
     pub fn check_next(&self, next: Option<&str>) -> Result<String, String> {
         let next = match next.filter(|n| !n.is_empty()) {
             Some(next) => next.to_owned(),
@@ -207,13 +232,14 @@ impl Logins {
                 None => return Err("next is required".into()),
             },
         };
-        let origin =
-            origin_of(&next).ok_or_else(|| "next must be an absolute http(s) URL".to_owned())?;
-        if !next.starts_with("http://") && !next.starts_with("https://") {
-            return Err("next must be an absolute http(s) URL".into());
+        let absolute = || "next must be an absolute http(s) URL".to_owned();
+        let parsed = url::Url::parse(&next).map_err(|_| absolute())?;
+        if !matches!(parsed.scheme(), "http" | "https") {
+            return Err(absolute());
         }
+        let origin = origin_of(parsed.as_str()).ok_or_else(absolute)?;
         if self.settings.redirect_origins.contains(&origin) {
-            Ok(next)
+            Ok(parsed.into())
         } else {
             Err(format!("next is not on an allowed origin ({origin})"))
         }
@@ -225,7 +251,6 @@ impl Logins {
         &self,
         provider_name: &str,
         next: Option<&str>,
-        browser: Option<&str>,
     ) -> Result<LoginStart, StartError> {
         let is_dev = provider_name == DEV_PROVIDER && self.settings.dev_login;
         let provider = self.provider(provider_name);
@@ -242,10 +267,8 @@ impl Logins {
         };
         let state = random_token();
         let nonce = random_token();
-        let browser_cookie = browser
-            .filter(|b| b.len() >= 32 && b.len() <= 64)
-            .map(str::to_owned)
-            .unwrap_or_else(random_token);
+        // A fresh binding for every login: a value planted in the browser is never adopted.
+        let browser_cookie = random_token();
         let (challenge, verifier) = PkceCodeChallenge::new_random_sha256();
         let redirect = match provider {
             None => format!("{}{DEV_PROVIDER}?state={state}", endpoints.login_prefix),
@@ -426,6 +449,22 @@ impl Logins {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_landing_url_drops_planted_results() {
+        assert_eq!(
+            landing_url(
+                "https://app.example.com/cb?jwt=planted&x=1&error=planted#frag",
+                "jwt",
+                "a.b.c"
+            ),
+            "https://app.example.com/cb?x=1&jwt=a.b.c#frag"
+        );
+        assert_eq!(
+            landing_url("https://app.example.com/cb?jwt=planted", "error", "no"),
+            "https://app.example.com/cb?error=no"
+        );
+    }
 
     #[test]
     fn next_keeps_its_parameters_and_gains_one() {

@@ -3,7 +3,7 @@
 //! token is sent to `next`.
 
 use crate::error::Error;
-use crate::login::{Identity, LoginEnd, LoginFailure, LoginStart, StartError, with_param};
+use crate::login::{Identity, LoginEnd, LoginFailure, LoginStart, StartError, landing_url};
 use crate::users::{User, new_user, username_candidates};
 
 use super::AuthService;
@@ -42,14 +42,13 @@ impl AuthService {
     }
 
     /// Starts a login with `provider`: the browser is sent to the provider's consent page
-    /// (or the development form), bound to it by a cookie.
+    /// (or the development form), bound to it by a new cookie.
     pub async fn start_login(
         &self,
         provider: &str,
         next: Option<&str>,
-        browser: Option<&str>,
     ) -> Result<LoginStart, StartError> {
-        self.logins.start(provider, next, browser).await
+        self.logins.start(provider, next).await
     }
 
     /// Finishes a provider login at the callback.
@@ -86,7 +85,7 @@ impl AuthService {
             Err(failure) => return failure.end(),
         };
         match self.complete_login(identity).await {
-            Ok(token) => LoginEnd::Redirect(with_param(&next, "jwt", &token)),
+            Ok(token) => LoginEnd::Redirect(landing_url(&next, "jwt", &token)),
             Err(Unfinished::Refused(message)) => LoginFailure::new(Some(&next), message).end(),
             Err(Unfinished::Failed(error)) => {
                 tracing::error!(%error, "login failed");

@@ -16,6 +16,9 @@ use crate::clock::unix_now_i64;
 use crate::users::User;
 
 mod entities;
+mod redact;
+
+pub use redact::redact_url;
 
 use entities::{login_states, revoked_tokens, users};
 
@@ -421,37 +424,5 @@ impl Store {
             .one(&self.db)
             .await?
             .is_some())
-    }
-}
-
-/// A database URL without its password, for messages.
-pub fn redact_url(url: &str) -> String {
-    match (url.find("://"), url.rfind('@')) {
-        (Some(scheme_end), Some(at)) if at > scheme_end => {
-            let credentials = &url[scheme_end + 3..at];
-            match credentials.split_once(':') {
-                Some((user, _)) => format!("{}{user}:***{}", &url[..scheme_end + 3], &url[at..]),
-                None => url.to_owned(),
-            }
-        }
-        _ => url.to_owned(),
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn passwords_are_redacted() {
-        assert_eq!(
-            redact_url("postgres://auth:s3cret@db:5432/auth"),
-            "postgres://auth:***@db:5432/auth"
-        );
-        assert_eq!(redact_url("sqlite://data/auth.db"), "sqlite://data/auth.db");
-        assert_eq!(
-            redact_url("postgres://auth@db/auth"),
-            "postgres://auth@db/auth"
-        );
     }
 }

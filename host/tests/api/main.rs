@@ -10,4 +10,5 @@ mod downstream_verification;
 mod http_api;
 mod legacy_database;
 mod login_flow;
+mod redirects;
 mod token_kinds;

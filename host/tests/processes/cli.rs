@@ -231,6 +231,32 @@ fn a_bad_configuration_stops_with_one_message_per_problem() {
     );
 }
 
+#[test]
+fn a_database_password_never_reaches_the_log_in_any_form() {
+    let dir = PluginDir::new();
+    // Port 1 refuses at once, so each start fails quickly and says which database.
+    for (url, shown) in [
+        (
+            "postgres://auth:hunter2@127.0.0.1:1/auth",
+            "postgres://auth:***@127.0.0.1:1/auth",
+        ),
+        (
+            "postgres://auth@127.0.0.1:1/auth?sslmode=disable&password=hunter2",
+            "postgres://auth@127.0.0.1:1/auth?sslmode=disable&password=***",
+        ),
+        (
+            "host=127.0.0.1 port=1 password=hunter2 dbname=auth",
+            "host=127.0.0.1 port=1 password=*** dbname=auth",
+        ),
+    ] {
+        let output = auth_host(&dir, &[("DATABASE_URL", url)], &["migrate"]);
+        assert!(!output.status.success(), "{url}");
+        let log = format!("{}{}", text(&output.stdout), text(&output.stderr));
+        assert!(!log.contains("hunter2"), "{log}");
+        assert!(log.contains(shown), "{log}");
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn migrate_token_issue_and_users_commands() {
     let plugins = PluginDir::new();
