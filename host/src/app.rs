@@ -86,7 +86,7 @@ pub async fn open_store(config: &Config) -> Result<Store, StartupError> {
         error,
     };
     if url.starts_with("sqlite:") {
-        std::fs::create_dir_all(&config.data_dir).map_err(|e| {
+        crate::private_files::create_dir(&config.data_dir).map_err(|e| {
             StartupError::Io(format!(
                 "cannot create the data directory {}: {e}",
                 config.data_dir.display()

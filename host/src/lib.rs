@@ -11,6 +11,7 @@ pub mod logging;
 pub mod login;
 pub mod metrics;
 pub mod plugins;
+pub mod private_files;
 pub mod reload;
 pub mod service;
 pub mod storage;

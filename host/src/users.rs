@@ -23,6 +23,16 @@ pub struct User {
 /// How many suffixed usernames a first login tries before giving up.
 const USERNAME_SUFFIXES: u32 = 1000;
 
+/// Usernames are 2 to 39 characters.
+const MIN_USERNAME: usize = 2;
+const MAX_USERNAME: usize = 39;
+
+/// A derived base leaves room for the longest suffix (`999`).
+const MAX_USERNAME_BASE: usize = MAX_USERNAME - 3;
+
+/// The base of a username when the email's local part has nothing usable.
+pub const FALLBACK_USERNAME: &str = "user";
+
 fn md5_hex(text: &str) -> String {
     format!("{:x}", md5::Md5::digest(text.as_bytes()))
 }
@@ -59,11 +69,25 @@ pub fn new_user(
 }
 
 /// The first choice of username: the provider's own login name (GitHub's), else the local
-/// part of the email, lower-cased.
+/// part of the email, lower-cased — within the rules of [`validate_username`], so that the
+/// base and each suffixed candidate are valid: other characters are dropped, the edges are
+/// trimmed to a letter or digit, the length is capped (leaving room for a suffix), and what
+/// is left too short becomes [`FALLBACK_USERNAME`].
 pub fn first_username(email: &str, provider_login: Option<&str>) -> String {
-    provider_login
+    let wanted = provider_login
         .unwrap_or_else(|| email.split('@').next().unwrap_or_default())
-        .to_lowercase()
+        .to_lowercase();
+    let kept: String = wanted
+        .chars()
+        .filter(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
+        .take(MAX_USERNAME_BASE)
+        .collect();
+    let base = kept.trim_matches(|c: char| !c.is_ascii_alphanumeric());
+    if base.len() < MIN_USERNAME {
+        FALLBACK_USERNAME.to_owned()
+    } else {
+        base.to_owned()
+    }
 }
 
 /// The usernames a new user may get, in order: `base`, `base1`, `base2`, … (the old
@@ -81,7 +105,7 @@ pub fn validate_username(username: &str) -> Result<(), String> {
     const RULE: &str = "use 2 to 39 characters: letters, digits, '-', '_' or '.', \
                         starting and ending with a letter or digit";
     let length = username.chars().count();
-    if !(2..=39).contains(&length) {
+    if !(MIN_USERNAME..=MAX_USERNAME).contains(&length) {
         return Err(RULE.into());
     }
     let allowed = |c: char| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.');
@@ -146,6 +170,34 @@ mod tests {
         let candidates: Vec<String> = username_candidates("ada").take(3).collect();
         assert_eq!(candidates, ["ada", "ada1", "ada2"]);
         assert_eq!(username_candidates("ada").count(), 1000);
+    }
+
+    #[test]
+    fn derived_usernames_and_every_suffix_follow_the_username_rules() {
+        for (email, base) in [
+            (
+                "<img src=x onerror=alert(1)>@example.com",
+                "imgsrcxonerroralert1",
+            ),
+            ("''@example.com", FALLBACK_USERNAME),
+            ("@example.com", FALLBACK_USERNAME),
+            ("../../etc@example.com", "etc"),
+            ("élise@example.com", "lise"),
+            ("a@example.com", FALLBACK_USERNAME),
+            ("-_.x.-@example.com", FALLBACK_USERNAME),
+            ("John.Doe@example.com", "john.doe"),
+            (&format!("{}@example.com", "x".repeat(120)), &"x".repeat(36)),
+        ] {
+            let derived = first_username(email, None);
+            assert_eq!(derived, base, "{email}");
+            for candidate in username_candidates(&derived) {
+                assert_eq!(validate_username(&candidate), Ok(()), "{candidate}");
+            }
+        }
+        assert_eq!(
+            first_username("a@example.com", Some("Mona-Lisa")),
+            "mona-lisa"
+        );
     }
 
     #[test]

@@ -176,6 +176,14 @@ impl Config {
                     file.display()
                 )]));
             }
+            // Read alone first, so that a file that does not parse is named in the message.
+            if let Err(error) = figment::Provider::data(&Toml::file(&file)) {
+                return Err(ConfigErrors(vec![format!(
+                    "configuration file {}: {}",
+                    file.display(),
+                    error.kind
+                )]));
+            }
             figment = figment.merge(Toml::file(file));
         }
         figment = figment
@@ -192,6 +200,12 @@ impl Config {
     /// Extracts and validates a configuration. Each key is read on its own, so that every
     /// bad key is reported, not only the first.
     pub fn from_figment(figment: Figment) -> Result<Config, ConfigErrors> {
+        // A file that does not parse fails every key alike: say it once.
+        if let Err(error) = figment::Provider::data(&figment) {
+            return Err(ConfigErrors(
+                error.into_iter().map(reader::describe).collect(),
+            ));
+        }
         let mut keys = KeyReader::new(&figment);
         let config = Config {
             listen: keys.get("listen").unwrap_or(defaults::LISTEN),

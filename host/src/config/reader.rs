@@ -44,8 +44,9 @@ impl<'a> KeyReader<'a> {
     }
 }
 
-/// "key (where it was set): what is wrong, what was expected".
-fn describe(error: figment::Error) -> String {
+/// "key (where it was set): what is wrong, what was expected"; without a key (a file that
+/// does not parse), "where: what is wrong".
+pub(super) fn describe(error: figment::Error) -> String {
     let key = error.path.join(".");
     let variable = error.path.join("__").to_uppercase();
     let place = match &error.metadata {
@@ -57,5 +58,8 @@ fn describe(error: figment::Error) -> String {
         },
         None => String::new(),
     };
+    if key.is_empty() {
+        return format!("configuration{place}: {}", error.kind);
+    }
     format!("{key}{place}: {}", error.kind)
 }

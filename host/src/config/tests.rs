@@ -236,3 +236,40 @@ fn the_development_login_needs_a_loopback_external_address() {
         Ok(())
     });
 }
+
+#[test]
+fn a_file_that_does_not_parse_is_reported_once() {
+    Jail::expect_with(|jail| {
+        jail.create_file(
+            "broken.toml",
+            "listen = \"127.0.0.1:8000\"\n[plugins\nx = 1\n",
+        )?;
+        jail.set_env("AUTH_CONFIG", "broken.toml");
+        let errors = Config::load(None).unwrap_err();
+        assert_eq!(errors.0.len(), 1, "{errors}");
+        assert!(errors.0[0].contains("broken.toml"), "{errors}");
+        Ok(())
+    });
+}
+
+#[test]
+fn a_wildcard_origin_is_refused_with_a_clear_message() {
+    Jail::expect_with(|jail| {
+        jail.set_env(
+            "AUTH_ALLOWED_REDIRECTS",
+            "https://*.example.com;https://app.example.com",
+        );
+        jail.set_env("AUTH_CORS_ORIGINS", "https://*.example.com");
+        let errors = Config::load(None).unwrap_err();
+        assert_eq!(errors.0.len(), 2, "{errors}");
+        for key in ["allowed_redirects", "cors_origins"] {
+            assert!(
+                errors.to_string().contains(&format!(
+                    "{key}: `https://*.example.com`: wildcards are not supported"
+                )),
+                "{errors}"
+            );
+        }
+        Ok(())
+    });
+}

@@ -48,6 +48,12 @@ pub fn origin_of(url: &str) -> Option<String> {
 /// serialize it (lower-case host, no default port), the form `origin_of` gives.
 pub fn normalize_origin(origin: &str) -> Result<String, String> {
     const EXPECTED: &str = "expected scheme://host[:port], with no path";
+    if origin.contains('*') {
+        return Err(
+            "wildcards are not supported: list each origin (scheme://host[:port]) on its own"
+                .into(),
+        );
+    }
     let parsed = url::Url::parse(origin.trim()).map_err(|_| EXPECTED.to_owned())?;
     let bare = parsed.path() == "/" && parsed.query().is_none() && parsed.fragment().is_none();
     if !matches!(parsed.scheme(), "http" | "https") || !bare || !parsed.username().is_empty() {

@@ -1,7 +1,7 @@
 //! Reading a request: parameters from the query and a form body, the client token, the
 //! JSONP callback.
 
-use http_body_util::{BodyExt, Limited};
+use http_body_util::{BodyExt, LengthLimitError, Limited};
 use hyper::body::Incoming;
 use hyper::header::{CONTENT_LENGTH, CONTENT_TYPE};
 use hyper::{Method, Request};
@@ -67,7 +67,14 @@ impl Params {
             let bytes = Limited::new(body, max_body)
                 .collect()
                 .await
-                .map_err(|_| Rejection::PayloadTooLarge)?
+                .map_err(|error| {
+                    if error.downcast_ref::<LengthLimitError>().is_some() {
+                        Rejection::PayloadTooLarge
+                    } else {
+                        // Broken chunked encoding, a connection cut mid-body…
+                        Rejection::BadRequest("the request body cannot be read".into())
+                    }
+                })?
                 .to_bytes();
             form = form_urlencoded::parse(&bytes).into_owned().collect();
         }

@@ -106,6 +106,20 @@ impl Reply {
             header::X_CONTENT_TYPE_OPTIONS,
             HeaderValue::from_static("nosniff"),
         );
+        // Pages (the development form, login errors) load nothing, run no script and are
+        // never framed; no answer leaks its URL (which may carry a token) as a referrer.
+        headers.insert(
+            header::CONTENT_SECURITY_POLICY,
+            HeaderValue::from_static(
+                "default-src 'none'; style-src 'unsafe-inline'; base-uri 'none'; \
+                 frame-ancestors 'none'",
+            ),
+        );
+        headers.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
+        headers.insert(
+            header::REFERRER_POLICY,
+            HeaderValue::from_static("no-referrer"),
+        );
         if let Some(location) = self.location
             && let Ok(value) = HeaderValue::from_str(&location)
         {
@@ -203,6 +217,14 @@ impl From<Error> for Reply {
         let (status, message) = match &error {
             Error::BadRequest(message) => (StatusCode::BAD_REQUEST, message.clone()),
             Error::Plugin(plugin) => (plugin_status(plugin), plugin.to_string()),
+            // As /auth/health says it; the request can be tried again.
+            Error::Storage(store) if store.is_unavailable() => {
+                tracing::warn!(%error, "database unavailable");
+                (
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "database unavailable".into(),
+                )
+            }
             Error::Storage(_) | Error::Signing(_) | Error::Internal(_) => {
                 tracing::error!(%error, "internal error");
                 (StatusCode::INTERNAL_SERVER_ERROR, "internal error".into())

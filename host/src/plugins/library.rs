@@ -99,13 +99,49 @@ pub fn file_name(name: &str) -> String {
     )
 }
 
+/// The largest plugin file read; a shared library is a few MiB, a debug build some tens.
+const MAX_PLUGIN_BYTES: u64 = 256 * 1024 * 1024;
+
+/// The bytes of the plugin file at `path`: a regular file (a symbolic link to one is fine)
+/// of at most [`MAX_PLUGIN_BYTES`]. A device or FIFO is refused before it is opened, since
+/// reading one could block or never end.
+fn read_plugin_file(path: &Path) -> Result<Vec<u8>, LoadError> {
+    use std::io::Read;
+    let unreadable = |e: std::io::Error| match e.kind() {
+        std::io::ErrorKind::NotFound => LoadError::Missing,
+        _ => LoadError::Unreadable(e.to_string()),
+    };
+    let check = |metadata: std::fs::Metadata| {
+        if !metadata.is_file() {
+            return Err(LoadError::Unreadable(
+                "not a regular file (a directory, device or FIFO)".into(),
+            ));
+        }
+        if metadata.len() > MAX_PLUGIN_BYTES {
+            return Err(LoadError::Unreadable(format!(
+                "{} bytes, more than the {MAX_PLUGIN_BYTES} a plugin may have",
+                metadata.len()
+            )));
+        }
+        Ok(metadata.len())
+    };
+    check(std::fs::metadata(path).map_err(unreadable)?)?;
+    let file = std::fs::File::open(path).map_err(unreadable)?;
+    // The file may have changed between the two looks: the open one is what counts.
+    let length = check(file.metadata().map_err(unreadable)?)?;
+    let mut bytes = Vec::with_capacity(usize::try_from(length).unwrap_or(0));
+    file.take(MAX_PLUGIN_BYTES + 1)
+        .read_to_end(&mut bytes)
+        .map_err(unreadable)?;
+    if bytes.len() as u64 > MAX_PLUGIN_BYTES {
+        return Err(LoadError::Unreadable("grew while it was read".into()));
+    }
+    Ok(bytes)
+}
+
 /// Reads, checks and opens the plugin file at `path`.
 pub fn open(path: &Path) -> Result<Library, LoadError> {
-    let bytes = match std::fs::read(path) {
-        Ok(bytes) => bytes,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Err(LoadError::Missing),
-        Err(e) => return Err(LoadError::Unreadable(e.to_string())),
-    };
+    let bytes = read_plugin_file(path)?;
     check_shared_object(&bytes)?;
     // The same bytes were opened before (another alias, or a reload of an unchanged file):
     // that library serves again. A changed file has other bytes, so it is opened anew.

@@ -93,12 +93,44 @@ impl From<LoginState> for login_states::ActiveModel {
     }
 }
 
+/// The file of a `sqlite://` URL; `None` for an in-memory database.
+fn sqlite_file(url: &str) -> Option<&std::path::Path> {
+    let rest = url
+        .strip_prefix("sqlite://")
+        .or_else(|| url.strip_prefix("sqlite:"))?;
+    let path = rest.split('?').next().unwrap_or_default();
+    (!path.is_empty() && path != ":memory:").then(|| std::path::Path::new(path))
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
     #[error("database error: {0}")]
     Db(#[from] DbErr),
     #[error("{0}")]
     Config(String),
+}
+
+impl StoreError {
+    /// Whether the database cannot be reached right now (as opposed to refusing a
+    /// statement): the request may succeed later.
+    pub fn is_unavailable(&self) -> bool {
+        use sea_orm::{RuntimeErr, sqlx};
+        match self {
+            StoreError::Db(DbErr::ConnectionAcquire(_) | DbErr::Conn(_)) => true,
+            StoreError::Db(
+                DbErr::Query(RuntimeErr::SqlxError(error))
+                | DbErr::Exec(RuntimeErr::SqlxError(error)),
+            ) => matches!(
+                error.as_ref(),
+                sqlx::Error::Io(_)
+                    | sqlx::Error::Tls(_)
+                    | sqlx::Error::PoolTimedOut
+                    | sqlx::Error::PoolClosed
+                    | sqlx::Error::WorkerCrashed
+            ),
+            _ => false,
+        }
+    }
 }
 
 /// What became of a username choice.
@@ -141,6 +173,12 @@ impl Store {
             // Statements can carry token ids and emails: never log them.
             .sqlx_logging(false);
         if backend == DbBackend::Sqlite {
+            // SQLite gives its -wal and -shm files the database file's mode.
+            if let Some(file) = sqlite_file(url) {
+                crate::private_files::restrict_file(file).map_err(|e| {
+                    StoreError::Config(format!("cannot create {}: {e}", file.display()))
+                })?;
+            }
             options.map_sqlx_sqlite_opts(|o| {
                 use sea_orm::sqlx::sqlite::{SqliteJournalMode, SqliteSynchronous};
                 o.create_if_missing(true)

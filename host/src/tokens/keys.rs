@@ -302,7 +302,8 @@ fn kept_key(dir: &Path, algorithm: ClientAlgorithm) -> Result<(String, bool), Ke
         Ok(text) => Ok((text, false)),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
             let text = pem_text("PRIVATE KEY", algorithm.generate()?);
-            write_private(dir, &path, &text).map_err(|e| KeyError::Io(e.to_string()))?;
+            crate::private_files::write_new(&path, &text)
+                .map_err(|e| KeyError::Io(e.to_string()))?;
             Ok((text, true))
         }
         Err(e) => Err(KeyError::Io(format!("{}: {e}", path.display()))),
@@ -322,19 +323,4 @@ pub(super) fn pem_text(tag: &str, der: Vec<u8>) -> String {
         &pem::Pem::new(tag, der),
         pem::EncodeConfig::new().set_line_ending(pem::LineEnding::LF),
     )
-}
-
-fn write_private(dir: &Path, path: &Path, text: &str) -> std::io::Result<()> {
-    use std::io::Write;
-    std::fs::create_dir_all(dir)?;
-    let mut options = std::fs::OpenOptions::new();
-    options.write(true).create_new(true);
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::OpenOptionsExt;
-        options.mode(0o600);
-    }
-    let mut file = options.open(path)?;
-    file.write_all(text.as_bytes())?;
-    file.sync_all()
 }

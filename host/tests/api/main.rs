@@ -7,6 +7,7 @@
 mod common;
 
 mod downstream_verification;
+mod hardening;
 mod http_api;
 mod legacy_database;
 mod login_flow;

@@ -23,7 +23,7 @@ pub enum Backend {
 }
 
 /// The PostgreSQL server tests create their databases on.
-fn postgres_admin_url() -> String {
+pub fn postgres_admin_url() -> String {
     std::env::var("AUTH_TEST_POSTGRES_URL")
         .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".into())
 }
@@ -77,6 +77,11 @@ impl TestDatabase {
                 }
             }
         }
+    }
+
+    /// The PostgreSQL database's name (`None` on SQLite).
+    pub fn postgres_name(&self) -> Option<&str> {
+        self.postgres_name.as_deref()
     }
 
     /// A direct connection, for plain SQL.

@@ -126,6 +126,86 @@ fn plugins_check_checks_files_no_configuration_names() {
 }
 
 #[test]
+fn the_data_directory_and_database_are_private_whatever_the_umask() {
+    use std::os::unix::fs::PermissionsExt;
+    let root = tempfile::tempdir().unwrap();
+    let data = root.path().join("fresh").join("data");
+    let output = Command::new("sh")
+        .args(["-c", "umask 022 && exec \"$0\" migrate"])
+        .arg(common::auth_host_bin())
+        .env_clear()
+        .env("AUTH_DATA_DIR", &data)
+        .output()
+        .unwrap();
+    assert!(output.status.success(), "{}", text(&output.stderr));
+    let mode =
+        |path: &std::path::Path| std::fs::metadata(path).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode(&data), 0o700);
+    let mut files = 0;
+    for entry in std::fs::read_dir(&data).unwrap() {
+        let path = entry.unwrap().path();
+        assert_eq!(mode(&path), 0o600, "{}", path.display());
+        files += 1;
+    }
+    assert!(files >= 1, "the database is in the data directory");
+    // A database left world-readable by an earlier release is narrowed at start.
+    let db = data.join("auth-host.db");
+    std::fs::set_permissions(&db, std::fs::Permissions::from_mode(0o644)).unwrap();
+    let output = Command::new(common::auth_host_bin())
+        .arg("migrate")
+        .env_clear()
+        .env("AUTH_DATA_DIR", &data)
+        .output()
+        .unwrap();
+    assert!(output.status.success(), "{}", text(&output.stderr));
+    assert_eq!(mode(&db), 0o600);
+}
+
+#[test]
+fn a_device_or_fifo_named_as_a_plugin_is_refused_without_reading_it() {
+    let dir = PluginDir::new();
+    let device = dir.path().join("libzero.so");
+    std::os::unix::fs::symlink("/dev/zero", &device).unwrap();
+    let fifo = dir.path().join("libpipe.so");
+    let made = Command::new("mkfifo").arg(&fifo).status().unwrap();
+    assert!(made.success());
+    // Reading either would never end (or fill memory): the check must answer at once.
+    // Run with a 4 GiB address-space limit, so that a regression fails this test rather
+    // than the machine.
+    let mut child = Command::new("sh")
+        .args(["-c", "ulimit -v 4194304 && exec \"$0\" \"$@\""])
+        .arg(common::auth_host_bin())
+        .args(["plugins", "check"])
+        .args([&device, &fifo])
+        .env_clear()
+        .env("AUTH_DATA_DIR", dir.path())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    while child.try_wait().unwrap().is_none() {
+        if std::time::Instant::now() > deadline {
+            child.kill().unwrap();
+            panic!("plugins check is still reading a device or FIFO after 20 s");
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    let output = child.wait_with_output().unwrap();
+    assert_eq!(output.status.code(), Some(1));
+    let stdout = text(&output.stdout);
+    for file in [&device, &fifo] {
+        assert!(
+            stdout.contains(&format!(
+                "cannot load {}: cannot read the file: not a regular file (a directory, device or FIFO)",
+                file.display()
+            )),
+            "{stdout}"
+        );
+    }
+}
+
+#[test]
 fn plugin_log_lines_reach_the_host_log_with_their_alias() {
     let dir =
         PluginDir::with_workspace_plugins(&["sample_permission_provider", "sample_extension"]);

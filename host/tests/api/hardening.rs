@@ -1,0 +1,143 @@
+//! Findings of an outside probe, each over a real socket: derived usernames within the
+//! username rules, unreadable bodies, headers of pages, an unreachable database.
+
+use std::io::{Read, Write};
+
+use crate::common;
+use crate::on_both_backends;
+
+use common::server::{Backend, TestServer, browser, params_of};
+use serde_json::json;
+
+async fn usernames_derived_from_an_email_follow_the_username_rules(backend: Backend) {
+    let server = TestServer::start_with(backend, json!({"dev_login": true})).await;
+    for (email, username) in [
+        (
+            "<img src=x onerror=alert(1)>@example.com",
+            "imgsrcxonerroralert1",
+        ),
+        ("''@example.com", "user"),
+        ("'@example.org", "user1"),
+        ("../../etc@example.com", "etc"),
+    ] {
+        let landed = common::server::dev_login(&server, email).await;
+        let token = landed
+            .get("jwt")
+            .unwrap_or_else(|| panic!("{email}: {landed:?}"));
+        let (_, body) = server.get_json(&format!("/auth/check?jwt={token}")).await;
+        assert_eq!(body["profile"]["username"], username, "{email}");
+    }
+    let _ = server.stop().await;
+}
+
+/// Sends `request` as raw bytes and returns the status line of the answer.
+fn raw_status(base: &str, request: &[u8]) -> String {
+    let address = base.trim_start_matches("http://");
+    let mut stream = std::net::TcpStream::connect(address).unwrap();
+    stream
+        .set_read_timeout(Some(std::time::Duration::from_secs(10)))
+        .unwrap();
+    stream.write_all(request).unwrap();
+    let mut answer = Vec::new();
+    let _ = stream.read_to_end(&mut answer);
+    String::from_utf8_lossy(&answer)
+        .lines()
+        .next()
+        .unwrap_or_default()
+        .to_owned()
+}
+
+async fn a_broken_chunked_body_is_a_bad_request(backend: Backend) {
+    let server = TestServer::start(backend).await;
+    let base = server.base.clone();
+    let status = tokio::task::spawn_blocking(move || {
+        raw_status(
+            &base,
+            b"POST /auth/update HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\
+              Content-Type: application/x-www-form-urlencoded\r\n\
+              Transfer-Encoding: chunked\r\n\r\nzz\r\nusername=x\r\n0\r\n\r\n",
+        )
+    })
+    .await
+    .unwrap();
+    assert!(status.starts_with("HTTP/1.1 400"), "{status}");
+    let _ = server.stop().await;
+}
+
+async fn pages_forbid_framing_scripts_and_referrers(backend: Backend) {
+    let server = TestServer::start_with(backend, json!({"dev_login": true})).await;
+    let browser = browser();
+    let started = browser
+        .get(server.url("/auth/login/dev"))
+        .send()
+        .await
+        .unwrap();
+    let form = started.headers()["location"].to_str().unwrap().to_owned();
+    assert!(params_of(&form).contains_key("state"));
+    let error_page = server.url("/auth/oauth_callback?state=unknown&code=x");
+    for url in [form, error_page] {
+        let response = browser.get(&url).send().await.unwrap();
+        let headers = response.headers();
+        assert!(
+            headers["content-type"]
+                .to_str()
+                .unwrap()
+                .starts_with("text/html"),
+            "{url}"
+        );
+        let csp = headers["content-security-policy"].to_str().unwrap();
+        assert!(csp.contains("default-src 'none'"), "{csp}");
+        assert!(csp.contains("frame-ancestors 'none'"), "{csp}");
+        assert_eq!(headers["x-frame-options"], "DENY");
+        assert_eq!(headers["referrer-policy"], "no-referrer");
+    }
+    let _ = server.stop().await;
+}
+
+on_both_backends!(
+    usernames_derived_from_an_email_follow_the_username_rules,
+    a_broken_chunked_body_is_a_bad_request,
+    pages_forbid_framing_scripts_and_referrers,
+);
+
+/// The database goes away (PostgreSQL refuses every connection), then comes back.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unreachable_database_answers_503_and_recovers() {
+    if common::server::postgres_skipped() {
+        return;
+    }
+    let server = TestServer::start_with(Backend::Postgres, json!({"token_cache_ms": 0})).await;
+    let user = server.add_user("dora@example.com", "dora").await;
+    let token = server.token_for(&user.id);
+    let admin = sea_orm::Database::connect(common::server::postgres_admin_url())
+        .await
+        .unwrap();
+    let name = server.database().postgres_name().unwrap().to_owned();
+    let run = |sql: String| {
+        let admin = admin.clone();
+        async move {
+            use sea_orm::ConnectionTrait;
+            admin.execute_unprepared(&sql).await.unwrap();
+        }
+    };
+    run(format!("ALTER DATABASE \"{name}\" ALLOW_CONNECTIONS false")).await;
+    run(format!(
+        "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = '{name}'"
+    ))
+    .await;
+    for path in [
+        format!("/auth/check?jwt={token}"),
+        format!("/auth/authorize?jwt={token}&service=example"),
+    ] {
+        let (status, body) = server.get_json(&path).await;
+        assert_eq!(status, 503, "{path}: {body}");
+        assert_eq!(body["error"], "database unavailable", "{path}");
+    }
+    run(format!("ALTER DATABASE \"{name}\" ALLOW_CONNECTIONS true")).await;
+    let (status, body) = server.get_json(&format!("/auth/check?jwt={token}")).await;
+    assert_eq!(
+        (status.as_u16(), &body["authenticated"]),
+        (200, &json!(true))
+    );
+    let _ = server.stop().await;
+}
