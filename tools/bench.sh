@@ -31,6 +31,8 @@ export EXTERNAL_ADDRESS="$BASE"
 export ALLOWED_SERVICES="example:sample_permission_provider"
 export INSTALLED_EXTENSIONS="sample_extension"
 export AUTH_DEV_LOGIN=true
+# The login benchmark is one client with up to 64 logins in flight at once.
+export AUTH_MAX_UNFINISHED_LOGINS_PER_CLIENT=1000
 export RUST_LOG=warn
 case "$DB" in
   sqlite) unset DATABASE_URL ;;

@@ -165,6 +165,7 @@ impl App {
                     .is_some_and(|b| b.starts_with("https://")),
                 max_body_bytes: config.max_body_bytes,
                 request_timeout: Duration::from_millis(config.request_timeout_ms),
+                trusted_proxies: config.trusted_proxies(),
                 cors_origins: config
                     .cors_origins
                     .0
@@ -198,6 +199,7 @@ fn logins(config: &Config, store: Store) -> Result<Logins, StartupError> {
             redirect_origins: config.redirect_origins(),
             providers,
             dev_login: config.dev_login,
+            max_unfinished_per_client: config.max_unfinished_logins_per_client,
         },
         store,
     )

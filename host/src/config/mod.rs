@@ -7,6 +7,7 @@
 //! - [`urls`]: external address, origins, loopback.
 
 mod lists;
+mod networks;
 mod providers;
 mod reader;
 mod urls;
@@ -22,6 +23,7 @@ use figment::{
 use serde::Deserialize;
 
 pub use lists::{EntryList, List, PluginEntry};
+pub use networks::IpRange;
 pub use providers::{LoginProvider, LoginProviderKind, ProviderTable};
 pub use urls::{is_loopback_url, normalize_external_address, normalize_origin, origin_of};
 
@@ -53,6 +55,7 @@ pub mod defaults {
     pub const REQUEST_TIMEOUT_MS: u64 = 30_000;
     pub const PLUGIN_TIMEOUT_MS: u64 = 5_000;
     pub const PLUGIN_MAX_IN_FLIGHT: usize = 256;
+    pub const MAX_UNFINISHED_LOGINS_PER_CLIENT: usize = 30;
 }
 
 /// A guessable admin token would hand out control of the plugins.
@@ -120,6 +123,11 @@ pub struct Config {
     pub token_cache_ms: u64,
     /// Origins allowed to call the API from a browser (CORS).
     pub cors_origins: List,
+    /// Proxies (addresses or CIDR blocks) whose `X-Forwarded-For` / `Forwarded` say who the
+    /// client is; any other peer is the client itself.
+    pub trusted_proxies: List,
+    /// Logins one client may have started and not finished (429 beyond).
+    pub max_unfinished_logins_per_client: usize,
     /// Largest request body accepted.
     pub max_body_bytes: usize,
     /// Longest a request may take end to end.
@@ -235,6 +243,10 @@ impl Config {
                 .get("token_cache_ms")
                 .unwrap_or(defaults::TOKEN_CACHE_MS),
             cors_origins: keys.get("cors_origins").unwrap_or_default(),
+            trusted_proxies: keys.get("trusted_proxies").unwrap_or_default(),
+            max_unfinished_logins_per_client: keys
+                .get("max_unfinished_logins_per_client")
+                .unwrap_or(defaults::MAX_UNFINISHED_LOGINS_PER_CLIENT),
             max_body_bytes: keys
                 .get("max_body_bytes")
                 .unwrap_or(defaults::MAX_BODY_BYTES),
@@ -290,6 +302,10 @@ impl Config {
             ),
             ("plugin_timeout_ms", self.plugin_timeout_ms),
             ("plugin_max_in_flight", self.plugin_max_in_flight as u64),
+            (
+                "max_unfinished_logins_per_client",
+                self.max_unfinished_logins_per_client as u64,
+            ),
         ] {
             if value == 0 {
                 problems.push(format!("{key}: must be at least 1"));
@@ -316,6 +332,11 @@ impl Config {
                 if let Err(problem) = normalize_origin(origin) {
                     problems.push(format!("{key}: `{origin}`: {problem}"));
                 }
+            }
+        }
+        for proxy in &self.trusted_proxies.0 {
+            if let Err(problem) = IpRange::parse(proxy) {
+                problems.push(format!("trusted_proxies: {problem}"));
             }
         }
         if let Err(mut provider_problems) = self.login_providers() {
@@ -416,6 +437,15 @@ impl Config {
                 .filter_map(|o| normalize_origin(o).ok())
                 .collect()
         }
+    }
+
+    /// The proxies whose forwarding headers are believed.
+    pub fn trusted_proxies(&self) -> Vec<IpRange> {
+        self.trusted_proxies
+            .0
+            .iter()
+            .filter_map(|p| IpRange::parse(p).ok())
+            .collect()
     }
 
     /// The plugin directory in effect.

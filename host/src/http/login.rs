@@ -39,7 +39,10 @@ pub async fn start(
     params: &Params,
     secure: bool,
 ) -> Result<Reply> {
-    match service.start_login(provider, params.get("next")).await {
+    match service
+        .start_login(provider, params.get("next"), params.client())
+        .await
+    {
         Ok(started) => Ok(Reply::redirect(started.redirect)
             .with_cookie(browser_cookie(&started.browser_cookie, secure))),
         Err(StartError::UnknownProvider(name)) => Ok(Reply::json_with(
@@ -50,6 +53,11 @@ pub async fn start(
             StatusCode::BAD_REQUEST,
             json!({ "error": message }),
         )),
+        Err(error @ StartError::TooManyLogins { retry_after }) => Ok(Reply::json_with(
+            StatusCode::TOO_MANY_REQUESTS,
+            json!({ "error": error.to_string() }),
+        )
+        .with_retry_after(retry_after)),
         Err(StartError::Provider(failure)) => Ok(render_end(failure.end())),
         Err(StartError::Storage(error)) => Err(error.into()),
     }
@@ -64,6 +72,7 @@ pub async fn callback(service: &AuthService, params: &Params) -> Reply {
                 params.get("code"),
                 params.get("error"),
                 params.browser(),
+                params.client(),
             )
             .await,
     )
@@ -90,6 +99,7 @@ pub async fn dev(
                 params.get("email"),
                 params.get("name"),
                 params.browser(),
+                params.client(),
             )
             .await;
         return Ok(render_end(end));

@@ -10,6 +10,7 @@ mod routes;
 use std::collections::HashSet;
 use std::convert::Infallible;
 use std::future::Future;
+use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -24,6 +25,7 @@ use tokio::net::TcpListener;
 use tracing::Instrument;
 
 use crate::admin::AdminAccess;
+use crate::config::IpRange;
 use crate::metrics::{RequestLabels, RouteLabels};
 use crate::service::AuthService;
 use request::Params;
@@ -41,6 +43,8 @@ pub struct HttpSettings {
     pub cors_origins: HashSet<String>,
     /// Cookies get `Secure` (the external address is https).
     pub secure_cookies: bool,
+    /// Peers whose forwarding headers say who the client is.
+    pub trusted_proxies: Vec<IpRange>,
 }
 
 pub struct HttpApi {
@@ -69,7 +73,7 @@ impl HttpApi {
         let graceful = GracefulShutdown::new();
         let mut shutdown = std::pin::pin!(shutdown);
         loop {
-            let (stream, _peer) = tokio::select! {
+            let (stream, peer) = tokio::select! {
                 accepted = listener.accept() => match accepted {
                     Ok(accepted) => accepted,
                     Err(error) => {
@@ -85,7 +89,7 @@ impl HttpApi {
             let api = Arc::clone(&self);
             let service = service_fn(move |request| {
                 let api = Arc::clone(&api);
-                async move { Ok::<_, Infallible>(api.answer(request).await) }
+                async move { Ok::<_, Infallible>(api.answer(request, peer.ip()).await) }
             });
             let connection = http1::Builder::new()
                 .timer(TokioTimer::new())
@@ -107,7 +111,7 @@ impl HttpApi {
         }
     }
 
-    async fn answer(&self, request: Request<Incoming>) -> Response<Body> {
+    async fn answer(&self, request: Request<Incoming>, peer: IpAddr) -> Response<Body> {
         let started = Instant::now();
         let request_id = request_id(request.headers());
         let method = request.method().clone();
@@ -115,7 +119,7 @@ impl HttpApi {
         let span = tracing::info_span!("request", id = %request_id);
         let (route, mut response) = match tokio::time::timeout(
             self.settings.request_timeout,
-            self.dispatch(request).instrument(span.clone()),
+            self.dispatch(request, peer).instrument(span.clone()),
         )
         .await
         {
@@ -151,7 +155,11 @@ impl HttpApi {
         response
     }
 
-    async fn dispatch(&self, request: Request<Incoming>) -> (&'static str, Response<Body>) {
+    async fn dispatch(
+        &self,
+        request: Request<Incoming>,
+        peer: IpAddr,
+    ) -> (&'static str, Response<Body>) {
         let path = request.uri().path().to_owned();
         let Some(route) = Route::from_path(&path) else {
             return ("unknown", Reply::from(Rejection::NotFound).render(None));
@@ -166,7 +174,9 @@ impl HttpApi {
             };
             return (route.name(), Reply::from(error).render(None));
         }
-        let params = match Params::read(request, self.settings.max_body_bytes).await {
+        let client =
+            request::client_address(peer, request.headers(), &self.settings.trusted_proxies);
+        let params = match Params::read(request, self.settings.max_body_bytes, client).await {
             Ok(params) => params,
             Err(error) => return (route.name(), Reply::from(error).render(None)),
         };

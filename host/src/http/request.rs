@@ -6,10 +6,15 @@ use hyper::body::Incoming;
 use hyper::header::{CONTENT_LENGTH, CONTENT_TYPE};
 use hyper::{Method, Request};
 
+use std::net::IpAddr;
+
+use hyper::header::HeaderMap;
+
 use super::response::Rejection;
+use crate::config::IpRange;
 
 /// The request's parameters: query first, then form fields (as Flask's `request.values`).
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct Params {
     query: Vec<(String, String)>,
     form: Vec<(String, String)>,
@@ -17,11 +22,18 @@ pub struct Params {
     /// `Authorization: Bearer …`
     bearer: Option<String>,
     browser: Option<String>,
+    /// Who sent the request (see [`client_address`]).
+    client: IpAddr,
 }
 
 impl Params {
     /// Reads the query, and for a POST with a form body, the form (at most `max_body` bytes).
-    pub async fn read(request: Request<Incoming>, max_body: usize) -> Result<Params, Rejection> {
+    /// `client` is who sent it.
+    pub async fn read(
+        request: Request<Incoming>,
+        max_body: usize,
+        client: IpAddr,
+    ) -> Result<Params, Rejection> {
         let (parts, body) = request.into_parts();
         let query = parts
             .uri
@@ -84,6 +96,7 @@ impl Params {
             auth_token,
             bearer,
             browser,
+            client,
         })
     }
 
@@ -99,6 +112,11 @@ impl Params {
     /// The token of an `Authorization: Bearer` header.
     pub fn bearer(&self) -> Option<&str> {
         self.bearer.as_deref()
+    }
+
+    /// Who sent the request.
+    pub fn client(&self) -> IpAddr {
+        self.client
     }
 
     /// The browser-binding cookie of a login in progress.
@@ -124,6 +142,65 @@ impl Params {
     }
 }
 
+/// Who sent a request that reached us from `peer`: the peer itself, unless it is a trusted
+/// proxy; then the nearest address in `Forwarded` (`for=`), else `X-Forwarded-For`, that is
+/// not a trusted proxy itself. Addresses a client wrote itself (left of the first untrusted
+/// hop) are never believed.
+pub fn client_address(peer: IpAddr, headers: &HeaderMap, trusted: &[IpRange]) -> IpAddr {
+    let is_trusted = |address: IpAddr| trusted.iter().any(|range| range.contains(address));
+    if !is_trusted(peer) {
+        return peer;
+    }
+    let forwarded: Vec<String> = match headers.get_all("forwarded").iter().next() {
+        Some(_) => headers
+            .get_all("forwarded")
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .flat_map(|v| v.split(','))
+            .filter_map(|element| {
+                element.split(';').find_map(|pair| {
+                    let (key, value) = pair.trim().split_once('=')?;
+                    key.eq_ignore_ascii_case("for")
+                        .then(|| value.trim().trim_matches('"').to_owned())
+                })
+            })
+            .collect(),
+        None => headers
+            .get_all("x-forwarded-for")
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .flat_map(|v| v.split(','))
+            .map(|hop| hop.trim().to_owned())
+            .collect(),
+    };
+    let mut client = peer;
+    for hop in forwarded.iter().rev() {
+        match parse_hop(hop) {
+            Some(address) => {
+                client = address;
+                if !is_trusted(address) {
+                    break;
+                }
+            }
+            // `unknown`, an obfuscated name: nothing more can be believed.
+            None => break,
+        }
+    }
+    client
+}
+
+/// An address as proxies write it: `203.0.113.7`, `203.0.113.7:4711`, `[2001:db8::1]:4711`,
+/// `2001:db8::1`.
+fn parse_hop(hop: &str) -> Option<IpAddr> {
+    if let Ok(address) = hop.parse() {
+        return Some(address);
+    }
+    if let Some(rest) = hop.strip_prefix('[') {
+        return rest.split(']').next()?.parse().ok();
+    }
+    hop.rsplit_once(':')?.0.parse().ok()
+}
+
 /// `^[A-Za-z_$][A-Za-z0-9_$.]{0,63}$`
 fn is_callback_name(name: &str) -> bool {
     let mut chars = name.chars();
@@ -138,6 +215,51 @@ fn is_callback_name(name: &str) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_client_is_the_peer_unless_a_trusted_proxy_says_otherwise() {
+        let ip = |text: &str| -> IpAddr { text.parse().unwrap() };
+        let proxies = [IpRange::parse("10.0.0.0/8").unwrap()];
+        let headers = |pairs: &[(&'static str, &str)]| {
+            let mut map = HeaderMap::new();
+            for (name, value) in pairs {
+                map.append(*name, value.parse().unwrap());
+            }
+            map
+        };
+        let spoofed = headers(&[("x-forwarded-for", "1.2.3.4")]);
+        assert_eq!(
+            client_address(ip("198.51.100.9"), &spoofed, &proxies),
+            ip("198.51.100.9")
+        );
+        let chain = headers(&[("x-forwarded-for", "1.2.3.4, 203.0.113.7, 10.0.0.2")]);
+        assert_eq!(
+            client_address(ip("10.0.0.1"), &chain, &proxies),
+            ip("203.0.113.7")
+        );
+        let forwarded = headers(&[
+            (
+                "forwarded",
+                "for=1.2.3.4, for=\"[2001:db8::7]:4711\";proto=https",
+            ),
+            ("x-forwarded-for", "9.9.9.9"),
+        ]);
+        assert_eq!(
+            client_address(ip("10.0.0.1"), &forwarded, &proxies),
+            ip("2001:db8::7")
+        );
+        let none = headers(&[]);
+        assert_eq!(
+            client_address(ip("10.0.0.1"), &none, &proxies),
+            ip("10.0.0.1")
+        );
+        let unknown = headers(&[("forwarded", "for=unknown")]);
+        assert_eq!(
+            client_address(ip("10.0.0.1"), &unknown, &proxies),
+            ip("10.0.0.1")
+        );
+        assert_eq!(parse_hop("203.0.113.7:80"), Some(ip("203.0.113.7")));
+    }
 
     #[test]
     fn callback_names() {

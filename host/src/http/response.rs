@@ -21,6 +21,8 @@ pub struct Reply {
     pub challenge: Option<&'static str>,
     pub location: Option<String>,
     pub set_cookie: Option<String>,
+    /// `Retry-After`, with a 429 or 503.
+    pub retry_after: Option<std::time::Duration>,
 }
 
 #[derive(Debug)]
@@ -46,6 +48,7 @@ impl Reply {
             challenge: None,
             location: None,
             set_cookie: None,
+            retry_after: None,
         }
     }
 
@@ -57,6 +60,7 @@ impl Reply {
             challenge: None,
             location: None,
             set_cookie: None,
+            retry_after: None,
         }
     }
 
@@ -77,7 +81,13 @@ impl Reply {
             challenge: None,
             location: Some(location),
             set_cookie: None,
+            retry_after: None,
         }
+    }
+
+    pub fn with_retry_after(mut self, wait: std::time::Duration) -> Reply {
+        self.retry_after = Some(wait);
+        self
     }
 
     pub fn with_cookie(mut self, cookie: String) -> Reply {
@@ -129,6 +139,11 @@ impl Reply {
             && let Ok(value) = HeaderValue::from_str(&cookie)
         {
             headers.insert(header::SET_COOKIE, value);
+        }
+        if let Some(wait) = self.retry_after {
+            // Whole seconds, rounded up: never earlier than the limit allows.
+            let seconds = wait.as_secs() + u64::from(wait.subsec_nanos() > 0);
+            headers.insert(header::RETRY_AFTER, HeaderValue::from(seconds));
         }
         if let Some(challenge) = self.challenge {
             headers.insert(

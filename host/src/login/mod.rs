@@ -8,9 +8,11 @@
 //! endpoints come from the HTTP routes ([`Endpoints`]).
 
 mod github;
+mod limiter;
 mod oidc;
 
 use std::collections::BTreeMap;
+use std::net::IpAddr;
 use std::time::Duration;
 
 use oauth2::{PkceCodeChallenge, RedirectUrl};
@@ -25,6 +27,9 @@ pub const LOGIN_LIFETIME: Duration = Duration::from_secs(600);
 
 /// The cookie binding a login to the browser that started it.
 pub const BROWSER_COOKIE: &str = "auth_host_browser";
+
+/// The longest `next` a login or logout takes: it is stored with each login in progress.
+pub const MAX_NEXT_BYTES: usize = 2048;
 
 /// The development login's provider name.
 pub const DEV_PROVIDER: &str = "dev";
@@ -90,6 +95,10 @@ pub enum StartError {
     UnknownProvider(String),
     #[error("{0}")]
     BadNext(String),
+    /// This client has too many logins started and not finished; one may start after
+    /// `retry_after`.
+    #[error("too many unfinished logins from this address; try again later")]
+    TooManyLogins { retry_after: Duration },
     #[error(transparent)]
     Storage(#[from] StoreError),
     /// The provider cannot be reached (e.g. discovery failed); the browser goes back to
@@ -118,10 +127,13 @@ pub struct LoginSettings {
     pub redirect_origins: Vec<String>,
     pub providers: Vec<LoginProvider>,
     pub dev_login: bool,
+    /// Logins one client may have started and not finished.
+    pub max_unfinished_per_client: usize,
 }
 
 pub struct Logins {
     settings: LoginSettings,
+    limiter: limiter::LoginLimiter,
     store: Store,
     http: reqwest::Client,
     oidc: oidc::DiscoveryCache,
@@ -178,6 +190,7 @@ impl Logins {
             .build()
             .map_err(|e| format!("cannot build the HTTP client: {e}"))?;
         Ok(Logins {
+            limiter: limiter::LoginLimiter::new(settings.max_unfinished_per_client, LOGIN_LIFETIME),
             settings,
             store,
             http,
@@ -226,6 +239,9 @@ impl Logins {
     /// who logged in.
     pub fn check_next(&self, next: Option<&str>) -> Result<String, String> {
         let next = match next.filter(|n| !n.is_empty()) {
+            Some(next) if next.len() > MAX_NEXT_BYTES => {
+                return Err(format!("next is longer than {MAX_NEXT_BYTES} bytes"));
+            }
             Some(next) => next.to_owned(),
             None => match &self.settings.endpoints {
                 Some(endpoints) => endpoints.check.clone(),
@@ -245,12 +261,13 @@ impl Logins {
         }
     }
 
-    /// Starts a login with `provider`: remembers it (state, PKCE verifier, nonce, browser)
-    /// and gives the URL of the provider's consent page.
+    /// Starts a login with `provider` for `client`: remembers it (state, PKCE verifier,
+    /// nonce, browser) and gives the URL of the provider's consent page.
     pub async fn start(
         &self,
         provider_name: &str,
         next: Option<&str>,
+        client: IpAddr,
     ) -> Result<LoginStart, StartError> {
         let is_dev = provider_name == DEV_PROVIDER && self.settings.dev_login;
         let provider = self.provider(provider_name);
@@ -259,6 +276,23 @@ impl Logins {
         }
         // Refused before anything else: a token is never sent to an unlisted site.
         let next = self.check_next(next).map_err(StartError::BadNext)?;
+        self.limiter
+            .start(client)
+            .map_err(|retry_after| StartError::TooManyLogins { retry_after })?;
+        let started = self.remember(provider_name, provider, next).await;
+        if started.is_err() {
+            self.limiter.finished(client);
+        }
+        started
+    }
+
+    /// Stores a new login and gives where the browser goes first.
+    async fn remember(
+        &self,
+        provider_name: &str,
+        provider: Option<&LoginProvider>,
+        next: String,
+    ) -> Result<LoginStart, StartError> {
         let (Some(endpoints), Some(callback)) = (&self.settings.endpoints, self.callback_url())
         else {
             return Err(StartError::BadNext(
@@ -312,6 +346,7 @@ impl Logins {
         &self,
         state: Option<&str>,
         browser: Option<&str>,
+        client: IpAddr,
     ) -> Result<LoginState, LoginFailure> {
         let state = state
             .filter(|s| !s.is_empty())
@@ -330,6 +365,8 @@ impl Logins {
                     "this login is unknown or was already used; start again",
                 )
             })?;
+        // Whatever comes of it now, the login is no longer unfinished.
+        self.limiter.finished(client);
         let next = Some(saved.next.as_str());
         if saved.expires_at < unix_now_i64() {
             return Err(LoginFailure::new(next, "the login expired; start again"));
@@ -352,8 +389,9 @@ impl Logins {
         code: Option<&str>,
         provider_error: Option<&str>,
         browser: Option<&str>,
+        client: IpAddr,
     ) -> Result<(Identity, String), LoginFailure> {
-        let saved = self.take_state(state, browser).await?;
+        let saved = self.take_state(state, browser, client).await?;
         let next = Some(saved.next.as_str());
         if let Some(error) = provider_error {
             return Err(LoginFailure::new(
@@ -411,6 +449,7 @@ impl Logins {
         email: Option<&str>,
         name: Option<&str>,
         browser: Option<&str>,
+        client: IpAddr,
     ) -> Result<(Identity, String), LoginFailure> {
         if !self.settings.dev_login {
             return Err(LoginFailure::new(
@@ -418,7 +457,7 @@ impl Logins {
                 "the development login is not enabled",
             ));
         }
-        let saved = self.take_state(state, browser).await?;
+        let saved = self.take_state(state, browser, client).await?;
         let next = Some(saved.next.as_str());
         if saved.provider != DEV_PROVIDER {
             return Err(LoginFailure::new(

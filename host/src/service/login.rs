@@ -2,6 +2,8 @@
 //! identity; here the user is created or refreshed (after the hooks agree) and a client
 //! token is sent to `next`.
 
+use std::net::IpAddr;
+
 use crate::error::Error;
 use crate::login::{Identity, LoginEnd, LoginFailure, LoginStart, StartError, landing_url};
 use crate::users::{User, new_user, username_candidates};
@@ -47,8 +49,9 @@ impl AuthService {
         &self,
         provider: &str,
         next: Option<&str>,
+        client: IpAddr,
     ) -> Result<LoginStart, StartError> {
-        self.logins.start(provider, next).await
+        self.logins.start(provider, next, client).await
     }
 
     /// Finishes a provider login at the callback.
@@ -58,10 +61,11 @@ impl AuthService {
         code: Option<&str>,
         provider_error: Option<&str>,
         browser: Option<&str>,
+        client: IpAddr,
     ) -> LoginEnd {
         let finished = self
             .logins
-            .finish(state, code, provider_error, browser)
+            .finish(state, code, provider_error, browser, client)
             .await;
         self.complete(finished).await
     }
@@ -73,8 +77,12 @@ impl AuthService {
         email: Option<&str>,
         name: Option<&str>,
         browser: Option<&str>,
+        client: IpAddr,
     ) -> LoginEnd {
-        let finished = self.logins.finish_dev(state, email, name, browser).await;
+        let finished = self
+            .logins
+            .finish_dev(state, email, name, browser, client)
+            .await;
         self.complete(finished).await
     }
 

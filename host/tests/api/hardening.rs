@@ -94,7 +94,85 @@ async fn pages_forbid_framing_scripts_and_referrers(backend: Backend) {
     let _ = server.stop().await;
 }
 
+/// Starts a development login as the client `forwarded_for` (behind the test's proxy).
+async fn start_dev_login(
+    server: &TestServer,
+    browser: &reqwest::Client,
+    forwarded_for: &str,
+    next: &str,
+) -> reqwest::Response {
+    let next: String = form_urlencoded::byte_serialize(next.as_bytes()).collect();
+    browser
+        .get(server.url(&format!("/auth/login/dev?next={next}")))
+        .header("x-forwarded-for", forwarded_for)
+        .send()
+        .await
+        .unwrap()
+}
+
+async fn unfinished_logins_are_bounded_per_client(backend: Backend) {
+    let server = TestServer::start_with(
+        backend,
+        json!({"dev_login": true, "max_unfinished_logins_per_client": 5,
+               "trusted_proxies": "127.0.0.0/8"}),
+    )
+    .await;
+    let next = server.url("/app");
+    let flooder = browser();
+    // A huge `next` is refused before anything is stored.
+    let huge = format!("{next}?x={}", "a".repeat(60_000));
+    let response = start_dev_login(&server, &flooder, "203.0.113.7", &huge).await;
+    assert_eq!(response.status(), 400);
+    let body: serde_json::Value = response.json().await.unwrap();
+    assert_eq!(body["error"], "next is longer than 2048 bytes");
+    // One client's unfinished logins are bounded…
+    for _ in 0..5 {
+        let response = start_dev_login(&server, &flooder, "203.0.113.7", &next).await;
+        assert_eq!(response.status(), 302);
+    }
+    let refused = start_dev_login(&server, &flooder, "203.0.113.7", &next).await;
+    assert_eq!(refused.status(), 429);
+    let wait: u64 = refused.headers()["retry-after"]
+        .to_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!((1..=600).contains(&wait), "{wait}");
+    // …while a user behind another address logs in meanwhile.
+    let user = browser();
+    let started = start_dev_login(&server, &user, "198.51.100.9", &next).await;
+    assert_eq!(started.status(), 302);
+    let form = started.headers()["location"].to_str().unwrap().to_owned();
+    let finished = user
+        .post(server.url("/auth/login/dev"))
+        .header("x-forwarded-for", "198.51.100.9")
+        .form(&[
+            ("state", params_of(&form)["state"].as_str()),
+            ("email", "real@example.com"),
+        ])
+        .send()
+        .await
+        .unwrap();
+    let landing = finished.headers()["location"].to_str().unwrap();
+    assert!(params_of(landing).contains_key("jwt"), "{landing}");
+    let _ = server.stop().await;
+
+    // Without trusted proxies, a forwarding header is the client's own claim: ignored.
+    let server = TestServer::start_with(
+        backend,
+        json!({"dev_login": true, "max_unfinished_logins_per_client": 2}),
+    )
+    .await;
+    let next = server.url("/app");
+    for (forwarded_for, status) in [("192.0.2.1", 302), ("192.0.2.2", 302), ("192.0.2.3", 429)] {
+        let response = start_dev_login(&server, &browser(), forwarded_for, &next).await;
+        assert_eq!(response.status(), status, "{forwarded_for}");
+    }
+    let _ = server.stop().await;
+}
+
 on_both_backends!(
+    unfinished_logins_are_bounded_per_client,
     usernames_derived_from_an_email_follow_the_username_rules,
     a_broken_chunked_body_is_a_bad_request,
     pages_forbid_framing_scripts_and_referrers,
