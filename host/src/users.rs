@@ -200,6 +200,17 @@ mod tests {
         );
     }
 
+    proptest::proptest! {
+        /// Any email (or provider login) gives a valid base, and every suffix stays valid.
+        #[test]
+        fn any_email_gives_valid_usernames(local in "\\PC{0,150}", login in proptest::option::of("\\PC{0,60}")) {
+            let base = first_username(&format!("{local}@example.com"), login.as_deref());
+            for candidate in username_candidates(&base).step_by(97) {
+                proptest::prop_assert_eq!(validate_username(&candidate), Ok(()), "{}", candidate);
+            }
+        }
+    }
+
     #[test]
     fn dates_are_written_as_python_isoformat_did() {
         let whole = chrono::NaiveDate::from_ymd_opt(2019, 5, 1)

@@ -273,3 +273,35 @@ fn a_wildcard_origin_is_refused_with_a_clear_message() {
         Ok(())
     });
 }
+
+proptest::proptest! {
+    #![proptest_config(proptest::prelude::ProptestConfig::with_cases(64))]
+
+    /// Any text in any setting: a configuration or one message per problem, each naming a
+    /// key; never a panic.
+    #[test]
+    fn any_values_load_or_are_refused_by_key(
+        values in proptest::collection::vec("\\PC{0,40}", 12),
+    ) {
+        let keys = [
+            "listen", "allowed_services", "installed_extensions", "plugin_timeout_ms",
+            "cors_origins", "allowed_redirects", "trusted_proxies", "external_address",
+            "client_token_algorithm", "max_body_bytes", "dev_login", "admin_token",
+        ];
+        let settings: serde_json::Map<String, serde_json::Value> = keys
+            .iter()
+            .zip(&values)
+            .map(|(key, value)| ((*key).to_owned(), serde_json::Value::from(value.clone())))
+            .collect();
+        let figment = Figment::from(figment::providers::Serialized::defaults(settings));
+        if let Err(errors) = Config::from_figment(figment) {
+            proptest::prop_assert!(!errors.0.is_empty());
+            for problem in &errors.0 {
+                let named = keys.iter().any(|key| problem.contains(key))
+                    || problem.contains("providers")
+                    || problem.contains("alias");
+                proptest::prop_assert!(named, "{}", problem);
+            }
+        }
+    }
+}

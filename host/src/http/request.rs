@@ -261,6 +261,41 @@ mod tests {
         assert_eq!(parse_hop("203.0.113.7:80"), Some(ip("203.0.113.7")));
     }
 
+    proptest::proptest! {
+        /// Whatever the headers say, the client is the peer or an address they named, and
+        /// an untrusted peer is always the client.
+        #[test]
+        fn any_forwarding_headers(
+            forwarded in "\\PC{0,120}",
+            x_forwarded_for in "[0-9a-f.:, \\[\\]]{0,120}",
+            trusted_peer in proptest::bool::ANY,
+        ) {
+            let proxies = [IpRange::parse("10.0.0.0/8").unwrap()];
+            let peer: IpAddr = if trusted_peer { "10.0.0.1" } else { "198.51.100.1" }.parse().unwrap();
+            let mut headers = HeaderMap::new();
+            for (name, value) in [("forwarded", &forwarded), ("x-forwarded-for", &x_forwarded_for)] {
+                if let Ok(value) = value.parse() {
+                    headers.insert(name, value);
+                }
+            }
+            let client = client_address(peer, &headers, &proxies);
+            if !trusted_peer {
+                proptest::prop_assert_eq!(client, peer);
+            } else if client != peer {
+                let named: Vec<IpAddr> = format!("{forwarded},{x_forwarded_for}")
+                    .split([',', ';', ' '])
+                    .map(|hop| {
+                        let hop = hop.trim();
+                        let hop = hop.split_once('=').map_or(hop, |(_, value)| value);
+                        hop.trim_matches('"').to_owned()
+                    })
+                    .filter_map(|hop| parse_hop(&hop))
+                    .collect();
+                proptest::prop_assert!(named.contains(&client), "{}", client);
+            }
+        }
+    }
+
     #[test]
     fn callback_names() {
         for good in [

@@ -145,6 +145,26 @@ impl std::fmt::Debug for Logins {
     }
 }
 
+/// `next` when it is an absolute http(s) URL of at most [`MAX_NEXT_BYTES`] on one of
+/// `origins`, as the URL parser writes it (tabs and line breaks dropped, as browsers do, so
+/// that a redirect header never carries them raw).
+pub fn validate_next(next: &str, origins: &[String]) -> Result<String, String> {
+    if next.len() > MAX_NEXT_BYTES {
+        return Err(format!("next is longer than {MAX_NEXT_BYTES} bytes"));
+    }
+    let absolute = || "next must be an absolute http(s) URL".to_owned();
+    let parsed = url::Url::parse(next).map_err(|_| absolute())?;
+    if !matches!(parsed.scheme(), "http" | "https") {
+        return Err(absolute());
+    }
+    let origin = origin_of(parsed.as_str()).ok_or_else(absolute)?;
+    if origins.contains(&origin) {
+        Ok(parsed.into())
+    } else {
+        Err(format!("next is not on an allowed origin ({origin})"))
+    }
+}
+
 /// Where a login sends the browser back: `next` with `jwt` or `error` (`key`) set to
 /// `value`. A `jwt` or `error` already in `next` is dropped, so that the app never reads a
 /// planted one first.
@@ -233,31 +253,15 @@ impl Logins {
             .collect()
     }
 
-    /// `next` when it is an absolute http(s) URL on an allowed origin, as the URL parser
-    /// writes it (tabs and line breaks dropped, as browsers do, so that a redirect header
-    /// never carries them raw); when absent, auth-host's own `/auth/check`, which then shows
-    /// who logged in.
+    /// `next` when it is valid ([`validate_next`]); when absent, auth-host's own
+    /// `/auth/check`, which then shows who logged in.
     pub fn check_next(&self, next: Option<&str>) -> Result<String, String> {
-        let next = match next.filter(|n| !n.is_empty()) {
-            Some(next) if next.len() > MAX_NEXT_BYTES => {
-                return Err(format!("next is longer than {MAX_NEXT_BYTES} bytes"));
+        match (next.filter(|n| !n.is_empty()), &self.settings.endpoints) {
+            (Some(next), _) => validate_next(next, &self.settings.redirect_origins),
+            (None, Some(endpoints)) => {
+                validate_next(&endpoints.check, &self.settings.redirect_origins)
             }
-            Some(next) => next.to_owned(),
-            None => match &self.settings.endpoints {
-                Some(endpoints) => endpoints.check.clone(),
-                None => return Err("next is required".into()),
-            },
-        };
-        let absolute = || "next must be an absolute http(s) URL".to_owned();
-        let parsed = url::Url::parse(&next).map_err(|_| absolute())?;
-        if !matches!(parsed.scheme(), "http" | "https") {
-            return Err(absolute());
-        }
-        let origin = origin_of(parsed.as_str()).ok_or_else(absolute)?;
-        if self.settings.redirect_origins.contains(&origin) {
-            Ok(parsed.into())
-        } else {
-            Err(format!("next is not on an allowed origin ({origin})"))
+            (None, None) => Err("next is required".into()),
         }
     }
 
@@ -488,6 +492,45 @@ impl Logins {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    proptest::proptest! {
+        /// Whatever `next` is, an accepted one is a well-formed http(s) URL on an allowed
+        /// origin with nothing raw in it; and its landing URL carries exactly one result.
+        #[test]
+        fn next_is_accepted_only_when_safe(
+            path in ".{0,80}",
+            scheme in proptest::sample::select(vec!["https", "http", "javascript", "data", "HTTPS", ""]),
+            host in proptest::sample::select(vec!["app.example.com", "APP.example.com", "evil.example", "app.example.com.evil.example", "app.example.com:443", "user@app.example.com", ""]),
+            token in "[A-Za-z0-9._-]{1,40}",
+        ) {
+            let origins = vec!["https://app.example.com".to_owned()];
+            let next = format!("{scheme}://{host}/{path}");
+            if let Ok(accepted) = validate_next(&next, &origins) {
+                let parsed = url::Url::parse(&accepted).unwrap();
+                proptest::prop_assert_eq!(parsed.origin().ascii_serialization(), "https://app.example.com");
+                proptest::prop_assert!(!accepted.chars().any(|c| c.is_control() || c == ' '));
+                for key in ["jwt", "error"] {
+                    let landing = landing_url(&accepted, key, &token);
+                    let landed = url::Url::parse(&landing).unwrap();
+                    let results: Vec<_> = landed.query_pairs()
+                        .filter(|(k, _)| k == "jwt" || k == "error")
+                        .map(|(k, v)| (k.into_owned(), v.into_owned()))
+                        .collect();
+                    proptest::prop_assert_eq!(results, vec![(key.to_owned(), token.clone())]);
+                    proptest::prop_assert_eq!(landed.origin(), parsed.origin());
+                }
+            }
+        }
+
+        /// Arbitrary text never panics and is never accepted unless it is a URL.
+        #[test]
+        fn any_text_as_next(next in "\\PC{0,300}") {
+            let origins = vec!["https://app.example.com".to_owned()];
+            if let Ok(accepted) = validate_next(&next, &origins) {
+                proptest::prop_assert!(accepted.starts_with("https://app.example.com/"));
+            }
+        }
+    }
 
     #[test]
     fn a_landing_url_drops_planted_results() {

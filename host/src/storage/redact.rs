@@ -109,6 +109,30 @@ fn value_end(value: &str) -> usize {
 mod tests {
     use super::redact_url;
 
+    proptest::proptest! {
+        /// A password of any characters a URL or libpq value can hold never survives.
+        #[test]
+        fn no_password_survives(password in "[A-Za-z0-9!$%()*+,;=~._-]{4,40}") {
+            let marked = format!("Zq{password}Zq");
+            for url in [
+                format!("postgres://auth:{marked}@db:5432/auth"),
+                format!("postgres://auth@db/auth?sslmode=disable&password={marked}"),
+                format!("host=db password={marked} dbname=auth"),
+                format!("host=db password = '{}' dbname=auth", marked.replace('\'', "\\'")),
+            ] {
+                let redacted = redact_url(&url);
+                proptest::prop_assert!(!redacted.contains(&marked), "{}", redacted);
+                proptest::prop_assert!(redacted.contains("***"), "{}", redacted);
+            }
+        }
+
+        /// Arbitrary text never panics.
+        #[test]
+        fn any_text(text in "\\PC{0,200}") {
+            let _ = redact_url(&text);
+        }
+    }
+
     #[test]
     fn every_form_of_password_is_redacted() {
         for (url, redacted) in [
