@@ -14,7 +14,7 @@ DEV_SERVER = EXTERNAL_ADDRESS="http://127.0.0.1:8000" AUTH_LISTEN="127.0.0.1:800
 # webhook signatures as downstream services and receivers do.
 VERIFIERS_VENV = target/verifiers-venv
 
-.PHONY: build run test lint fmt check-plugins clean verifiers bench bench-tools
+.PHONY: build run test fuzz fuzz-tools lint fmt check-plugins clean verifiers bench bench-tools
 
 # `make bench` (SQLite) or `make bench DB=postgres`; BENCH_DURATION=seconds per run.
 DB ?= sqlite
@@ -30,6 +30,15 @@ check-plugins: build
 
 test: build verifiers
 	$(CARGO) test --workspace
+
+# 100,000 malformed requests against a running server (tools/fuzz.sh); CI runs it too.
+fuzz: build fuzz-tools
+	tools/fuzz.sh
+
+# curl from the system packages, installed when missing.
+fuzz-tools:
+	@command -v curl >/dev/null || \
+	  { apt-get update -qq && apt-get install -y -qq curl >/dev/null; }
 
 verifiers: $(VERIFIERS_VENV)/.installed
 
