@@ -35,38 +35,12 @@ impl Params {
         client: IpAddr,
     ) -> Result<Params, Rejection> {
         let (parts, body) = request.into_parts();
-        let query = parts
-            .uri
-            .query()
-            .map(|q| form_urlencoded::parse(q.as_bytes()).into_owned().collect())
-            .unwrap_or_default();
-        let auth_token = parts
-            .headers
-            .get("auth-token")
-            .and_then(|v| v.to_str().ok())
-            .map(str::to_owned);
-        let bearer = parts
-            .headers
-            .get(hyper::header::AUTHORIZATION)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.split_once(' '))
-            .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
-            .map(|(_, token)| token.trim().to_owned());
-        let browser = parts
-            .headers
-            .get_all(hyper::header::COOKIE)
-            .iter()
-            .filter_map(|v| v.to_str().ok())
-            .flat_map(|v| v.split(';'))
-            .filter_map(|pair| pair.trim().split_once('='))
-            .find(|(name, _)| *name == crate::login::BROWSER_COOKIE)
-            .map(|(_, value)| value.to_owned());
         let is_form = parts
             .headers
             .get(CONTENT_TYPE)
             .and_then(|v| v.to_str().ok())
             .is_some_and(|v| v.starts_with("application/x-www-form-urlencoded"));
-        let mut form = Vec::new();
+        let mut form = hyper::body::Bytes::new();
         if parts.method == Method::POST && is_form {
             let declared = parts
                 .headers
@@ -76,7 +50,7 @@ impl Params {
             if declared.is_some_and(|length| length > max_body) {
                 return Err(Rejection::PayloadTooLarge);
             }
-            let bytes = Limited::new(body, max_body)
+            form = Limited::new(body, max_body)
                 .collect()
                 .await
                 .map_err(|error| {
@@ -88,16 +62,47 @@ impl Params {
                     }
                 })?
                 .to_bytes();
-            form = form_urlencoded::parse(&bytes).into_owned().collect();
         }
-        Ok(Params {
+        Ok(Params::parse(
+            parts.uri.query(),
+            &parts.headers,
+            &form,
+            client,
+        ))
+    }
+
+    /// The parameters of a request with this query, headers and form body (empty unless a
+    /// form was posted). Any bytes are accepted: invalid UTF-8 is read lossily.
+    fn parse(query: Option<&str>, headers: &HeaderMap, form: &[u8], client: IpAddr) -> Params {
+        let query = query
+            .map(|q| form_urlencoded::parse(q.as_bytes()).into_owned().collect())
+            .unwrap_or_default();
+        let auth_token = headers
+            .get("auth-token")
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned);
+        let bearer = headers
+            .get(hyper::header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.split_once(' '))
+            .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
+            .map(|(_, token)| token.trim().to_owned());
+        let browser = headers
+            .get_all(hyper::header::COOKIE)
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .flat_map(|v| v.split(';'))
+            .filter_map(|pair| pair.trim().split_once('='))
+            .find(|(name, _)| *name == crate::login::BROWSER_COOKIE)
+            .map(|(_, value)| value.to_owned());
+        Params {
             query,
-            form,
+            form: form_urlencoded::parse(form).into_owned().collect(),
             auth_token,
             bearer,
             browser,
             client,
-        })
+        }
     }
 
     /// A parameter's value: from the query, else from the form.
@@ -292,6 +297,38 @@ mod tests {
                     .filter_map(|hop| parse_hop(&hop))
                     .collect();
                 proptest::prop_assert!(named.contains(&client), "{}", client);
+            }
+        }
+    }
+
+    proptest::proptest! {
+        /// Any query and form: parameters come from the query first, then the form; the
+        /// `auth-token` header wins over `jwt`; a callback is either refused or a plain name.
+        #[test]
+        fn any_query_and_form(
+            query in "[a-z=&%0-9A-F+.;_-]{0,80}",
+            form in proptest::collection::vec(proptest::num::u8::ANY, 0..200),
+            header_token in proptest::option::of("[A-Za-z0-9._-]{1,40}"),
+        ) {
+            let mut headers = HeaderMap::new();
+            if let Some(token) = &header_token {
+                headers.insert("auth-token", token.parse().unwrap());
+            }
+            let client: IpAddr = "127.0.0.1".parse().unwrap();
+            let params = Params::parse(Some(&query), &headers, &form, client);
+            let from_query: Vec<(String, String)> =
+                form_urlencoded::parse(query.as_bytes()).into_owned().collect();
+            for (key, value) in &from_query {
+                if let Some((_, first)) = from_query.iter().find(|(k, _)| k == key) {
+                    proptest::prop_assert_eq!(params.get(key), Some(first.as_str()), "{}", value);
+                }
+            }
+            match &header_token {
+                Some(token) => proptest::prop_assert_eq!(params.jwt(), Some(token.as_str())),
+                None => proptest::prop_assert_eq!(params.jwt(), params.get("jwt")),
+            }
+            if let Ok(Some(name)) = params.callback() {
+                proptest::prop_assert!(is_callback_name(name));
             }
         }
     }
