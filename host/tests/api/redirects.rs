@@ -4,32 +4,11 @@
 use crate::common;
 use crate::on_both_backends;
 
-use common::server::{Backend, TestServer, browser, params_of};
+use common::server::{Backend, TestServer, browser, dev_login_landing};
 use serde_json::json;
 
 fn encoded(text: &str) -> String {
     form_urlencoded::byte_serialize(text.as_bytes()).collect()
-}
-
-/// Runs a development login from `next` for `email`; the landing URL.
-async fn dev_login_landing(server: &TestServer, next: &str, email: &str) -> String {
-    let browser = browser();
-    let started = browser
-        .get(server.url(&format!("/auth/login/dev?next={}", encoded(next))))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(started.status(), 302);
-    let form = started.headers()["location"].to_str().unwrap().to_owned();
-    let state = params_of(&form)["state"].clone();
-    let finished = browser
-        .post(server.url("/auth/login/dev"))
-        .form(&[("state", state.as_str()), ("email", email)])
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(finished.status(), 302);
-    finished.headers()["location"].to_str().unwrap().to_owned()
 }
 
 /// Every value of the query parameter `key` in `url`.

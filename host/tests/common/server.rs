@@ -324,13 +324,19 @@ pub async fn dev_login(
     server: &TestServer,
     email: &str,
 ) -> std::collections::HashMap<String, String> {
+    params_of(&dev_login_landing(server, &server.url("/app"), email).await)
+}
+
+/// Logs `email` in through the development login from `next`; where the browser lands.
+pub async fn dev_login_landing(server: &TestServer, next: &str, email: &str) -> String {
     let browser = browser();
-    let next = server.url("/app");
+    let next: String = form_urlencoded::byte_serialize(next.as_bytes()).collect();
     let started = browser
         .get(server.url(&format!("/auth/login/dev?next={next}")))
         .send()
         .await
         .unwrap();
+    assert_eq!(started.status(), 302);
     let form = started.headers()["location"].to_str().unwrap().to_owned();
     let state = params_of(&form)["state"].clone();
     let finished = browser
@@ -339,7 +345,8 @@ pub async fn dev_login(
         .send()
         .await
         .unwrap();
-    params_of(finished.headers()["location"].to_str().unwrap())
+    assert_eq!(finished.status(), 302);
+    finished.headers()["location"].to_str().unwrap().to_owned()
 }
 
 /// The query parameters of a URL.
