@@ -38,12 +38,15 @@ fn plugin_messages(outcomes: &[LoadOutcome]) -> String {
 /// The signing keys: `PRIVATE_KEY`/`PUBLIC_KEY`, or the pair kept in the data directory
 /// (made on first start).
 pub fn load_keys(config: &Config) -> Result<KeySet, StartupError> {
-    let keys = main_keys(config)?;
-    Ok(keys.with_client_algorithm(
+    let mut keys = main_keys(config)?.with_client_algorithm(
         config.client_token_algorithm,
         config.client_token_private_key.as_ref().map(|k| k.expose()),
         &config.data_dir,
-    )?)
+    )?;
+    if let Some(private_key) = config.legacy_client_token_key() {
+        keys = keys.with_legacy_client_tokens(private_key);
+    }
+    Ok(keys)
 }
 
 /// The RS256 key pair (permission tokens, and client tokens by default).

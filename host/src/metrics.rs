@@ -46,6 +46,8 @@ pub struct Metrics {
     pub plugin_calls: Family<PluginCallLabels, Counter>,
     pub tokens_issued: Family<TokenLabels, Counter>,
     pub plugins_loaded: Gauge,
+    /// Client tokens of the old service accepted: when it stays at zero, they are all gone.
+    pub legacy_client_tokens: Counter,
 }
 
 impl std::fmt::Debug for Metrics {
@@ -94,8 +96,15 @@ impl Metrics {
             "Plugin reloads (SIGHUP or /admin/reload) by result",
             plugin_reloads.clone(),
         );
+        let legacy_client_tokens = Counter::default();
+        registry.register(
+            "legacy_client_tokens_accepted",
+            "Client tokens of the old service accepted",
+            legacy_client_tokens.clone(),
+        );
         Metrics {
             registry,
+            legacy_client_tokens,
             plugin_reloads,
             requests,
             request_seconds,

@@ -106,6 +106,9 @@ pub struct Config {
     pub client_token_private_key: Option<Secret>,
     /// Public keys of earlier key pairs, still accepted during a rotation (PEM).
     pub previous_public_keys: Vec<String>,
+    /// Whether the old service's client tokens (HS256 under the SHA-256 of `PRIVATE_KEY`)
+    /// are accepted; unset: yes when `PRIVATE_KEY` is set.
+    pub legacy_client_tokens: Option<bool>,
     /// `EXTERNAL_ADDRESS`: this service's public base address; a bare host name means
     /// `https://HOST`.
     pub external_address: Option<String>,
@@ -202,7 +205,16 @@ impl Config {
                     .split("."),
             )
             .merge(Env::prefixed("AUTH_").split("__").ignore(&["CONFIG"]));
-        Self::from_figment(figment)
+        let mut config = Self::from_figment(figment)?;
+        // figment trims environment values; the old service derived its client-token key
+        // from the private key's exact text, trailing newline included.
+        if let Some(exact) = ["AUTH_PRIVATE_KEY", "PRIVATE_KEY"]
+            .iter()
+            .find_map(|name| std::env::var(name).ok())
+        {
+            config.private_key = Some(Secret(exact));
+        }
+        Ok(config)
     }
 
     /// Extracts and validates a configuration. Each key is read on its own, so that every
@@ -227,6 +239,7 @@ impl Config {
             private_key: keys.get("private_key"),
             public_key: keys.get("public_key"),
             previous_public_keys: keys.get("previous_public_keys").unwrap_or_default(),
+            legacy_client_tokens: keys.get("legacy_client_tokens"),
             client_token_algorithm: keys.get("client_token_algorithm").unwrap_or_default(),
             client_token_private_key: keys.get("client_token_private_key"),
             external_address: keys.get("external_address"),
@@ -382,6 +395,15 @@ impl Config {
             }
         }
         problems
+    }
+
+    /// The `PRIVATE_KEY` text that keys the old service's client tokens, when they are
+    /// accepted.
+    pub fn legacy_client_token_key(&self) -> Option<&str> {
+        match self.legacy_client_tokens {
+            Some(false) => None,
+            _ => self.private_key.as_ref().map(Secret::expose),
+        }
     }
 
     /// The database in effect.

@@ -305,3 +305,18 @@ proptest::proptest! {
         }
     }
 }
+
+#[test]
+fn the_private_key_text_is_kept_exactly_as_given() {
+    // The old service derived its HMAC key from these exact bytes, trailing newline included.
+    Jail::expect_with(|jail| {
+        jail.set_env("PRIVATE_KEY", "-----BEGIN X-----\nabc\n-----END X-----\n");
+        jail.set_env("PUBLIC_KEY", "p");
+        let config = Config::load(None).map_err(|e| e.to_string())?;
+        assert_eq!(
+            config.private_key.as_ref().map(Secret::expose),
+            Some("-----BEGIN X-----\nabc\n-----END X-----\n")
+        );
+        Ok(())
+    });
+}

@@ -26,7 +26,12 @@ impl AuthService {
     pub(super) fn client_claims(&self, token: Option<&str>) -> Option<ClientClaims> {
         let token = token.filter(|t| !t.is_empty())?;
         match self.tokens.verify_client_token(token) {
-            Ok(claims) => Some(claims),
+            Ok(claims) => {
+                if claims.legacy {
+                    self.metrics.legacy_client_tokens.inc();
+                }
+                Some(claims)
+            }
             Err(reason) => {
                 tracing::debug!(%reason, "client token refused");
                 None

@@ -101,6 +101,8 @@ pub struct KeySet {
     client_signer: Option<Signer>,
     public_pem: String,
     verifying: Vec<VerifyingKey>,
+    /// The old service's client-token key, while its tokens are still accepted.
+    legacy: Option<DecodingKey>,
 }
 
 impl std::fmt::Debug for KeySet {
@@ -127,6 +129,7 @@ impl KeySet {
             client_signer: None,
             public_pem: public_pem.trim().to_owned() + "\n",
             verifying: vec![current],
+            legacy: None,
         }
         .with_previous(previous)?;
         // A signature made with the private key must verify with the public one.
@@ -136,7 +139,7 @@ impl KeySet {
                 &serde_json::json!({"probe": true, "exp": u64::MAX / 2}),
             )
             .map_err(|e| KeyError::Invalid(format!("private_key: cannot sign ({e})")))?;
-        keys.verify::<serde_json::Value>(&probe)
+        keys.verify::<serde_json::Value>(&probe, false)
             .map_err(|_| KeyError::Invalid("public_key does not belong to private_key".into()))?;
         Ok(keys)
     }
@@ -210,6 +213,14 @@ impl KeySet {
         Ok(self)
     }
 
+    /// Also accepts the old service's client tokens: HS256 under the SHA-256 of the
+    /// `PRIVATE_KEY` text exactly as configured (as PyJWT was handed it).
+    pub fn with_legacy_client_tokens(mut self, private_key_text: &str) -> KeySet {
+        let secret = crate::crypto::sha256(private_key_text.as_bytes());
+        self.legacy = Some(DecodingKey::from_secret(&secret));
+        self
+    }
+
     fn with_previous(mut self, previous: &[String]) -> Result<KeySet, KeyError> {
         for (i, pem_text) in previous.iter().enumerate() {
             let key = verifying_key(pem_text, &format!("previous_public_keys[{i}]"))?;
@@ -247,32 +258,60 @@ impl KeySet {
     }
 
     /// The header and claims of a token whose signature, key and expiry check out.
+    /// The header and claims of a token whose signature, key and expiry check out, and
+    /// which key that was. The old service's HS256 key is tried only when `legacy` is asked
+    /// for (client tokens), for tokens without `kid`, and only with HS256.
     pub(super) fn verify<T: serde::de::DeserializeOwned>(
         &self,
         token: &str,
-    ) -> Result<jsonwebtoken::TokenData<T>, TokenError> {
+        legacy: bool,
+    ) -> Result<(SignedBy, jsonwebtoken::TokenData<T>), TokenError> {
         let header = jsonwebtoken::decode_header(token).map_err(|_| TokenError::Malformed)?;
+        if legacy
+            && header.kid.is_none()
+            && header.alg == Algorithm::HS256
+            && let Some(key) = &self.legacy
+        {
+            return decode(token, key, Algorithm::HS256).map(|data| (SignedBy::Legacy, data));
+        }
         let key = match &header.kid {
             Some(kid) => self
                 .verifying
                 .iter()
                 .find(|k| &k.kid == kid)
                 .ok_or(TokenError::UnknownKey)?,
-            // The old service signed without `kid`; such tokens verify with the current key.
+            // Tokens signed without `kid` verify with the current key.
             None => self.verifying.first().ok_or(TokenError::UnknownKey)?,
         };
         if header.alg != key.algorithm {
             return Err(TokenError::Algorithm);
         }
-        let mut validation = Validation::new(key.algorithm);
-        validation.validate_aud = false;
-        validation.leeway = 30;
-        jsonwebtoken::decode::<T>(token, &key.key, &validation).map_err(|e| match e.kind() {
-            jsonwebtoken::errors::ErrorKind::ExpiredSignature => TokenError::Expired,
-            jsonwebtoken::errors::ErrorKind::InvalidAlgorithm => TokenError::Algorithm,
-            other => TokenError::Invalid(format!("{other:?}")),
-        })
+        decode(token, &key.key, key.algorithm).map(|data| (SignedBy::Current, data))
     }
+}
+
+/// Which key a token was signed with.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum SignedBy {
+    /// One of auth-host's keys (the JWKS).
+    Current,
+    /// The old service's client-token key (HS256 with the SHA-256 of `PRIVATE_KEY`).
+    Legacy,
+}
+
+fn decode<T: serde::de::DeserializeOwned>(
+    token: &str,
+    key: &DecodingKey,
+    algorithm: Algorithm,
+) -> Result<jsonwebtoken::TokenData<T>, TokenError> {
+    let mut validation = Validation::new(algorithm);
+    validation.validate_aud = false;
+    validation.leeway = 30;
+    jsonwebtoken::decode::<T>(token, key, &validation).map_err(|e| match e.kind() {
+        jsonwebtoken::errors::ErrorKind::ExpiredSignature => TokenError::Expired,
+        jsonwebtoken::errors::ErrorKind::InvalidAlgorithm => TokenError::Algorithm,
+        other => TokenError::Invalid(format!("{other:?}")),
+    })
 }
 
 fn verifying_key(pem_text: &str, what: &str) -> Result<VerifyingKey, KeyError> {

@@ -70,6 +70,7 @@ impl TokenService {
             iat,
             exp: iat + self.client_lifetime.as_secs(),
             jti: Some(uuid::Uuid::new_v4().simple().to_string()),
+            legacy: false,
         };
         let token = self
             .keys
@@ -81,8 +82,8 @@ impl TokenService {
     /// Whether `token` is a valid client token, and what it says. Revocation is the
     /// service's business (it needs the database).
     pub fn verify_client_token(&self, token: &str) -> Result<ClientClaims, TokenError> {
-        let verified = self.keys.verify(token)?;
-        claims::client_claims(verified.header.typ.as_deref(), verified.claims)
+        let (signed_by, verified) = self.keys.verify(token, true)?;
+        claims::client_claims(signed_by, verified.header.typ.as_deref(), verified.claims)
     }
 
     pub fn issue_permission_token(
@@ -107,7 +108,7 @@ impl TokenService {
     /// For tests and tools: verifies a permission token as downstream services do, and
     /// refuses a client token.
     pub fn verify_permission_token(&self, token: &str) -> Result<PermissionClaims, TokenError> {
-        let verified = self.keys.verify::<serde_json::Value>(token)?;
+        let (_, verified) = self.keys.verify::<serde_json::Value>(token, false)?;
         if verified.header.typ.as_deref() == Some(CLIENT_TOKEN_TYPE) {
             return Err(TokenError::WrongKind);
         }

@@ -83,6 +83,7 @@ fn tampered_expired_and_unknown_key_tokens_are_refused() {
                 iat: 1,
                 exp: now() - 120,
                 jti: None,
+                legacy: false,
             },
         )
         .unwrap();
@@ -319,6 +320,107 @@ fn only_client_tokens_are_client_tokens() {
     assert_eq!(header.typ.as_deref(), Some(CLIENT_TOKEN_TYPE));
     let header = jsonwebtoken::decode_header(&permission).unwrap();
     assert_eq!(header.typ.as_deref(), Some("JWT"));
+}
+
+#[test]
+fn the_old_services_client_tokens_only_as_client_tokens_and_only_with_its_key() {
+    let dir = tempfile::tempdir().unwrap();
+    let (keys, _) = KeySet::from_data_dir(dir.path(), &[]).unwrap();
+    // The key is the SHA-256 of the PRIVATE_KEY text exactly as configured.
+    let private_text = std::fs::read_to_string(dir.path().join(PRIVATE_KEY_FILE)).unwrap() + "\n";
+    let public_pem = keys.public_pem().to_owned();
+    let legacy = TokenService::new(
+        keys.with_legacy_client_tokens(&private_text),
+        Duration::from_secs(60),
+        Duration::from_secs(60),
+    );
+    let hs256 = |secret: &[u8], kid: Option<&str>, claims: serde_json::Value| {
+        let header = Header {
+            kid: kid.map(str::to_owned),
+            ..Header::new(Algorithm::HS256)
+        };
+        jsonwebtoken::encode(&header, &claims, &EncodingKey::from_secret(secret)).unwrap()
+    };
+    let key = crate::crypto::sha256(private_text.as_bytes());
+    let exp = now() + 600;
+    let old = hs256(&key, None, serde_json::json!({"userid": "u1", "exp": exp}));
+    let claims = legacy.verify_client_token(&old).unwrap();
+    assert_eq!(
+        (claims.userid.as_str(), claims.legacy, claims.jti),
+        ("u1", true, None)
+    );
+    for (what, token, expected) in [
+        (
+            "expired",
+            hs256(
+                &key,
+                None,
+                serde_json::json!({"userid": "u1", "exp": now() - 120}),
+            ),
+            TokenError::Expired,
+        ),
+        (
+            "an OAuth state token",
+            hs256(
+                &key,
+                None,
+                serde_json::json!({"next": "https://a.example/", "provider": "github", "exp": exp}),
+            ),
+            TokenError::WrongKind,
+        ),
+        (
+            "a client token with more claims",
+            hs256(
+                &key,
+                None,
+                serde_json::json!({"userid": "u1", "exp": exp, "iat": 1}),
+            ),
+            TokenError::WrongKind,
+        ),
+        (
+            "a permission-shaped token",
+            hs256(
+                &key,
+                None,
+                serde_json::json!({"userid": "u1", "exp": exp, "service": "s", "permissions": {}}),
+            ),
+            TokenError::WrongKind,
+        ),
+        (
+            "keyed with the text without its newline",
+            hs256(
+                &crate::crypto::sha256(private_text.trim_end().as_bytes()),
+                None,
+                serde_json::json!({"userid": "u1", "exp": exp}),
+            ),
+            TokenError::Invalid("InvalidSignature".into()),
+        ),
+        (
+            "keyed with the public PEM",
+            hs256(
+                public_pem.as_bytes(),
+                None,
+                serde_json::json!({"userid": "u1", "exp": exp}),
+            ),
+            TokenError::Invalid("InvalidSignature".into()),
+        ),
+        (
+            "with a kid",
+            hs256(
+                &key,
+                Some(legacy.keys().kid()),
+                serde_json::json!({"userid": "u1", "exp": exp}),
+            ),
+            TokenError::Algorithm,
+        ),
+    ] {
+        assert_eq!(legacy.verify_client_token(&token), Err(expected), "{what}");
+    }
+    // Never a permission token, and refused when the setting is off.
+    assert!(legacy.verify_permission_token(&old).is_err());
+    let (plain, _) = KeySet::from_data_dir(dir.path(), &[]).unwrap();
+    let plain = TokenService::new(plain, Duration::from_secs(60), Duration::from_secs(60));
+    assert_eq!(plain.verify_client_token(&old), Err(TokenError::Algorithm));
 }
 
 mod properties {

@@ -13,16 +13,6 @@ use common::receiver::{self, Attempt, WebhookReceiver};
 use common::server::{Backend, TestServer};
 use serde_json::{Value, json};
 
-fn verifiers_python() -> std::path::PathBuf {
-    let python = common::workspace_root().join("target/verifiers-venv/bin/python");
-    assert!(
-        python.exists(),
-        "the verifiers are not installed at {}: run `make verifiers` (`make test` does it)",
-        python.display()
-    );
-    python
-}
-
 /// A verifier script's answer: its JSON on stdout when it exits 0, else its stderr.
 fn verdict(output: &std::process::Output) -> Result<Value, String> {
     if output.status.success() {
@@ -36,7 +26,7 @@ fn verdict(output: &std::process::Output) -> Result<Value, String> {
 fn verify_with_pyjwt(pem: &str, token: &str) -> Result<Value, String> {
     let pem_file = tempfile::NamedTempFile::new().unwrap();
     std::fs::write(pem_file.path(), pem).unwrap();
-    let output = Command::new(verifiers_python())
+    let output = Command::new(common::verifiers_python())
         .arg(common::workspace_root().join("tools/verify_permission_token.py"))
         .arg(pem_file.path())
         .arg(token)
@@ -81,7 +71,7 @@ async fn pyjwt_verifies_a_permission_token_with_only_the_public_key() {
 
 /// Runs tools/verify_webhook.py on one delivery; the event on success, stderr on failure.
 fn verify_with_standard_webhooks(secret: &str, attempt: &Attempt) -> Result<Value, String> {
-    let mut child = Command::new(verifiers_python())
+    let mut child = Command::new(common::verifiers_python())
         .arg(common::workspace_root().join("tools/verify_webhook.py"))
         .args([secret, &attempt.id, &attempt.timestamp, &attempt.signature])
         .stdin(Stdio::piped())

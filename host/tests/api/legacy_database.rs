@@ -1,5 +1,5 @@
 //! auth-host starts on a database the old Python service created, keeps every row and serves
-//! those users.
+//! those users; the client tokens the old service issued keep working until they expire.
 
 use crate::common;
 use crate::on_both_backends;
@@ -66,11 +66,8 @@ async fn rows(db: &DatabaseConnection) -> Vec<Value> {
     .collect()
 }
 
-async fn get(server: &TestServer, path: &str) -> Value {
-    server.get_json(path).await.1
-}
-
-async fn serves_the_old_services_users_and_keeps_every_row(backend: Backend) {
+/// A database laid out and filled by the old service.
+async fn old_service_database(backend: Backend) -> (TestDatabase, DatabaseConnection) {
     let database = TestDatabase::new(backend).await;
     let db = database.connect().await;
     let sql_backend = db.get_database_backend();
@@ -80,6 +77,15 @@ async fn serves_the_old_services_users_and_keeps_every_row(backend: Backend) {
     db.execute_raw(Statement::from_string(sql_backend, ROWS))
         .await
         .unwrap();
+    (database, db)
+}
+
+async fn get(server: &TestServer, path: &str) -> Value {
+    server.get_json(path).await.1
+}
+
+async fn serves_the_old_services_users_and_keeps_every_row(backend: Backend) {
+    let (database, db) = old_service_database(backend).await;
     let before = rows(&db).await;
     assert_eq!(before.len(), 3);
 
@@ -189,7 +195,206 @@ async fn starts_even_when_old_usernames_differ_only_in_case(backend: Backend) {
     assert_eq!(rows(&db).await.len(), 3);
 }
 
+/// An RSA key pair as `openssl` writes it: (private PEM text, public PEM text).
+fn key_pair() -> (String, String) {
+    let run = |args: &[&str], input: Option<&str>| {
+        use std::io::Write;
+        let mut child = std::process::Command::new("openssl")
+            .args(args)
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .expect("openssl is installed");
+        if let Some(input) = input {
+            child
+                .stdin
+                .take()
+                .unwrap()
+                .write_all(input.as_bytes())
+                .unwrap();
+        }
+        let output = child.wait_with_output().unwrap();
+        assert!(output.status.success());
+        String::from_utf8(output.stdout).unwrap()
+    };
+    let private = run(&["genrsa", "-traditional", "2048"], None);
+    let public = run(&["rsa", "-pubout"], Some(&private));
+    (private, public)
+}
+
+/// A token minted by PyJWT exactly as the old service did: HS256 under the SHA-256 of
+/// `key_text` (or, `raw`, under `key_text` itself).
+fn minted_as_the_old_service(key_text: &str, claims: Value, raw: bool) -> String {
+    let key_file = tempfile::NamedTempFile::new().unwrap();
+    std::fs::write(key_file.path(), key_text).unwrap();
+    let mut command = std::process::Command::new(common::verifiers_python());
+    command
+        .arg(common::workspace_root().join("tools/mint_legacy_token.py"))
+        .arg(key_file.path())
+        .arg(claims.to_string());
+    if raw {
+        command.arg("--raw-key");
+    }
+    let output = command.output().unwrap();
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    String::from_utf8(output.stdout).unwrap().trim().to_owned()
+}
+
+fn now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs()
+}
+
+async fn authenticated(server: &TestServer, token: &str) -> bool {
+    get(server, &format!("/auth/check?jwt={token}")).await["authenticated"] == json!(true)
+}
+
+async fn users_logged_in_with_the_old_service_stay_logged_in(backend: Backend) {
+    let (database, _db) = old_service_database(backend).await;
+    // The operator's PRIVATE_KEY, with the trailing newline its value has.
+    let (private, public) = key_pair();
+    assert!(private.ends_with('\n'));
+    let keys = json!({"private_key": private, "public_key": public});
+    let server = TestServer::start_on(database, keys.clone()).await;
+    let hello = "5d41402abc4b2a76b9719d911017c592";
+    let in_14_days = now() + 14 * 24 * 3600;
+    let old =
+        minted_as_the_old_service(&private, json!({"userid": hello, "exp": in_14_days}), false);
+    let header = jsonwebtoken::decode_header(&old).unwrap();
+    assert_eq!(
+        (header.alg, header.kid),
+        (jsonwebtoken::Algorithm::HS256, None)
+    );
+
+    // check, authorize and update work with it.
+    let body = get(&server, &format!("/auth/check?jwt={old}")).await;
+    assert_eq!(body["authenticated"], true, "{body}");
+    assert_eq!(body["profile"]["username"], "hello");
+    let granted = get(
+        &server,
+        &format!("/auth/authorize?jwt={old}&service=example"),
+    )
+    .await;
+    assert_eq!(
+        granted["permissions"],
+        json!({"provider-token": format!("example-{hello}")})
+    );
+    let permission_token = granted["token"].as_str().unwrap().to_owned();
+    let (_, answer) = server
+        .post_json(&format!("/auth/update?jwt={old}&username=hello_again"))
+        .await;
+    assert_eq!(answer, json!({"success": true}));
+
+    // Refused: expired, another key, HS256 keyed with the public PEM, the old service's
+    // state tokens, a key text without its newline, and permission tokens.
+    let (other_private, _) = key_pair();
+    let refused = [
+        (
+            "expired",
+            minted_as_the_old_service(
+                &private,
+                json!({"userid": hello, "exp": now() - 3600}),
+                false,
+            ),
+        ),
+        (
+            "another key",
+            minted_as_the_old_service(
+                &other_private,
+                json!({"userid": hello, "exp": in_14_days}),
+                false,
+            ),
+        ),
+        (
+            "keyed with the public PEM",
+            minted_as_the_old_service(&public, json!({"userid": hello, "exp": in_14_days}), true),
+        ),
+        (
+            "keyed with the public PEM's digest",
+            minted_as_the_old_service(&public, json!({"userid": hello, "exp": in_14_days}), false),
+        ),
+        (
+            "the text without its newline",
+            minted_as_the_old_service(
+                private.trim_end(),
+                json!({"userid": hello, "exp": in_14_days}),
+                false,
+            ),
+        ),
+        (
+            "a state token",
+            minted_as_the_old_service(
+                &private,
+                json!({"next": "https://app.example/", "provider": "github", "exp": in_14_days}),
+                false,
+            ),
+        ),
+        (
+            "a state token naming a user",
+            minted_as_the_old_service(
+                &private,
+                json!({"userid": hello, "next": "https://app.example/", "provider": "github", "exp": in_14_days}),
+                false,
+            ),
+        ),
+        ("a permission token", permission_token),
+    ];
+    for (what, token) in &refused {
+        assert!(!authenticated(&server, token).await, "{what}");
+        let (_, answer) = server.post_json(&format!("/auth/update?jwt={token}")).await;
+        assert_eq!(answer["success"], false, "{what}");
+        let body = get(
+            &server,
+            &format!("/auth/authorize?jwt={token}&service=example"),
+        )
+        .await;
+        assert_eq!(body, json!({"permissions": {}}), "{what}");
+    }
+
+    // Operators can see old tokens are still in use.
+    let metrics = common::server::get_text(&server.url("/auth/metrics")).await;
+    let accepted: f64 = metrics
+        .lines()
+        .find_map(|line| line.strip_prefix("auth_host_legacy_client_tokens_accepted_total "))
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!(accepted >= 1.0, "{metrics}");
+
+    // Logout revokes it (it has no jti: by its digest, until its exp).
+    let (status, _) = server.post_json(&format!("/auth/logout?jwt={old}")).await;
+    assert_eq!(status, 200);
+    assert!(!authenticated(&server, &old).await);
+    let database = server.stop().await;
+
+    // With the setting off, even a fresh one is refused.
+    // (Another exp than the revoked one: HS256 tokens of equal claims are equal.)
+    let fresh = minted_as_the_old_service(
+        &private,
+        json!({"userid": hello, "exp": in_14_days - 1}),
+        false,
+    );
+    let mut off = keys.clone();
+    off["legacy_client_tokens"] = json!(false);
+    let server = TestServer::start_on(database, off).await;
+    assert!(!authenticated(&server, &fresh).await);
+    let database = server.stop().await;
+    let server = TestServer::start_on(database, keys).await;
+    assert!(
+        authenticated(&server, &fresh).await,
+        "on by default with PRIVATE_KEY"
+    );
+    let _ = server.stop().await;
+}
+
 on_both_backends!(
+    users_logged_in_with_the_old_service_stay_logged_in,
     serves_the_old_services_users_and_keeps_every_row,
     starts_even_when_old_usernames_differ_only_in_case,
 );

@@ -13,6 +13,18 @@ pub fn workspace_root() -> PathBuf {
         .to_path_buf()
 }
 
+/// The Python of the verifiers environment (`make verifiers`): PyJWT and Standard Webhooks,
+/// to check and mint tokens and signatures as the other side does.
+pub fn verifiers_python() -> PathBuf {
+    let python = workspace_root().join("target/verifiers-venv/bin/python");
+    assert!(
+        python.exists(),
+        "the verifiers are not installed at {}: run `make verifiers` (`make test` does it)",
+        python.display()
+    );
+    python
+}
+
 pub fn target_dir() -> PathBuf {
     std::env::var_os("CARGO_TARGET_DIR")
         .map(PathBuf::from)
