@@ -24,16 +24,10 @@ done
 
 rm -rf "$OUT/data"
 mkdir -p "$OUT/data"
-export AUTH_DATA_DIR="$OUT/data"
-export AUTH_PLUGIN_DIR=target/release
-export AUTH_LISTEN="127.0.0.1:$PORT"
-export EXTERNAL_ADDRESS="$BASE"
-export ALLOWED_SERVICES="example:sample_permission_provider"
-export INSTALLED_EXTENSIONS="sample_extension"
-export AUTH_DEV_LOGIN=true
+PLUGIN_DIR=target/release
+. tools/sample-server-env.sh
 # The login benchmark is one client with up to 64 logins in flight at once.
 export AUTH_MAX_UNFINISHED_LOGINS_PER_CLIENT=1000
-export RUST_LOG=warn
 case "$DB" in
   sqlite) unset DATABASE_URL ;;
   postgres)

@@ -18,15 +18,9 @@ BASE="http://127.0.0.1:$PORT"
 
 rm -rf "$OUT"
 mkdir -p "$OUT"
-export AUTH_DATA_DIR="$OUT/data"
-export AUTH_PLUGIN_DIR=target/debug
-export AUTH_LISTEN="127.0.0.1:$PORT"
-export EXTERNAL_ADDRESS="$BASE"
-export ALLOWED_SERVICES="example:sample_permission_provider"
-export INSTALLED_EXTENSIONS="sample_extension"
-export AUTH_DEV_LOGIN=true
+PLUGIN_DIR=target/debug
+. tools/sample-server-env.sh
 export AUTH_ADMIN_TOKEN=fuzz-admin-token-0123456789abcdef0123456789
-export RUST_LOG=warn
 
 "$BIN" serve 2>"$OUT/server.log" &
 PID=$!

@@ -22,14 +22,7 @@ pub fn write_new(path: &Path, text: &str) -> std::io::Result<()> {
     if let Some(dir) = path.parent() {
         create_dir(dir)?;
     }
-    let mut options = std::fs::OpenOptions::new();
-    options.write(true).create_new(true);
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::OpenOptionsExt;
-        options.mode(0o600);
-    }
-    let mut file = options.open(path)?;
+    let mut file = private_options().write(true).create_new(true).open(path)?;
     file.write_all(text.as_bytes())?;
     file.sync_all()
 }
@@ -39,15 +32,22 @@ pub fn restrict_file(path: &Path) -> std::io::Result<()> {
     if let Some(dir) = path.parent() {
         create_dir(dir)?;
     }
-    let mut options = std::fs::OpenOptions::new();
-    options.append(true).create(true);
+    private_options().append(true).create(true).open(path)?;
     #[cfg(unix)]
     {
-        use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
-        options.mode(0o600);
-        options.open(path)?;
-        std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))?;
     }
-    #[cfg(not(unix))]
-    options.open(path).map(drop)
+    Ok(())
+}
+
+/// Options that create files readable by this user only.
+fn private_options() -> std::fs::OpenOptions {
+    let mut options = std::fs::OpenOptions::new();
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        options.mode(0o600);
+    }
+    options
 }
