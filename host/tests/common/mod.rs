@@ -81,6 +81,7 @@ const WORKSPACE_PLUGINS: &[&str] = &[
     "sample_extension",
     "test_provider",
     "test_extension",
+    "test_crash_provider",
     "email_allowlist",
     "static_permissions",
     "webhook",
@@ -374,6 +375,20 @@ impl ServerProcess {
     /// Whether the process is still running (it never restarted).
     pub fn is_running(&mut self) -> bool {
         matches!(self.child.try_wait(), Ok(None))
+    }
+
+    /// Waits up to `timeout` for the process to end by itself; how it ended.
+    pub fn wait_exit(&mut self, timeout: std::time::Duration) -> Option<std::process::ExitStatus> {
+        let deadline = std::time::Instant::now() + timeout;
+        loop {
+            if let Ok(Some(status)) = self.child.try_wait() {
+                return Some(status);
+            }
+            if std::time::Instant::now() > deadline {
+                return None;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
     }
 
     /// Sends SIGHUP (reload).

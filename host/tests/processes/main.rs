@@ -5,4 +5,5 @@
 mod common;
 
 mod cli;
+mod crashing_plugins;
 mod hot_reload;
