@@ -4,11 +4,13 @@
 //! - [`registry`] holds one instance per alias and runs calls with a time limit.
 
 mod host_log;
+mod instance;
 pub mod library;
 pub mod registry;
 
+pub use instance::Plugin;
 pub use library::LoadError;
 pub use registry::{
-    HookDecision, LoadOutcome, Plugin, PluginCallError, PluginRegistry, PluginSettings,
-    PluginSummary, check_files,
+    HookDecision, LoadOutcome, PluginCallError, PluginRegistry, PluginSettings, PluginSummary,
+    check_files,
 };

@@ -1,18 +1,13 @@
 //! The loaded plugins: service alias → permission provider, and the ordered extensions.
 
 use std::collections::{BTreeMap, HashMap};
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-use abi_stable::std_types::{RResult, RStr};
-use auth_host_plugin_api::{
-    Amendment, Permissions, PluginKind, UserInfo,
-    abi::{CallError, HookVerdict, HostLogger, PluginInstance},
-};
-use tokio::sync::Semaphore;
+use auth_host_plugin_api::{Amendment, PluginKind};
 
-use super::host_log::plugin_log_sink;
+use super::instance::{Plugin, instantiate, summary_of};
 use super::library::{self, Library, LoadError};
 use crate::config::{Config, EntryList};
 
@@ -112,162 +107,6 @@ pub enum HookDecision {
     Refuse(String),
 }
 
-/// One alias: a plugin instance made with that alias' settings.
-pub struct Plugin {
-    alias: String,
-    file: PathBuf,
-    library: Library,
-    instance: PluginInstance,
-    in_flight: Arc<Semaphore>,
-}
-
-// SAFETY: the instance is the plugin's own type, which `export_plugin!` requires to be
-// `Send + Sync`; the plugin's functions are thread-safe by that same bound.
-unsafe impl Send for Plugin {}
-// SAFETY: as above.
-unsafe impl Sync for Plugin {}
-
-impl std::fmt::Debug for Plugin {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Plugin")
-            .field("alias", &self.alias)
-            .field("file", &self.file)
-            .field("kind", &self.library.kind)
-            .field("name", &self.library.name)
-            .field("version", &self.library.version)
-            .finish_non_exhaustive()
-    }
-}
-
-impl Plugin {
-    pub fn alias(&self) -> &str {
-        &self.alias
-    }
-
-    pub fn kind(&self) -> PluginKind {
-        self.library.kind
-    }
-
-    pub fn summary(&self) -> PluginSummary {
-        summary_of(&self.library)
-    }
-
-    fn call_error(&self, error: CallError) -> PluginCallError {
-        let alias = self.alias.clone();
-        let message = error.message.into_string();
-        if error.panicked {
-            PluginCallError::Panicked { alias, message }
-        } else {
-            PluginCallError::Failed { alias, message }
-        }
-    }
-
-    fn invalid(&self, message: impl std::fmt::Display) -> PluginCallError {
-        PluginCallError::InvalidAnswer {
-            alias: self.alias.clone(),
-            message: message.to_string(),
-        }
-    }
-
-    fn user_json(&self, user: &UserInfo) -> Result<String, PluginCallError> {
-        serde_json::to_string(user).map_err(|e| self.invalid(e))
-    }
-
-    /// Blocking: the permissions of `user` in `service`. Run it off the async workers
-    /// ([`PluginRegistry::run`]).
-    pub fn get_permissions(
-        &self,
-        service: &str,
-        user: &UserInfo,
-    ) -> Result<Permissions, PluginCallError> {
-        let module = self.library.module;
-        let answer = match module.get_user_permissions() {
-            Some(call) => {
-                let user = self.user_json(user)?;
-                call(
-                    &self.instance,
-                    RStr::from_str(service),
-                    RStr::from_str(&user),
-                )
-            }
-            // A plugin built against plugin-api 1.0.
-            None => (module.get_permissions())(
-                &self.instance,
-                RStr::from_str(service),
-                RStr::from_str(&user.id),
-            ),
-        };
-        let text = answer.into_result().map_err(|e| self.call_error(e))?;
-        match serde_json::from_str(text.as_str()) {
-            Ok(serde_json::Value::Object(permissions)) => Ok(permissions),
-            Ok(other) => Err(self.invalid(format_args!(
-                "permissions must be a JSON object, got {}",
-                json_type(&other)
-            ))),
-            Err(e) => Err(self.invalid(e)),
-        }
-    }
-
-    /// Blocking: `on_new_user`.
-    pub fn on_new_user(&self, user: &UserInfo) -> Result<HookDecision, PluginCallError> {
-        let user = self.user_json(user)?;
-        self.decision((self.library.module.on_new_user())(
-            &self.instance,
-            RStr::from_str(&user),
-        ))
-    }
-
-    /// Blocking: `on_user_login`.
-    pub fn on_user_login(&self, user: &UserInfo) -> Result<HookDecision, PluginCallError> {
-        let user = self.user_json(user)?;
-        self.decision((self.library.module.on_user_login())(
-            &self.instance,
-            RStr::from_str(&user),
-        ))
-    }
-
-    /// Blocking: `on_user_logout`.
-    pub fn on_user_logout(&self, user: &UserInfo) -> Result<(), PluginCallError> {
-        let user = self.user_json(user)?;
-        (self.library.module.on_user_logout())(&self.instance, RStr::from_str(&user))
-            .into_result()
-            .map_err(|e| self.call_error(e))
-    }
-
-    fn decision(
-        &self,
-        answer: RResult<HookVerdict, CallError>,
-    ) -> Result<HookDecision, PluginCallError> {
-        match answer.into_result().map_err(|e| self.call_error(e))? {
-            HookVerdict::Continue => Ok(HookDecision::Continue),
-            HookVerdict::Refuse(reason) => Ok(HookDecision::Refuse(reason.into_string())),
-            HookVerdict::Amend(json) => serde_json::from_str(json.as_str())
-                .map(HookDecision::Amend)
-                .map_err(|e| self.invalid(e)),
-        }
-    }
-}
-
-fn json_type(value: &serde_json::Value) -> &'static str {
-    match value {
-        serde_json::Value::Null => "null",
-        serde_json::Value::Bool(_) => "a boolean",
-        serde_json::Value::Number(_) => "a number",
-        serde_json::Value::String(_) => "a string",
-        serde_json::Value::Array(_) => "an array",
-        serde_json::Value::Object(_) => "an object",
-    }
-}
-
-fn summary_of(library: &Library) -> PluginSummary {
-    PluginSummary {
-        kind: library.kind,
-        name: library.name.to_owned(),
-        version: library.version.to_owned(),
-        api_version: library.api_version.to_owned(),
-    }
-}
-
 /// The plugins in force: each service alias with its permission provider, and the
 /// extensions in order. A reload builds a new registry and swaps it in whole.
 #[derive(Debug)]
@@ -290,7 +129,7 @@ impl PluginRegistry {
         for plugin in plugins {
             match plugin.kind() {
                 PluginKind::PermissionProvider => {
-                    providers.insert(plugin.alias.clone(), plugin);
+                    providers.insert(plugin.alias().to_owned(), plugin);
                 }
                 PluginKind::LifecycleExtension => extensions.push(plugin),
             }
@@ -332,10 +171,10 @@ impl PluginRegistry {
         T: Send + 'static,
         F: FnOnce(&Plugin) -> Result<T, PluginCallError> + Send + 'static,
     {
-        let permit = Arc::clone(&plugin.in_flight)
+        let permit = Arc::clone(plugin.in_flight())
             .try_acquire_owned()
             .map_err(|_| PluginCallError::Busy {
-                alias: plugin.alias.clone(),
+                alias: plugin.alias().to_owned(),
             })?;
         let task_plugin = Arc::clone(plugin);
         let task = tokio::task::spawn_blocking(move || {
@@ -345,11 +184,11 @@ impl PluginRegistry {
         match tokio::time::timeout(self.call_timeout, task).await {
             Ok(Ok(result)) => result,
             Ok(Err(join_error)) => Err(PluginCallError::Panicked {
-                alias: plugin.alias.clone(),
+                alias: plugin.alias().to_owned(),
                 message: join_error.to_string(),
             }),
             Err(_) => Err(PluginCallError::TimedOut {
-                alias: plugin.alias.clone(),
+                alias: plugin.alias().to_owned(),
                 timeout: self.call_timeout,
             }),
         }
@@ -422,51 +261,4 @@ pub fn check_files(files: &[PathBuf]) -> Vec<LoadOutcome> {
             outcome
         })
         .collect()
-}
-
-/// Creates the alias' instance with its settings, within the call time limit.
-fn instantiate(
-    alias: &str,
-    file: &Path,
-    library: Library,
-    settings: &PluginSettings,
-) -> Result<Plugin, LoadError> {
-    let config = settings
-        .settings
-        .get(alias)
-        .cloned()
-        .unwrap_or_else(|| serde_json::Value::Object(Default::default()));
-    let config = serde_json::to_string(&config).map_err(|e| LoadError::Create(e.to_string()))?;
-    let logger = HostLogger::new(alias, plugin_log_sink);
-    let (sender, receiver) = std::sync::mpsc::sync_channel(1);
-    let create = library.module.create();
-    // On its own thread, so that a plugin hanging in its constructor cannot hang start-up.
-    std::thread::Builder::new()
-        .name(format!("plugin-init-{alias}"))
-        .spawn(move || {
-            let created = create(RStr::from_str(&config), logger);
-            // The receiver is gone only when start-up gave up waiting.
-            let _ = sender.send(created.into_result());
-        })
-        .map_err(|e| LoadError::Create(format!("cannot start a thread: {e}")))?;
-    let instance = match receiver.recv_timeout(settings.call_timeout) {
-        Ok(Ok(instance)) => instance,
-        Ok(Err(error)) if error.panicked => {
-            return Err(LoadError::Create(format!("panicked: {}", error.message)));
-        }
-        Ok(Err(error)) => return Err(LoadError::Create(error.message.into_string())),
-        Err(_) => {
-            return Err(LoadError::Create(format!(
-                "did not finish starting within {:?}",
-                settings.call_timeout
-            )));
-        }
-    };
-    Ok(Plugin {
-        alias: alias.to_owned(),
-        file: file.to_owned(),
-        library,
-        instance,
-        in_flight: Arc::new(Semaphore::new(settings.max_in_flight)),
-    })
 }
