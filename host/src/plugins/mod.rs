@@ -5,6 +5,7 @@
 
 mod host_log;
 mod instance;
+pub mod isolation;
 pub mod library;
 pub mod registry;
 

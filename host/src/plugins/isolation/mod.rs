@@ -1,0 +1,6 @@
+//! Running a plugin in a worker process of its own (`plugin_isolation = "process"`), so that
+//! a plugin that crashes, hangs or runs out of memory costs its own calls, never the host.
+//!
+//! - [`protocol`]: the frames exchanged over the worker's stdin and stdout.
+
+pub mod protocol;
