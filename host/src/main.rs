@@ -44,6 +44,18 @@ enum Command {
         #[command(subcommand)]
         command: UsersCommand,
     },
+    /// Runs one plugin alias in a process of its own, speaking to auth-host over stdin and
+    /// stdout (started by auth-host itself for isolated plugins).
+    #[command(hide = true)]
+    PluginWorker {
+        #[arg(long)]
+        alias: String,
+        #[arg(long)]
+        file: PathBuf,
+        /// `provider` or `extension`.
+        #[arg(long)]
+        kind: String,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -95,6 +107,20 @@ const EXIT_CONFIG: u8 = 2;
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    // A plugin worker reads no configuration: the host hands it what it needs.
+    if let Command::PluginWorker { alias, file, kind } = &cli.command {
+        auth_host::logging::init(auth_host::config::LogFormat::Json);
+        let kind = match kind.as_str() {
+            "provider" => auth_host_plugin_api::PluginKind::PermissionProvider,
+            "extension" => auth_host_plugin_api::PluginKind::LifecycleExtension,
+            other => {
+                eprintln!("--kind: expected provider or extension, found `{other}`");
+                return ExitCode::from(EXIT_CONFIG);
+            }
+        };
+        let status = plugins::isolation::worker::run(alias, file, kind);
+        return ExitCode::from(u8::try_from(status).unwrap_or(1));
+    }
     let config = match Config::load(cli.config.as_deref()) {
         Ok(config) => config,
         Err(errors) => {
@@ -132,7 +158,7 @@ fn main() -> ExitCode {
                 command: TokenCommand::Issue { userid },
             } => issue_token(&config, &userid).await,
             Command::Users { command } => users(&config, command).await,
-            Command::Plugins { .. } => Ok(ExitCode::SUCCESS),
+            Command::Plugins { .. } | Command::PluginWorker { .. } => Ok(ExitCode::SUCCESS),
         }
     });
     match result {

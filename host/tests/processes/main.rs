@@ -7,3 +7,4 @@ mod common;
 mod cli;
 mod crashing_plugins;
 mod hot_reload;
+mod plugin_worker;

@@ -5,6 +5,7 @@
 //!
 //! ```text
 //! frame    := u32 length (little-endian) ‖ payload (at most MAX_FRAME bytes)
+//! setup    := u64 timeout ms ‖ u32 threads ‖ str settings   host → worker, first frame
 //! hello    := MAGIC ‖ u8 (0 ready, 1 failed) ‖ str          worker → host, first frame
 //! request  := u64 id ‖ u8 call ‖ str service ‖ str user     host → worker
 //! response := u64 id ‖ u8 answer ‖ str text                 worker → host
@@ -54,6 +55,16 @@ pub struct Response {
     pub id: u64,
     pub answer: Answer,
     pub text: String,
+}
+
+/// What the host tells a worker first: the alias' settings (JSON) and its limits.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Setup {
+    /// Longest the plugin may take to start.
+    pub timeout_ms: u64,
+    /// Calls the worker runs at once.
+    pub threads: u32,
+    pub settings: String,
 }
 
 /// The worker's first word: loaded and ready (with its summary as JSON), or why not.
@@ -237,6 +248,28 @@ impl Response {
     }
 }
 
+impl Setup {
+    pub fn frame(&self) -> Vec<u8> {
+        let mut writer = Writer::new().u64(self.timeout_ms);
+        writer.0.extend_from_slice(&self.threads.to_le_bytes());
+        writer.str(&self.settings).frame()
+    }
+
+    pub fn parse(payload: &[u8]) -> Result<Setup, ProtocolError> {
+        let mut reader = Reader(payload);
+        let timeout_ms = reader.u64()?;
+        let mut threads = [0u8; 4];
+        threads.copy_from_slice(reader.take(4)?);
+        let setup = Setup {
+            timeout_ms,
+            threads: u32::from_le_bytes(threads),
+            settings: reader.str()?,
+        };
+        reader.end()?;
+        Ok(setup)
+    }
+}
+
 impl Hello {
     pub fn frame(&self) -> Vec<u8> {
         let (status, text) = match self {
@@ -397,6 +430,7 @@ mod tests {
             let _ = Request::parse(&bytes);
             let _ = Response::parse(&bytes);
             let _ = Hello::parse(&bytes);
+            let _ = Setup::parse(&bytes);
         }
 
         #[test]

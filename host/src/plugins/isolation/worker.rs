@@ -1,0 +1,176 @@
+//! The worker side: `auth-host plugin-worker` loads one plugin file for one alias, says hello,
+//! and answers requests from stdin on stdout until stdin closes. It runs the same checks and
+//! the same ABI calls as the host does in-process; only the process around them differs, so
+//! whatever the plugin does to it (abort, segfault, exit, stack overflow, memory) ends this
+//! process and nothing else.
+
+use std::io::BufWriter;
+use std::path::Path;
+use std::sync::mpsc;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use auth_host_plugin_api::{PluginKind, UserInfo};
+
+use super::protocol::{Answer, Call, Hello, Request, Response, Setup, read_frame, write_frame};
+use crate::plugins::instance::{Plugin, instantiate};
+use crate::plugins::library;
+use crate::plugins::{HookDecision, PluginCallError, PluginSettings};
+
+/// Exit status when the worker cannot start (the hello says why).
+const EXIT_REFUSED: i32 = 3;
+
+/// Runs the worker for `alias` of `file`, which must be a plugin of `kind`. Returns the
+/// process' exit status.
+pub fn run(alias: &str, file: &Path, kind: PluginKind) -> i32 {
+    let mut stdin = std::io::stdin().lock();
+    let stdout = Arc::new(Mutex::new(BufWriter::new(std::io::stdout())));
+    let send = |frame: Vec<u8>| {
+        if let Ok(mut out) = stdout.lock() {
+            // The host went away: nothing to answer to; the read loop ends too.
+            let _ = write_frame(&mut *out, &frame);
+        }
+    };
+    let setup = match read_frame(&mut stdin).map(|frame| frame.map(|f| Setup::parse(&f))) {
+        Ok(Some(Ok(setup))) => setup,
+        _ => {
+            send(Hello::Failed("the host sent no setup".into()).frame());
+            return EXIT_REFUSED;
+        }
+    };
+    let plugin = match start(alias, file, kind, &setup) {
+        Ok(plugin) => Arc::new(plugin),
+        Err(reason) => {
+            send(Hello::Failed(reason).frame());
+            return EXIT_REFUSED;
+        }
+    };
+    let summary = plugin.summary();
+    send(
+        Hello::Ready(
+            serde_json::json!({
+                "kind": match summary.kind {
+                    PluginKind::PermissionProvider => "provider",
+                    PluginKind::LifecycleExtension => "extension",
+                },
+                "name": summary.name,
+                "version": summary.version,
+                "api_version": summary.api_version,
+            })
+            .to_string(),
+        )
+        .frame(),
+    );
+    // A fixed set of threads runs the calls, several at once; the host bounds how many it
+    // sends and cuts off (kills) a worker whose call runs too long.
+    let (requests, queue) = mpsc::channel::<Request>();
+    let queue = Arc::new(Mutex::new(queue));
+    for n in 0..setup.threads.max(1) {
+        let queue = Arc::clone(&queue);
+        let plugin = Arc::clone(&plugin);
+        let stdout = Arc::clone(&stdout);
+        let spawned = std::thread::Builder::new()
+            .name(format!("plugin-call-{n}"))
+            .spawn(move || {
+                loop {
+                    let next = queue.lock().ok().and_then(|queue| queue.recv().ok());
+                    let Some(request) = next else { return };
+                    let response = answer(&plugin, request);
+                    if let Ok(mut out) = stdout.lock() {
+                        let _ = write_frame(&mut *out, &response.frame());
+                    }
+                }
+            });
+        if spawned.is_err() {
+            return EXIT_REFUSED;
+        }
+    }
+    while let Ok(Some(frame)) = read_frame(&mut stdin) {
+        match Request::parse(&frame) {
+            Ok(request) => {
+                if requests.send(request).is_err() {
+                    break;
+                }
+            }
+            Err(error) => {
+                tracing::error!(%error, "the host sent a damaged request; stopping");
+                break;
+            }
+        }
+    }
+    // The host closed the pipe: it no longer needs this worker.
+    0
+}
+
+/// Loads and starts the plugin as the host would in-process.
+fn start(alias: &str, file: &Path, kind: PluginKind, setup: &Setup) -> Result<Plugin, String> {
+    let library = library::open(file).map_err(|e| e.to_string())?;
+    if library.kind != kind {
+        return Err(library::LoadError::WrongKind {
+            expected: kind,
+            found: library.kind,
+        }
+        .to_string());
+    }
+    let settings: serde_json::Value =
+        serde_json::from_str(&setup.settings).map_err(|e| format!("settings: {e}"))?;
+    let plugin_settings = PluginSettings {
+        dir: file.parent().map(Path::to_path_buf).unwrap_or_default(),
+        allowed_services: Default::default(),
+        installed_extensions: Default::default(),
+        settings: [(alias.to_owned(), settings)].into_iter().collect(),
+        call_timeout: Duration::from_millis(setup.timeout_ms),
+        max_in_flight: setup.threads.max(1) as usize,
+    };
+    instantiate(alias, file, library, &plugin_settings).map_err(|e| e.to_string())
+}
+
+/// Runs one call and says how it went.
+fn answer(plugin: &Plugin, request: Request) -> Response {
+    let reply = |answer: Answer, text: String| Response {
+        id: request.id,
+        answer,
+        text,
+    };
+    let user: UserInfo = match serde_json::from_str(&request.user) {
+        Ok(user) => user,
+        Err(e) => return reply(Answer::Invalid, format!("the user is not valid JSON: {e}")),
+    };
+    let outcome = match request.call {
+        Call::Permissions => plugin
+            .get_permissions(&request.service, &user)
+            .map(|permissions| {
+                reply(
+                    Answer::Permissions,
+                    serde_json::Value::Object(permissions).to_string(),
+                )
+            }),
+        Call::NewUser => plugin.on_new_user(&user).map(|d| decision(&request, d)),
+        Call::Login => plugin.on_user_login(&user).map(|d| decision(&request, d)),
+        Call::Logout => plugin
+            .on_user_logout(&user)
+            .map(|()| reply(Answer::Continue, String::new())),
+    };
+    outcome.unwrap_or_else(|error| match error {
+        PluginCallError::Panicked { message, .. } => reply(Answer::Panicked, message),
+        PluginCallError::InvalidAnswer { message, .. } => reply(Answer::Invalid, message),
+        PluginCallError::Failed { message, .. } => reply(Answer::Failed, message),
+        other => reply(Answer::Failed, other.to_string()),
+    })
+}
+
+fn decision(request: &Request, decision: HookDecision) -> Response {
+    let (answer, text) = match decision {
+        HookDecision::Continue => (Answer::Continue, String::new()),
+        HookDecision::Refuse(reason) => (Answer::Refuse, reason),
+        HookDecision::Amend(amendment) => (
+            Answer::Amend,
+            serde_json::to_string(&amendment).unwrap_or_default(),
+        ),
+    };
+    Response {
+        id: request.id,
+        answer,
+        text,
+    }
+}
