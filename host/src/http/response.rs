@@ -180,7 +180,10 @@ pub fn escape_html(text: &str) -> String {
 pub fn plugin_status(error: &PluginCallError) -> StatusCode {
     match error {
         PluginCallError::TimedOut { .. } => StatusCode::GATEWAY_TIMEOUT,
-        PluginCallError::Busy { .. } => StatusCode::SERVICE_UNAVAILABLE,
+        PluginCallError::Busy { .. } | PluginCallError::Restarting { .. } => {
+            StatusCode::SERVICE_UNAVAILABLE
+        }
+        PluginCallError::Crashed { .. } => StatusCode::BAD_GATEWAY,
         PluginCallError::Failed { .. }
         | PluginCallError::Panicked { .. }
         | PluginCallError::InvalidAnswer { .. } => StatusCode::BAD_GATEWAY,

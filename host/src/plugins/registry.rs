@@ -97,6 +97,16 @@ pub enum PluginCallError {
     Busy { alias: String },
     #[error("plugin `{alias}` answered with invalid data: {message}")]
     InvalidAnswer { alias: String, message: String },
+    /// The isolated plugin's worker process died during the call.
+    #[error("plugin `{alias}` crashed: its worker {cause}")]
+    Crashed { alias: String, cause: String },
+    /// The isolated plugin's worker keeps crashing; it is started again after a delay.
+    #[error("plugin `{alias}` is restarting after a crash (its worker {cause}); retry in {retry_in:?}")]
+    Restarting {
+        alias: String,
+        cause: String,
+        retry_in: Duration,
+    },
 }
 
 /// What a login hook decided, read back from the plugin.

@@ -150,6 +150,8 @@ impl AuthService {
             Err(PluginCallError::TimedOut { .. }) => "timeout",
             Err(PluginCallError::Busy { .. }) => "busy",
             Err(PluginCallError::InvalidAnswer { .. }) => "invalid",
+            Err(PluginCallError::Crashed { .. }) => "crashed",
+            Err(PluginCallError::Restarting { .. }) => "restarting",
         };
         self.metrics
             .plugin_calls

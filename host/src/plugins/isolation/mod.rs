@@ -5,4 +5,5 @@
 //! - [`worker`]: the worker process itself (`auth-host plugin-worker`).
 
 pub mod protocol;
+pub mod supervisor;
 pub mod worker;
