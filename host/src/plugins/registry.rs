@@ -101,7 +101,9 @@ pub enum PluginCallError {
     #[error("plugin `{alias}` crashed: its worker {cause}")]
     Crashed { alias: String, cause: String },
     /// The isolated plugin's worker keeps crashing; it is started again after a delay.
-    #[error("plugin `{alias}` is restarting after a crash (its worker {cause}); retry in {retry_in:?}")]
+    #[error(
+        "plugin `{alias}` is restarting after a crash (its worker {cause}); retry in {retry_in:?}"
+    )]
     Restarting {
         alias: String,
         cause: String,

@@ -142,7 +142,10 @@ impl IsolatedPlugin {
             Err(_) => {
                 // A real cut-off: the worker and whatever it was running are gone.
                 worker.kill();
-                self.forget(&worker, format!("killed after {:?}", self.spec.call_timeout));
+                self.forget(
+                    &worker,
+                    format!("killed after {:?}", self.spec.call_timeout),
+                );
                 Err(PluginCallError::TimedOut {
                     alias: self.spec.alias.clone(),
                     timeout: self.spec.call_timeout,
@@ -177,7 +180,11 @@ impl IsolatedPlugin {
         match started {
             Ok((worker, _)) => {
                 let worker = Arc::new(worker);
-                tracing::info!(plugin = self.spec.alias, pid = worker.pid, "plugin worker restarted");
+                tracing::info!(
+                    plugin = self.spec.alias,
+                    pid = worker.pid,
+                    "plugin worker restarted"
+                );
                 if let Ok(mut current) = self.current.lock() {
                     *current = Some(Arc::clone(&worker));
                 }
@@ -254,7 +261,9 @@ impl IsolatedPlugin {
         }
         let exponent = u32::try_from(count - 2).unwrap_or(u32::MAX).min(16);
         let delay = (Duration::from_millis(100) * 2u32.pow(exponent)).min(MAX_BACKOFF);
-        delay.checked_sub(last.elapsed()).filter(|left| !left.is_zero())
+        delay
+            .checked_sub(last.elapsed())
+            .filter(|left| !left.is_zero())
     }
 
     fn last_cause(&self) -> String {
@@ -282,7 +291,10 @@ impl Worker {
             .arg("--file")
             .arg(&spec.file)
             .env_clear()
-            .env("RUST_LOG", std::env::var("RUST_LOG").unwrap_or_else(|_| "info".into()))
+            .env(
+                "RUST_LOG",
+                std::env::var("RUST_LOG").unwrap_or_else(|_| "info".into()),
+            )
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped());
@@ -326,7 +338,11 @@ impl Worker {
             next_id: AtomicU64::new(1),
         };
         worker.read_answers(stdout);
-        tracing::info!(plugin = spec.alias, pid = worker.pid, "plugin worker started");
+        tracing::info!(
+            plugin = spec.alias,
+            pid = worker.pid,
+            "plugin worker started"
+        );
         Ok((worker, summary))
     }
 
@@ -354,7 +370,10 @@ impl Worker {
     /// Writes a request. Frames are small and the worker reads its stdin all the time, so
     /// this does not wait on the worker's calls.
     fn send(&self, request: &Request) -> Result<(), String> {
-        let mut stdin = self.stdin.lock().map_err(|_| "its pipe is unusable".to_owned())?;
+        let mut stdin = self
+            .stdin
+            .lock()
+            .map_err(|_| "its pipe is unusable".to_owned())?;
         let stdin = stdin.as_mut().ok_or_else(|| "it is retiring".to_owned())?;
         write_frame(stdin, &request.frame()).map_err(|e| format!("its pipe broke ({e})"))
     }
@@ -369,24 +388,21 @@ impl Worker {
             .name(format!("plugin-worker-{alias}"))
             .spawn(move || {
                 let mut stdout = BufReader::new(stdout);
-                loop {
-                    match read_frame(&mut stdout) {
-                        Ok(Some(frame)) => match Response::parse(&frame) {
-                            Ok(response) => {
-                                let waiting = pending
-                                    .lock()
-                                    .ok()
-                                    .and_then(|mut p| p.waiting.remove(&response.id));
-                                if let Some(waiting) = waiting {
-                                    let _ = waiting.send(Ok(response));
-                                }
+                while let Ok(Some(frame)) = read_frame(&mut stdout) {
+                    match Response::parse(&frame) {
+                        Ok(response) => {
+                            let waiting = pending
+                                .lock()
+                                .ok()
+                                .and_then(|mut p| p.waiting.remove(&response.id));
+                            if let Some(waiting) = waiting {
+                                let _ = waiting.send(Ok(response));
                             }
-                            Err(error) => {
-                                tracing::error!(plugin = alias, %error, "damaged answer from the worker");
-                                break;
-                            }
-                        },
-                        Ok(None) | Err(_) => break,
+                        }
+                        Err(error) => {
+                            tracing::error!(plugin = alias, %error, "damaged answer from the worker");
+                            break;
+                        }
                     }
                 }
                 let cause = wait_for_exit(&process);
@@ -420,7 +436,9 @@ impl Drop for Worker {
             .spawn(move || {
                 let deadline = Instant::now() + Duration::from_secs(1);
                 loop {
-                    let Ok(mut child) = process.lock() else { return };
+                    let Ok(mut child) = process.lock() else {
+                        return;
+                    };
                     match child.try_wait() {
                         Ok(None) if Instant::now() < deadline => {}
                         Ok(None) => {
@@ -511,8 +529,8 @@ fn forward_log(alias: &str, stderr: std::process::ChildStderr) {
         .spawn(move || {
             for line in BufReader::new(stderr).lines() {
                 let Ok(line) = line else { break };
-                let event: serde_json::Value =
-                    serde_json::from_str(&line).unwrap_or_else(|_| serde_json::json!({"message": line}));
+                let event: serde_json::Value = serde_json::from_str(&line)
+                    .unwrap_or_else(|_| serde_json::json!({"message": line}));
                 let message = event["message"].as_str().unwrap_or(&line);
                 match event["level"].as_str() {
                     Some("ERROR") => tracing::error!(plugin = alias, worker = true, "{message}"),
