@@ -305,8 +305,12 @@ fn check_plugins(config: &Config, files: &[PathBuf]) -> ExitCode {
                     Some(auth_host_plugin_api::PluginKind::LifecycleExtension) => "extension ",
                     None => "",
                 };
+                let isolated = match outcome.isolation {
+                    plugins::Isolation::Process => "isolated in a worker process, ",
+                    plugins::Isolation::None => "",
+                };
                 println!(
-                    "OK    {role}`{}`: {}, {} {}, plugin-api {}, {}",
+                    "OK    {role}`{}`: {}, {} {}, plugin-api {}, {isolated}{}",
                     outcome.alias,
                     summary.kind.label(),
                     summary.name,

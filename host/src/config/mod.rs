@@ -56,6 +56,7 @@ pub mod defaults {
     pub const PLUGIN_TIMEOUT_MS: u64 = 5_000;
     pub const PLUGIN_MAX_IN_FLIGHT: usize = 256;
     pub const MAX_UNFINISHED_LOGINS_PER_CLIENT: usize = 30;
+    pub const PLUGIN_MEMORY_LIMIT_MB: u64 = 2048;
 }
 
 /// A guessable admin token would hand out control of the plugins.
@@ -146,6 +147,10 @@ pub struct Config {
     pub plugin_timeout_ms: u64,
     /// Calls one plugin alias may have in flight at once.
     pub plugin_max_in_flight: usize,
+    /// Where plugin aliases run: in auth-host's process, or each in a worker process.
+    pub plugin_isolation: crate::plugins::Isolation,
+    /// Address-space limit of each plugin worker process, in MiB (0: none).
+    pub plugin_memory_limit_mb: u64,
     /// `[plugins.<alias>]`: settings handed to that alias' plugin at load.
     pub plugins: BTreeMap<String, serde_json::Value>,
     /// Bearer token of `POST /admin/reload`; without it there is no admin endpoint.
@@ -275,6 +280,10 @@ impl Config {
             plugin_max_in_flight: keys
                 .get("plugin_max_in_flight")
                 .unwrap_or(defaults::PLUGIN_MAX_IN_FLIGHT),
+            plugin_isolation: keys.get("plugin_isolation").unwrap_or_default(),
+            plugin_memory_limit_mb: keys
+                .get("plugin_memory_limit_mb")
+                .unwrap_or(defaults::PLUGIN_MEMORY_LIMIT_MB),
             plugins: keys.get("plugins").unwrap_or_default(),
             admin_token: keys.get("admin_token"),
             log_format: keys.get("log_format").unwrap_or_default(),
@@ -378,6 +387,13 @@ impl Config {
             if !settings.is_object() {
                 problems.push(format!(
                     "plugins.{alias}: must be a table of settings, found {settings}"
+                ));
+            }
+            if let Some(isolation) = settings.get(crate::plugins::ISOLATION_KEY)
+                && serde_json::from_value::<crate::plugins::Isolation>(isolation.clone()).is_err()
+            {
+                problems.push(format!(
+                    "plugins.{alias}.isolation: expected `none` or `process`, found {isolation}"
                 ));
             }
         }

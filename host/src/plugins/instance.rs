@@ -181,14 +181,11 @@ pub(super) fn instantiate(
     alias: &str,
     file: &Path,
     library: Library,
+    plugin_settings: &serde_json::Value,
     settings: &PluginSettings,
 ) -> Result<Plugin, LoadError> {
-    let config = settings
-        .settings
-        .get(alias)
-        .cloned()
-        .unwrap_or_else(|| serde_json::Value::Object(Default::default()));
-    let config = serde_json::to_string(&config).map_err(|e| LoadError::Create(e.to_string()))?;
+    let config =
+        serde_json::to_string(plugin_settings).map_err(|e| LoadError::Create(e.to_string()))?;
     let logger = HostLogger::new(alias, plugin_log_sink);
     let (sender, receiver) = std::sync::mpsc::sync_channel(1);
     let create = library.module.create();

@@ -12,6 +12,6 @@ pub mod registry;
 pub use instance::Plugin;
 pub use library::LoadError;
 pub use registry::{
-    HookDecision, LoadOutcome, PluginCallError, PluginRegistry, PluginSettings, PluginSummary,
-    check_files,
+    HookDecision, ISOLATION_KEY, Isolation, LoadOutcome, LoadedPlugin, PluginCallError,
+    PluginRegistry, PluginSettings, PluginSummary, check_files,
 };

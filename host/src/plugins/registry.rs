@@ -5,9 +5,11 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-use auth_host_plugin_api::{Amendment, PluginKind};
+use auth_host_plugin_api::{Amendment, PluginKind, UserInfo};
 
 use super::instance::{Plugin, instantiate, summary_of};
+use super::isolation::protocol::{Answer, Call};
+use super::isolation::supervisor::{IsolatedPlugin, WorkerSpec};
 use super::library::{self, Library, LoadError};
 use crate::config::{Config, EntryList};
 
@@ -24,6 +26,40 @@ pub struct PluginSettings {
     /// Calls one alias may have in flight; more fail at once instead of piling up threads
     /// behind a plugin that hangs.
     pub max_in_flight: usize,
+    /// Where aliases run unless their `[plugins.<alias>] isolation` says otherwise.
+    pub isolation: Isolation,
+    /// Address-space limit of each worker process, in bytes (0: none).
+    pub worker_memory_limit: u64,
+}
+
+/// Where a plugin alias runs.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Isolation {
+    /// In auth-host's own process: fastest; a crash of the plugin is a crash of auth-host.
+    #[default]
+    None,
+    /// In a worker process of its own: a crash costs the calls it held.
+    Process,
+}
+
+/// The host's own key in `[plugins.<alias>]`, never handed to the plugin.
+pub const ISOLATION_KEY: &str = "isolation";
+
+impl PluginSettings {
+    /// Where `alias` runs, and the settings its plugin is given (without the host's key).
+    fn placement(&self, alias: &str) -> (Isolation, serde_json::Value) {
+        let mut settings = self
+            .settings
+            .get(alias)
+            .cloned()
+            .unwrap_or_else(|| serde_json::Value::Object(Default::default()));
+        let chosen = settings
+            .as_object_mut()
+            .and_then(|table| table.remove(ISOLATION_KEY))
+            .and_then(|value| serde_json::from_value(value).ok());
+        (chosen.unwrap_or(self.isolation), settings)
+    }
 }
 
 impl PluginSettings {
@@ -36,6 +72,8 @@ impl PluginSettings {
             settings: config.plugins.clone(),
             call_timeout: Duration::from_millis(config.plugin_timeout_ms),
             max_in_flight: config.plugin_max_in_flight,
+            isolation: config.plugin_isolation,
+            worker_memory_limit: config.plugin_memory_limit_mb * 1024 * 1024,
         }
     }
 }
@@ -46,6 +84,8 @@ pub struct LoadOutcome {
     pub alias: String,
     pub expected_kind: Option<PluginKind>,
     pub file: PathBuf,
+    /// Where it runs (or would have).
+    pub isolation: Isolation,
     pub result: Result<PluginSummary, LoadError>,
 }
 
@@ -123,9 +163,51 @@ pub enum HookDecision {
 /// extensions in order. A reload builds a new registry and swaps it in whole.
 #[derive(Debug)]
 pub struct PluginRegistry {
-    providers: HashMap<String, Arc<Plugin>>,
-    extensions: Vec<Arc<Plugin>>,
+    providers: HashMap<String, Arc<LoadedPlugin>>,
+    extensions: Vec<Arc<LoadedPlugin>>,
     call_timeout: Duration,
+}
+
+/// One loaded alias: in this process, or in a worker process of its own.
+#[derive(Debug)]
+pub enum LoadedPlugin {
+    InProcess(Plugin),
+    Isolated {
+        plugin: IsolatedPlugin,
+        kind: PluginKind,
+        in_flight: Arc<tokio::sync::Semaphore>,
+    },
+}
+
+impl LoadedPlugin {
+    pub fn alias(&self) -> &str {
+        match self {
+            LoadedPlugin::InProcess(plugin) => plugin.alias(),
+            LoadedPlugin::Isolated { plugin, .. } => plugin.alias(),
+        }
+    }
+
+    pub fn kind(&self) -> PluginKind {
+        match self {
+            LoadedPlugin::InProcess(plugin) => plugin.kind(),
+            LoadedPlugin::Isolated { kind, .. } => *kind,
+        }
+    }
+
+    pub fn summary(&self) -> PluginSummary {
+        match self {
+            LoadedPlugin::InProcess(plugin) => plugin.summary(),
+            LoadedPlugin::Isolated { plugin, .. } => plugin.summary(),
+        }
+    }
+
+    /// The isolated alias' worker, if it runs isolated.
+    pub fn isolated(&self) -> Option<&IsolatedPlugin> {
+        match self {
+            LoadedPlugin::InProcess(_) => None,
+            LoadedPlugin::Isolated { plugin, .. } => Some(plugin),
+        }
+    }
 }
 
 impl PluginRegistry {
@@ -159,7 +241,7 @@ impl PluginRegistry {
     }
 
     /// The permission provider serving `service`, if that service is allowed.
-    pub fn permission_provider(&self, service: &str) -> Option<&Arc<Plugin>> {
+    pub fn permission_provider(&self, service: &str) -> Option<&Arc<LoadedPlugin>> {
         self.providers.get(service)
     }
 
@@ -171,19 +253,110 @@ impl PluginRegistry {
     }
 
     /// Extensions in `INSTALLED_EXTENSIONS` order.
-    pub fn extensions(&self) -> &[Arc<Plugin>] {
+    pub fn extensions(&self) -> &[Arc<LoadedPlugin>] {
         &self.extensions
     }
 
-    /// Runs a blocking plugin call on the blocking thread pool, cut off after the call time
-    /// limit. A call that is cut off keeps its thread until it returns, and its slot in the
-    /// plugin's in-flight limit, so a plugin that hangs cannot exhaust the pool.
-    pub async fn run<T, F>(&self, plugin: &Arc<Plugin>, call: F) -> Result<T, PluginCallError>
+    /// The permissions of `user` in `service`, asked of `plugin` where it runs.
+    pub async fn get_permissions(
+        &self,
+        plugin: &Arc<LoadedPlugin>,
+        service: &str,
+        user: &UserInfo,
+    ) -> Result<auth_host_plugin_api::Permissions, PluginCallError> {
+        let answer = match &**plugin {
+            LoadedPlugin::InProcess(_) => {
+                let (asked, user) = (service.to_owned(), user.clone());
+                return self
+                    .run(plugin, move |p| p.get_permissions(&asked, &user))
+                    .await;
+            }
+            LoadedPlugin::Isolated { .. } => {
+                self.call_isolated(plugin, Call::Permissions, service, user)
+                    .await?
+            }
+        };
+        match answer {
+            (Answer::Permissions, text) => match serde_json::from_str(&text) {
+                Ok(serde_json::Value::Object(permissions)) => Ok(permissions),
+                _ => Err(invalid(plugin, "permissions must be a JSON object")),
+            },
+            other => Err(failure(plugin, other)),
+        }
+    }
+
+    /// A lifecycle hook of `plugin` (`on_user_logout` always continues).
+    pub async fn hook(
+        &self,
+        plugin: &Arc<LoadedPlugin>,
+        call: Call,
+        user: &UserInfo,
+    ) -> Result<HookDecision, PluginCallError> {
+        let answer = match &**plugin {
+            LoadedPlugin::InProcess(_) => {
+                let user = user.clone();
+                return self
+                    .run(plugin, move |p| match call {
+                        Call::NewUser => p.on_new_user(&user),
+                        Call::Login => p.on_user_login(&user),
+                        Call::Logout | Call::Permissions => {
+                            p.on_user_logout(&user).map(|()| HookDecision::Continue)
+                        }
+                    })
+                    .await;
+            }
+            LoadedPlugin::Isolated { .. } => self.call_isolated(plugin, call, "", user).await?,
+        };
+        match answer {
+            (Answer::Continue, _) => Ok(HookDecision::Continue),
+            (Answer::Refuse, reason) => Ok(HookDecision::Refuse(reason)),
+            (Answer::Amend, text) => serde_json::from_str(&text)
+                .map(HookDecision::Amend)
+                .map_err(|e| invalid(plugin, e)),
+            other => Err(failure(plugin, other)),
+        }
+    }
+
+    /// One call to an isolated plugin's worker, within the alias' in-flight limit.
+    async fn call_isolated(
+        &self,
+        plugin: &Arc<LoadedPlugin>,
+        call: Call,
+        service: &str,
+        user: &UserInfo,
+    ) -> Result<(Answer, String), PluginCallError> {
+        let LoadedPlugin::Isolated {
+            plugin: isolated,
+            in_flight,
+            ..
+        } = &**plugin
+        else {
+            return Err(invalid(plugin, "not an isolated plugin"));
+        };
+        let _permit =
+            Arc::clone(in_flight)
+                .try_acquire_owned()
+                .map_err(|_| PluginCallError::Busy {
+                    alias: plugin.alias().to_owned(),
+                })?;
+        let user = serde_json::to_string(user).map_err(|e| invalid(plugin, e))?;
+        let response = isolated.call(call, service, user).await?;
+        Ok((response.answer, response.text))
+    }
+
+    /// Runs a blocking call of an in-process plugin on the blocking thread pool, cut off
+    /// after the call time limit. A call that is cut off keeps its thread until it returns,
+    /// and its slot in the plugin's in-flight limit, so a plugin that hangs cannot exhaust
+    /// the pool (isolating it is what really stops it).
+    pub async fn run<T, F>(&self, plugin: &Arc<LoadedPlugin>, call: F) -> Result<T, PluginCallError>
     where
         T: Send + 'static,
         F: FnOnce(&Plugin) -> Result<T, PluginCallError> + Send + 'static,
     {
-        let permit = Arc::clone(plugin.in_flight())
+        let LoadedPlugin::InProcess(in_process) = &**plugin else {
+            return Err(invalid(plugin, "an isolated plugin runs in its worker"));
+        };
+        let permit = Arc::clone(in_process.in_flight())
             .try_acquire_owned()
             .map_err(|_| PluginCallError::Busy {
                 alias: plugin.alias().to_owned(),
@@ -191,7 +364,10 @@ impl PluginRegistry {
         let task_plugin = Arc::clone(plugin);
         let task = tokio::task::spawn_blocking(move || {
             let _permit = permit;
-            call(&task_plugin)
+            match &*task_plugin {
+                LoadedPlugin::InProcess(plugin) => call(plugin),
+                LoadedPlugin::Isolated { .. } => Err(invalid(&task_plugin, "isolated")),
+            }
         });
         match tokio::time::timeout(self.call_timeout, task).await {
             Ok(Ok(result)) => result,
@@ -207,8 +383,29 @@ impl PluginRegistry {
     }
 }
 
-/// Loads every entry; one file named by several aliases is opened once.
-fn load_all(settings: &PluginSettings) -> (Vec<LoadOutcome>, Vec<Arc<Plugin>>) {
+fn invalid(plugin: &LoadedPlugin, message: impl std::fmt::Display) -> PluginCallError {
+    PluginCallError::InvalidAnswer {
+        alias: plugin.alias().to_owned(),
+        message: message.to_string(),
+    }
+}
+
+/// The error an isolated plugin's worker answered with (or an answer of the wrong kind).
+fn failure(plugin: &LoadedPlugin, (answer, message): (Answer, String)) -> PluginCallError {
+    let alias = plugin.alias().to_owned();
+    match answer {
+        Answer::Panicked => PluginCallError::Panicked { alias, message },
+        Answer::Failed => PluginCallError::Failed { alias, message },
+        other => PluginCallError::InvalidAnswer {
+            alias,
+            message: format!("unexpected answer {other:?} {message}"),
+        },
+    }
+}
+
+/// Loads every entry; one file named by several aliases is opened once. An isolated alias
+/// is started in its worker, and its file is never opened here.
+fn load_all(settings: &PluginSettings) -> (Vec<LoadOutcome>, Vec<Arc<LoadedPlugin>>) {
     let mut libraries: HashMap<PathBuf, Result<Library, LoadError>> = HashMap::new();
     let mut outcomes = Vec::new();
     let mut plugins = Vec::new();
@@ -222,21 +419,38 @@ fn load_all(settings: &PluginSettings) -> (Vec<LoadOutcome>, Vec<Arc<Plugin>>) {
     for (list, kind) in wanted {
         for entry in list.iter() {
             let file = settings.dir.join(library::file_name(&entry.name));
-            let opened = libraries
-                .entry(file.clone())
-                .or_insert_with(|| library::open(&file))
-                .clone();
-            let result = opened.and_then(|library| {
-                if library.kind != kind {
-                    return Err(LoadError::WrongKind {
-                        expected: kind,
-                        found: library.kind,
-                    });
-                }
-                let plugin = instantiate(&entry.alias, &file, library, settings)?;
-                Ok(plugin)
-            });
-            let result = result.map(|plugin| {
+            let (isolation, plugin_settings) = settings.placement(&entry.alias);
+            let loaded = match isolation {
+                Isolation::Process => IsolatedPlugin::start(WorkerSpec {
+                    alias: entry.alias.clone(),
+                    file: file.clone(),
+                    kind,
+                    settings: plugin_settings.to_string(),
+                    call_timeout: settings.call_timeout,
+                    threads: u32::try_from(settings.max_in_flight.clamp(1, 64)).unwrap_or(64),
+                    memory_limit: settings.worker_memory_limit,
+                })
+                .map(|plugin| LoadedPlugin::Isolated {
+                    plugin,
+                    kind,
+                    in_flight: Arc::new(tokio::sync::Semaphore::new(settings.max_in_flight)),
+                }),
+                Isolation::None => libraries
+                    .entry(file.clone())
+                    .or_insert_with(|| library::open(&file))
+                    .clone()
+                    .and_then(|library| {
+                        if library.kind != kind {
+                            return Err(LoadError::WrongKind {
+                                expected: kind,
+                                found: library.kind,
+                            });
+                        }
+                        instantiate(&entry.alias, &file, library, &plugin_settings, settings)
+                            .map(LoadedPlugin::InProcess)
+                    }),
+            };
+            let result = loaded.map(|plugin| {
                 let summary = plugin.summary();
                 plugins.push(Arc::new(plugin));
                 summary
@@ -245,6 +459,7 @@ fn load_all(settings: &PluginSettings) -> (Vec<LoadOutcome>, Vec<Arc<Plugin>>) {
                 alias: entry.alias.clone(),
                 expected_kind: Some(kind),
                 file,
+                isolation,
                 result,
             });
         }
@@ -267,6 +482,7 @@ pub fn check_files(files: &[PathBuf]) -> Vec<LoadOutcome> {
                     .unwrap_or_default(),
                 expected_kind: None,
                 file: file.clone(),
+                isolation: Isolation::None,
                 result,
             };
             outcome.log_detail();

@@ -1,6 +1,7 @@
 //! Running the extensions' lifecycle hooks, in `INSTALLED_EXTENSIONS` order.
 
 use crate::plugins::HookDecision;
+use crate::plugins::isolation::protocol::Call;
 use crate::users::{User, user_info, validate_username};
 
 use super::AuthService;
@@ -33,16 +34,12 @@ impl AuthService {
     pub(super) async fn run_hook(&self, hook: Hook, user: &mut User) -> Result<(), Refusal> {
         let plugins = self.plugins();
         for extension in plugins.extensions() {
-            let info = user_info(user);
-            let answer = plugins
-                .run(extension, move |plugin| match hook {
-                    Hook::NewUser => plugin.on_new_user(&info),
-                    Hook::Login => plugin.on_user_login(&info),
-                    Hook::Logout => plugin
-                        .on_user_logout(&info)
-                        .map(|()| HookDecision::Continue),
-                })
-                .await;
+            let call = match hook {
+                Hook::NewUser => Call::NewUser,
+                Hook::Login => Call::Login,
+                Hook::Logout => Call::Logout,
+            };
+            let answer = plugins.hook(extension, call, &user_info(user)).await;
             self.count_plugin_call(extension.alias(), &answer);
             let alias = extension.alias();
             match answer {

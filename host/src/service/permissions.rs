@@ -38,12 +38,8 @@ impl AuthService {
         let Some((user, _)) = self.authenticate(token).await? else {
             return Ok(Authorization::Nothing);
         };
-        let info = user_info(&user);
-        let asked = service.to_owned();
         let answer = plugins
-            .run(&provider, move |plugin| {
-                plugin.get_permissions(&asked, &info)
-            })
+            .get_permissions(&provider, service, &user_info(&user))
             .await;
         self.count_plugin_call(provider.alias(), &answer);
         let permissions = answer.map_err(|error| {

@@ -256,6 +256,16 @@ impl PluginDir {
     }
 }
 
+/// The in-process plugin of a loaded alias, to call its blocking functions directly.
+pub fn in_process(
+    plugin: &std::sync::Arc<auth_host::plugins::LoadedPlugin>,
+) -> &auth_host::plugins::Plugin {
+    match &**plugin {
+        auth_host::plugins::LoadedPlugin::InProcess(plugin) => plugin,
+        other => panic!("{} is not loaded in-process", other.alias()),
+    }
+}
+
 /// Plugin settings for `dir` with the given lists, a 5 s time limit and 16 calls in flight.
 pub fn plugin_settings(
     dir: &Path,
@@ -269,6 +279,8 @@ pub fn plugin_settings(
         settings: Default::default(),
         call_timeout: std::time::Duration::from_secs(5),
         max_in_flight: 16,
+        isolation: Default::default(),
+        worker_memory_limit: 0,
     }
 }
 

@@ -162,7 +162,7 @@ fn a_plugin_built_against_plugin_api_1_0_still_loads_and_answers() {
         "",
     ))
     .unwrap();
-    let old = registry.permission_provider("old").unwrap();
+    let old = common::in_process(registry.permission_provider("old").unwrap());
     assert_eq!(old.summary().api_version, "1.0.0");
     let user = UserInfo {
         id: "u7".into(),
@@ -175,18 +175,14 @@ fn a_plugin_built_against_plugin_api_1_0_still_loads_and_answers() {
         json!({"old": "old-u7", "has_username": false})
     );
     assert_eq!(
-        registry
-            .permission_provider("old2")
-            .unwrap()
+        common::in_process(registry.permission_provider("old2").unwrap())
             .get_permissions("old2", &user)
             .unwrap()["old"],
         "old2-u7"
     );
     // The current plugin gets the whole record through the 1.1 entry point.
     assert_eq!(
-        registry
-            .permission_provider("new")
-            .unwrap()
+        common::in_process(registry.permission_provider("new").unwrap())
             .get_permissions("new", &user)
             .unwrap()["username"],
         "seven"

@@ -35,7 +35,7 @@ fn load(settings: &PluginSettings) -> PluginRegistry {
 }
 
 fn permissions(registry: &PluginRegistry, service: &str, userid: &str) -> serde_json::Value {
-    let provider = registry.permission_provider(service).unwrap();
+    let provider = common::in_process(registry.permission_provider(service).unwrap());
     serde_json::Value::Object(provider.get_permissions(service, &user(userid)).unwrap())
 }
 
@@ -87,7 +87,7 @@ fn two_providers_load_together_with_one_file_under_two_aliases() {
     assert_eq!(second["instances"], third["instances"]);
     assert!(second["instances"].as_u64().unwrap() > first_instance);
 
-    let second = registry.permission_provider("second").unwrap();
+    let second = common::in_process(registry.permission_provider("second").unwrap());
     assert_eq!(second.kind(), PluginKind::PermissionProvider);
     let summary = second.summary();
     assert_eq!(
@@ -102,7 +102,7 @@ fn two_providers_load_together_with_one_file_under_two_aliases() {
 fn a_panicking_call_is_an_error_and_the_next_call_works() {
     let dir = PluginDir::with_workspace_plugins(&["test_provider"]);
     let registry = load(&settings(dir.path(), "p:test_provider", ""));
-    let provider = registry.permission_provider("p").unwrap();
+    let provider = common::in_process(registry.permission_provider("p").unwrap());
 
     let error = provider.get_permissions("p", &user("panic")).unwrap_err();
     let PluginCallError::Panicked { alias, message } = error else {
@@ -200,7 +200,7 @@ fn extension_hooks_decide_and_a_panicking_hook_is_an_error() {
     ));
     let aliases: Vec<_> = registry.extensions().iter().map(|e| e.alias()).collect();
     assert_eq!(aliases, ["first", "sample_extension"]);
-    let extension = &registry.extensions()[0];
+    let extension = common::in_process(&registry.extensions()[0]);
     let with_email = |email: &str| UserInfo {
         id: "u".into(),
         email: Some(email.into()),
@@ -230,7 +230,7 @@ fn extension_hooks_decide_and_a_panicking_hook_is_an_error() {
     extension
         .on_user_logout(&with_email("a@fine.test"))
         .unwrap();
-    let sample = &registry.extensions()[1];
+    let sample = common::in_process(&registry.extensions()[1]);
     assert_eq!(
         sample.on_user_login(&with_email("a@refuse.test")).unwrap(),
         HookDecision::Continue

@@ -56,7 +56,7 @@ fn the_template_builds_outside_the_workspace_and_its_plugins_work() {
         email: Some(email.into()),
         ..UserInfo::default()
     };
-    let provider = registry.permission_provider("myservice").unwrap();
+    let provider = common::in_process(registry.permission_provider("myservice").unwrap());
     assert_eq!(
         provider
             .get_permissions("myservice", &user("Ada@example.com"))
@@ -69,7 +69,7 @@ fn the_template_builds_outside_the_workspace_and_its_plugins_work() {
             .unwrap()["admin"],
         false
     );
-    let extension = &registry.extensions()[0];
+    let extension = common::in_process(&registry.extensions()[0]);
     assert_eq!(
         extension.on_new_user(&user("x@spam.example")).unwrap(),
         HookDecision::Refuse("accounts from spam.example are not accepted".into())

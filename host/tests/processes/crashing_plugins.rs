@@ -1,5 +1,5 @@
-//! What a plugin that crashes its process does to a server that runs it in-process: a panic
-//! is contained, an abort is not. This is the failure plugin isolation exists for.
+//! What a plugin that crashes its process does: in-process, an abort takes the whole server
+//! down (what plugin isolation exists for); isolated, it costs the calls its worker held.
 
 use crate::common;
 
@@ -60,4 +60,132 @@ async fn an_aborting_plugin_in_process_takes_the_whole_server_down() {
         .expect("the server died");
     assert_eq!(status.signal(), Some(6), "SIGABRT: {status:?}");
     assert!(authorize("example").await.is_err());
+}
+
+const CRASHES: [&str; 6] = [
+    "abort",
+    "null_write",
+    "exit",
+    "stack_overflow",
+    "alloc",
+    "loop",
+];
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn isolated_plugins_crash_alone_and_answer_again_once_the_crashes_stop() {
+    let plugins =
+        PluginDir::with_workspace_plugins(&["test_crash_provider", "sample_permission_provider"]);
+    let data = tempfile::tempdir().unwrap();
+    let userid = command(data.path(), &["users", "add", "--email", "ada@example.com"]);
+    let token = command(data.path(), &["token", "issue", "--userid", &userid]);
+    let armed = data.path().join("crash");
+    std::fs::write(&armed, "").unwrap();
+    let services: Vec<String> = CRASHES
+        .iter()
+        .map(|mode| format!("{mode}:test_crash_provider"))
+        .chain(["example:sample_permission_provider".to_owned()])
+        .collect();
+    let mut envs: Vec<(String, String)> = vec![
+        ("AUTH_DATA_DIR".into(), data.path().to_str().unwrap().into()),
+        (
+            "AUTH_PLUGIN_DIR".into(),
+            plugins.path().to_str().unwrap().into(),
+        ),
+        ("ALLOWED_SERVICES".into(), services.join(";")),
+        ("AUTH_PLUGIN_TIMEOUT_MS".into(), "3000".into()),
+        ("AUTH_PLUGIN_MEMORY_LIMIT_MB".into(), "1024".into()),
+    ];
+    for mode in CRASHES {
+        let alias = mode.to_uppercase();
+        envs.push((
+            format!("AUTH_PLUGINS__{alias}__ISOLATION"),
+            "process".into(),
+        ));
+        envs.push((format!("AUTH_PLUGINS__{alias}__MODE"), mode.into()));
+        envs.push((
+            format!("AUTH_PLUGINS__{alias}__WHILE_FILE"),
+            armed.to_str().unwrap().into(),
+        ));
+    }
+    let envs: Vec<(&str, &str)> = envs.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+    let mut server = ServerProcess::start(&envs);
+    let pid = server.pid();
+    let base = server.base.clone();
+
+    // Other services under load all along: none of their calls may fail.
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let load: Vec<_> = (0..4)
+        .map(|_| {
+            let (base, token, stop) = (base.clone(), token.clone(), std::sync::Arc::clone(&stop));
+            tokio::spawn(async move {
+                let client = common::server::client();
+                let (mut ok, mut failed) = (0u32, 0u32);
+                while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                    let answer = client
+                        .get(format!("{base}/auth/authorize?service=example&jwt={token}"))
+                        .send()
+                        .await;
+                    match answer {
+                        Ok(response) if response.status() == 200 => ok += 1,
+                        _ => failed += 1,
+                    }
+                }
+                (ok, failed)
+            })
+        })
+        .collect();
+
+    let client = common::server::client();
+    let authorize = |service: &str| {
+        client
+            .get(format!(
+                "{base}/auth/authorize?service={service}&jwt={token}"
+            ))
+            .send()
+    };
+    for mode in CRASHES {
+        // Twice: the second call finds a new worker, which crashes again.
+        for _ in 0..2 {
+            let response = authorize(mode).await.unwrap();
+            let status = response.status().as_u16();
+            let body: serde_json::Value = response.json().await.unwrap();
+            assert!([502, 503, 504].contains(&status), "{mode}: {status} {body}");
+            let error = body["error"].as_str().unwrap_or_default();
+            assert!(
+                error.contains(&format!("plugin `{mode}`")),
+                "{mode}: {body}"
+            );
+            assert_eq!(body["permissions"], serde_json::json!({}));
+        }
+    }
+    // The crashes stop: every alias answers again (after its back-off).
+    std::fs::remove_file(&armed).unwrap();
+    for mode in CRASHES {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+        loop {
+            let response = authorize(mode).await.unwrap();
+            if response.status() == 200 {
+                let body: serde_json::Value = response.json().await.unwrap();
+                assert_eq!(body["permissions"]["ok"], true, "{mode}: {body}");
+                break;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "{mode} never answered again"
+            );
+            tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+        }
+    }
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let mut total = (0, 0);
+    for task in load {
+        let (ok, failed) = task.await.unwrap();
+        total = (total.0 + ok, total.1 + failed);
+    }
+    assert_eq!(total.1, 0, "{} calls of other services failed", total.1);
+    assert!(total.0 > 100, "the load ran: {total:?}");
+    assert!(server.is_running());
+    assert_eq!(server.pid(), pid, "the server never restarted");
+    let log = server.stop();
+    assert!(log.contains("plugin worker ended"), "{log}");
 }

@@ -114,15 +114,17 @@ fn start(alias: &str, file: &Path, kind: PluginKind, setup: &Setup) -> Result<Pl
     }
     let settings: serde_json::Value =
         serde_json::from_str(&setup.settings).map_err(|e| format!("settings: {e}"))?;
-    let plugin_settings = PluginSettings {
+    let limits = PluginSettings {
         dir: file.parent().map(Path::to_path_buf).unwrap_or_default(),
         allowed_services: Default::default(),
         installed_extensions: Default::default(),
-        settings: [(alias.to_owned(), settings)].into_iter().collect(),
+        settings: Default::default(),
         call_timeout: Duration::from_millis(setup.timeout_ms),
         max_in_flight: setup.threads.max(1) as usize,
+        isolation: Default::default(),
+        worker_memory_limit: 0,
     };
-    instantiate(alias, file, library, &plugin_settings).map_err(|e| e.to_string())
+    instantiate(alias, file, library, &settings, &limits).map_err(|e| e.to_string())
 }
 
 /// Runs one call and says how it went.
