@@ -26,6 +26,9 @@ rm -rf "$OUT/data"
 mkdir -p "$OUT/data"
 PLUGIN_DIR=target/release
 . tools/sample-server-env.sh
+# The sample provider twice: in-process (`example`) and in a worker process (`isolated`).
+export ALLOWED_SERVICES="example:sample_permission_provider;isolated:sample_permission_provider"
+export AUTH_PLUGINS__ISOLATED__ISOLATION=process
 # The login benchmark is one client with up to 64 logins in flight at once.
 export AUTH_MAX_UNFINISHED_LOGINS_PER_CLIENT=1000
 case "$DB" in
@@ -58,7 +61,12 @@ done
 ready_ms=$(( ($(date +%s%N) - started) / 1000000 ))
 
 ticks=$(getconf CLK_TCK)
-cpu_ticks() { awk '{print $14 + $15}' "/proc/$PID/stat"; }
+# The server's CPU time, with its plugin workers' (its child processes).
+cpu_ticks() {
+  local pids
+  pids="$PID $(pgrep -P "$PID" | tr '\n' ' ')"
+  for pid in $pids; do cat "/proc/$pid/stat" 2>/dev/null; done | awk '{t += $14 + $15} END {print t}'
+}
 
 cat >"$OUT/update.lua" <<EOF
 wrk.method = "POST"
@@ -99,6 +107,7 @@ run "GET /auth/public-key" "$BASE/auth/public-key"
 run "GET /auth/check (no token)" "$BASE/auth/check"
 run "GET /auth/check (valid token)" "$BASE/auth/check?jwt=$TOKEN"
 run "GET /auth/authorize (sample provider)" "$BASE/auth/authorize?service=example&jwt=$TOKEN"
+run "GET /auth/authorize (sample provider, isolated)" "$BASE/auth/authorize?service=isolated&jwt=$TOKEN"
 run "POST /auth/update" "$BASE/auth/update" "$OUT/update.lua"
 
 # A whole login (start, then callback: state, user refresh, hooks, client token) cannot be

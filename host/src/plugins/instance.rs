@@ -12,6 +12,7 @@ use auth_host_plugin_api::{
 use tokio::sync::Semaphore;
 
 use super::host_log::plugin_log_sink;
+use super::isolation::protocol::Call;
 use super::library::{Library, LoadError};
 use super::registry::{HookDecision, PluginCallError, PluginSettings, PluginSummary};
 
@@ -82,64 +83,74 @@ impl Plugin {
     }
 
     /// Blocking: the permissions of `user` in `service`. Run it off the async workers
-    /// ([`PluginRegistry::run`]).
+    /// ([`PluginRegistry::run`](super::PluginRegistry::run)).
     pub fn get_permissions(
         &self,
         service: &str,
         user: &UserInfo,
     ) -> Result<Permissions, PluginCallError> {
+        let text = self.permissions_json(service, &self.user_json(user)?)?;
+        parse_permissions(&text).map_err(|message| self.invalid(message))
+    }
+
+    /// Blocking: the permissions of the user given as JSON, as the JSON text the plugin
+    /// wrote (what a worker hands on unparsed).
+    pub fn permissions_json(&self, service: &str, user: &str) -> Result<String, PluginCallError> {
         let module = self.library.module;
         let answer = match module.get_user_permissions() {
-            Some(call) => {
-                let user = self.user_json(user)?;
-                call(
-                    &self.instance,
-                    RStr::from_str(service),
-                    RStr::from_str(&user),
-                )
-            }
-            // A plugin built against plugin-api 1.0.
-            None => (module.get_permissions())(
+            Some(call) => call(
                 &self.instance,
                 RStr::from_str(service),
-                RStr::from_str(&user.id),
+                RStr::from_str(user),
             ),
+            // A plugin built against plugin-api 1.0 takes the id only.
+            None => {
+                #[derive(serde::Deserialize)]
+                struct Id {
+                    id: String,
+                }
+                let id: Id = serde_json::from_str(user).map_err(|e| self.invalid(e))?;
+                (module.get_permissions())(
+                    &self.instance,
+                    RStr::from_str(service),
+                    RStr::from_str(&id.id),
+                )
+            }
         };
-        let text = answer.into_result().map_err(|e| self.call_error(e))?;
-        match serde_json::from_str(text.as_str()) {
-            Ok(serde_json::Value::Object(permissions)) => Ok(permissions),
-            Ok(other) => Err(self.invalid(format_args!(
-                "permissions must be a JSON object, got {}",
-                json_type(&other)
-            ))),
-            Err(e) => Err(self.invalid(e)),
-        }
+        answer
+            .into_result()
+            .map(|text| text.into_string())
+            .map_err(|e| self.call_error(e))
     }
 
     /// Blocking: `on_new_user`.
     pub fn on_new_user(&self, user: &UserInfo) -> Result<HookDecision, PluginCallError> {
-        let user = self.user_json(user)?;
-        self.decision((self.library.module.on_new_user())(
-            &self.instance,
-            RStr::from_str(&user),
-        ))
+        self.hook_json(Call::NewUser, &self.user_json(user)?)
     }
 
     /// Blocking: `on_user_login`.
     pub fn on_user_login(&self, user: &UserInfo) -> Result<HookDecision, PluginCallError> {
-        let user = self.user_json(user)?;
-        self.decision((self.library.module.on_user_login())(
-            &self.instance,
-            RStr::from_str(&user),
-        ))
+        self.hook_json(Call::Login, &self.user_json(user)?)
     }
 
     /// Blocking: `on_user_logout`.
     pub fn on_user_logout(&self, user: &UserInfo) -> Result<(), PluginCallError> {
-        let user = self.user_json(user)?;
-        (self.library.module.on_user_logout())(&self.instance, RStr::from_str(&user))
-            .into_result()
-            .map_err(|e| self.call_error(e))
+        self.hook_json(Call::Logout, &self.user_json(user)?)
+            .map(drop)
+    }
+
+    /// Blocking: a lifecycle hook for the user given as JSON (`on_user_logout` continues).
+    pub fn hook_json(&self, call: Call, user: &str) -> Result<HookDecision, PluginCallError> {
+        let module = self.library.module;
+        let user = RStr::from_str(user);
+        match call {
+            Call::NewUser => self.decision((module.on_new_user())(&self.instance, user)),
+            Call::Login => self.decision((module.on_user_login())(&self.instance, user)),
+            Call::Logout | Call::Permissions => (module.on_user_logout())(&self.instance, user)
+                .into_result()
+                .map(|()| HookDecision::Continue)
+                .map_err(|e| self.call_error(e)),
+        }
     }
 
     fn decision(
@@ -153,6 +164,18 @@ impl Plugin {
                 .map(HookDecision::Amend)
                 .map_err(|e| self.invalid(e)),
         }
+    }
+}
+
+/// Permissions as a plugin writes them: a JSON object.
+pub fn parse_permissions(text: &str) -> Result<Permissions, String> {
+    match serde_json::from_str(text) {
+        Ok(serde_json::Value::Object(permissions)) => Ok(permissions),
+        Ok(other) => Err(format!(
+            "permissions must be a JSON object, got {}",
+            json_type(&other)
+        )),
+        Err(e) => Err(e.to_string()),
     }
 }
 

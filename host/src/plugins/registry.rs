@@ -277,10 +277,9 @@ impl PluginRegistry {
             }
         };
         match answer {
-            (Answer::Permissions, text) => match serde_json::from_str(&text) {
-                Ok(serde_json::Value::Object(permissions)) => Ok(permissions),
-                _ => Err(invalid(plugin, "permissions must be a JSON object")),
-            },
+            (Answer::Permissions, text) => {
+                super::instance::parse_permissions(&text).map_err(|e| invalid(plugin, e))
+            }
             other => Err(failure(plugin, other)),
         }
     }

@@ -412,6 +412,11 @@ impl ServerProcess {
         assert!(status.success());
     }
 
+    /// Its log so far.
+    pub fn log(&self) -> String {
+        self.log.lock().unwrap().clone()
+    }
+
     /// Stops the process and returns its whole log.
     pub fn stop(mut self) -> String {
         let _ = self.child.kill();

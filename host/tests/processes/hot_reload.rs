@@ -298,8 +298,45 @@ async fn the_admin_endpoint_reloads_and_says_how_it_went() {
 /// may fail. Bounded in time and count; it asserts no speed.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn authorize_under_load_survives_twenty_reloads() {
-    const SECONDS: u64 = 30;
-    const RELOADS: u32 = 20;
+    let server = authorize_under_load_survives_reloads(30, 20, 1000, "").await;
+    let log = server.stop();
+    assert!(!log.contains("plugin worker started"), "{log}");
+}
+
+/// The same with the reloaded alias isolated: each reload starts a new worker and retires
+/// the old one, which is really gone once its calls are done.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_isolated_plugin_reloads_under_load_and_its_old_workers_go() {
+    let server =
+        authorize_under_load_survives_reloads(15, 10, 300, "isolation = \"process\"\n").await;
+    let pids: Vec<u64> = server
+        .log()
+        .lines()
+        .filter_map(|line| serde_json::from_str::<Value>(line).ok())
+        .filter(|event| event["message"] == "plugin worker started" && event["plugin"] == "second")
+        .filter_map(|event| event["pid"].as_u64())
+        .collect();
+    assert_eq!(pids.len(), 11, "one worker per load: {pids:?}");
+    // Retired workers leave once their calls are done; only the last one runs.
+    std::thread::sleep(Duration::from_millis(1500));
+    let running = |pid: &u64| Path::new(&format!("/proc/{pid}")).exists();
+    let (last, old) = pids.split_last().unwrap();
+    assert!(running(last), "the current worker {last} runs");
+    for pid in old {
+        assert!(!running(pid), "retired worker {pid} still runs");
+    }
+    let _ = server.stop();
+}
+
+/// Load on `/auth/authorize` (an in-process service and `second`, whose settings change
+/// each round, with `second_extra` TOML) while the plugins are reloaded `reloads` times
+/// over `seconds`: no request may fail. Returns the server, still running.
+async fn authorize_under_load_survives_reloads(
+    seconds: u64,
+    reloads: u32,
+    at_least: u64,
+    second_extra: &str,
+) -> ServerProcess {
     const CLIENTS: usize = 8;
     let plugins =
         PluginDir::with_workspace_plugins(&["sample_permission_provider", "test_provider"]);
@@ -308,7 +345,7 @@ async fn authorize_under_load_survives_twenty_reloads() {
     let write_config = |round: u32| {
         deployment.configure(&format!(
             "allowed_services = \"example:sample_permission_provider;second:test_provider\"\n\
-             [plugins.second]\ngreeting = \"round {round}\"\n"
+             [plugins.second]\ngreeting = \"round {round}\"\n{second_extra}"
         ));
     };
     write_config(0);
@@ -316,7 +353,7 @@ async fn authorize_under_load_survives_twenty_reloads() {
     let user = deployment.auth_host(&["users", "add", "--email", "load@example.com"]);
     let token = deployment.auth_host(&["token", "issue", "--userid", &user]);
 
-    let deadline = Instant::now() + Duration::from_secs(SECONDS);
+    let deadline = Instant::now() + Duration::from_secs(seconds);
     let (answered, failed) = (Arc::new(AtomicU64::new(0)), Arc::new(AtomicU64::new(0)));
     let clients: Vec<_> = (0..CLIENTS)
         .map(|i| {
@@ -345,8 +382,8 @@ async fn authorize_under_load_survives_twenty_reloads() {
             })
         })
         .collect();
-    let pause = Duration::from_millis(SECONDS * 1000 / u64::from(RELOADS + 1));
-    for round in 1..=RELOADS {
+    let pause = Duration::from_millis(seconds * 1000 / u64::from(reloads + 1));
+    for round in 1..=reloads {
         tokio::time::sleep(pause).await;
         write_config(round);
         server.hangup();
@@ -359,17 +396,18 @@ async fn authorize_under_load_survives_twenty_reloads() {
         server.base
     ))
     .await;
-    assert_eq!(body["permissions"]["greeting"], format!("round {RELOADS}"));
+    assert_eq!(body["permissions"]["greeting"], format!("round {reloads}"));
     assert!(server.is_running());
-    let log = server.stop();
-    let reloads = log.matches("plugins reloaded").count();
-    assert_eq!(reloads, RELOADS as usize, "{log}");
+    let log = server.log();
+    let reloaded = log.matches("plugins reloaded").count();
+    assert_eq!(reloaded, reloads as usize, "{log}");
     let answered = answered.load(Ordering::Relaxed);
-    eprintln!("{answered} authorizations in {SECONDS} s across {RELOADS} reloads");
-    assert!(answered > 1000, "{answered}");
+    eprintln!("{answered} authorizations in {seconds} s across {reloads} reloads");
+    assert!(answered > at_least, "{answered}");
     assert_eq!(
         failed.load(Ordering::Relaxed),
         0,
         "a request failed during the reloads"
     );
+    server
 }

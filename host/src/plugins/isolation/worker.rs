@@ -6,11 +6,10 @@
 
 use std::io::BufWriter;
 use std::path::Path;
-use std::sync::mpsc;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use auth_host_plugin_api::{PluginKind, UserInfo};
+use auth_host_plugin_api::PluginKind;
 
 use super::protocol::{Answer, Call, Hello, Request, Response, Setup, read_frame, write_frame};
 use crate::plugins::instance::{Plugin, instantiate};
@@ -61,45 +60,53 @@ pub fn run(alias: &str, file: &Path, kind: PluginKind) -> i32 {
         )
         .frame(),
     );
-    // A fixed set of threads runs the calls, several at once; the host bounds how many it
-    // sends and cuts off (kills) a worker whose call runs too long.
-    let (requests, queue) = mpsc::channel::<Request>();
-    let queue = Arc::new(Mutex::new(queue));
-    for n in 0..setup.threads.max(1) {
-        let queue = Arc::clone(&queue);
-        let plugin = Arc::clone(&plugin);
-        let stdout = Arc::clone(&stdout);
-        let spawned = std::thread::Builder::new()
-            .name(format!("plugin-call-{n}"))
-            .spawn(move || {
-                loop {
-                    let next = queue.lock().ok().and_then(|queue| queue.recv().ok());
-                    let Some(request) = next else { return };
-                    let response = answer(&plugin, request);
-                    if let Ok(mut out) = stdout.lock() {
-                        let _ = write_frame(&mut *out, &response.frame());
-                    }
-                }
-            });
-        if spawned.is_err() {
-            return EXIT_REFUSED;
-        }
-    }
-    while let Ok(Some(frame)) = read_frame(&mut stdin) {
-        match Request::parse(&frame) {
-            Ok(request) => {
-                if requests.send(request).is_err() {
-                    break;
-                }
+    // A fixed set of threads takes turns reading a request and running it, several calls
+    // at once with no hand-over between threads; the host bounds how many it sends and
+    // kills a worker whose call runs too long.
+    drop(stdin);
+    let threads: Vec<_> = (0..setup.threads.max(1))
+        .map(|n| {
+            let plugin = Arc::clone(&plugin);
+            let stdout = Arc::clone(&stdout);
+            std::thread::Builder::new()
+                .name(format!("plugin-call-{n}"))
+                .spawn(move || serve_calls(&plugin, &stdout))
+        })
+        .collect();
+    for thread in threads {
+        match thread {
+            Ok(thread) => {
+                let _ = thread.join();
             }
-            Err(error) => {
-                tracing::error!(%error, "the host sent a damaged request; stopping");
-                break;
-            }
+            Err(_) => return EXIT_REFUSED,
         }
     }
     // The host closed the pipe: it no longer needs this worker.
     0
+}
+
+type Output = Mutex<BufWriter<std::io::Stdout>>;
+
+/// Reads requests (one thread at a time) and answers them, until stdin ends.
+fn serve_calls(plugin: &Plugin, stdout: &Output) {
+    loop {
+        let frame = read_frame(&mut std::io::stdin().lock());
+        let request = match frame {
+            Ok(Some(frame)) => match Request::parse(&frame) {
+                Ok(request) => request,
+                Err(error) => {
+                    tracing::error!(%error, "the host sent a damaged request; stopping");
+                    std::process::exit(EXIT_REFUSED);
+                }
+            },
+            // The host closed the pipe: it no longer needs this worker.
+            Ok(None) | Err(_) => return,
+        };
+        let response = answer(plugin, request);
+        if let Ok(mut out) = stdout.lock() {
+            let _ = write_frame(&mut *out, &response.frame());
+        }
+    }
 }
 
 /// Loads and starts the plugin as the host would in-process.
@@ -127,31 +134,21 @@ fn start(alias: &str, file: &Path, kind: PluginKind, setup: &Setup) -> Result<Pl
     instantiate(alias, file, library, &settings, &limits).map_err(|e| e.to_string())
 }
 
-/// Runs one call and says how it went.
+/// Runs one call and says how it went. The user's JSON goes to the plugin as it came, and
+/// its permissions back as it wrote them: the host parses them once.
 fn answer(plugin: &Plugin, request: Request) -> Response {
     let reply = |answer: Answer, text: String| Response {
         id: request.id,
         answer,
         text,
     };
-    let user: UserInfo = match serde_json::from_str(&request.user) {
-        Ok(user) => user,
-        Err(e) => return reply(Answer::Invalid, format!("the user is not valid JSON: {e}")),
-    };
     let outcome = match request.call {
         Call::Permissions => plugin
-            .get_permissions(&request.service, &user)
-            .map(|permissions| {
-                reply(
-                    Answer::Permissions,
-                    serde_json::Value::Object(permissions).to_string(),
-                )
-            }),
-        Call::NewUser => plugin.on_new_user(&user).map(|d| decision(&request, d)),
-        Call::Login => plugin.on_user_login(&user).map(|d| decision(&request, d)),
-        Call::Logout => plugin
-            .on_user_logout(&user)
-            .map(|()| reply(Answer::Continue, String::new())),
+            .permissions_json(&request.service, &request.user)
+            .map(|text| reply(Answer::Permissions, text)),
+        call => plugin
+            .hook_json(call, &request.user)
+            .map(|d| decision(&request, d)),
     };
     outcome.unwrap_or_else(|error| match error {
         PluginCallError::Panicked { message, .. } => reply(Answer::Panicked, message),
