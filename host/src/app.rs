@@ -131,7 +131,11 @@ impl App {
     ) -> Result<App, StartupError> {
         let tokens = token_service(config, load_keys(config)?);
         let store = open_store(config).await?;
-        let settings = PluginSettings::from_config(config);
+        let metrics = Arc::new(Metrics::new());
+        let settings = PluginSettings {
+            worker_metrics: metrics.workers.clone(),
+            ..PluginSettings::from_config(config)
+        };
         // Opening libraries and starting plugins blocks; keep it off the async workers.
         let plugins = tokio::task::spawn_blocking(move || PluginRegistry::load(&settings))
             .await
@@ -148,7 +152,7 @@ impl App {
             tokens,
             logins,
             Arc::new(plugins),
-            Arc::new(Metrics::new()),
+            metrics,
             Duration::from_millis(config.token_cache_ms),
         ));
         let reloader = Arc::new(PluginReloader::new(

@@ -33,6 +33,34 @@ pub struct TokenLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct AliasLabels {
+    pub alias: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct WorkerStartLabels {
+    pub alias: String,
+    /// `load` (start-up, reload) or `restart` (after the last one ended).
+    pub reason: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct WorkerExitLabels {
+    pub alias: String,
+    /// `signal`, `exit`, `timeout` (killed at the call time limit) or `other`.
+    pub cause: &'static str,
+}
+
+/// What isolated plugins' supervisors count; a cheap handle (the families are shared).
+#[derive(Clone, Debug, Default)]
+pub struct WorkerMetrics {
+    pub starts: Family<WorkerStartLabels, Counter>,
+    pub exits: Family<WorkerExitLabels, Counter>,
+    /// 1 while the alias' worker is in a crash loop.
+    pub crash_loop: Family<AliasLabels, Gauge>,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct ReloadLabels {
     /// `ok` or `failed`.
     pub result: &'static str,
@@ -44,6 +72,8 @@ pub struct Metrics {
     pub requests: Family<RequestLabels, Counter>,
     pub request_seconds: Family<RouteLabels, Histogram>,
     pub plugin_calls: Family<PluginCallLabels, Counter>,
+    pub plugin_call_seconds: Family<AliasLabels, Histogram>,
+    pub workers: WorkerMetrics,
     pub tokens_issued: Family<TokenLabels, Counter>,
     pub plugins_loaded: Gauge,
     /// Client tokens of the old service accepted: when it stays at zero, they are all gone.
@@ -82,6 +112,31 @@ impl Metrics {
             "Plugin calls by outcome",
             plugin_calls.clone(),
         );
+        let plugin_call_seconds = Family::<AliasLabels, Histogram>::new_with_constructor(|| {
+            // 10 µs … ~5 s
+            Histogram::new(exponential_buckets(0.00001, 2.5, 15))
+        });
+        registry.register(
+            "plugin_call_duration_seconds",
+            "Time of a plugin call, as the caller waited for it",
+            plugin_call_seconds.clone(),
+        );
+        let workers = WorkerMetrics::default();
+        registry.register(
+            "plugin_worker_starts",
+            "Isolated plugin worker processes started",
+            workers.starts.clone(),
+        );
+        registry.register(
+            "plugin_worker_exits",
+            "Isolated plugin worker processes that ended while in use, by cause",
+            workers.exits.clone(),
+        );
+        registry.register(
+            "plugin_worker_crash_loop",
+            "1 while an isolated plugin's worker keeps crashing",
+            workers.crash_loop.clone(),
+        );
         let tokens_issued = Family::<TokenLabels, Counter>::default();
         registry.register("tokens_issued", "Tokens signed", tokens_issued.clone());
         let plugins_loaded = Gauge::default();
@@ -109,6 +164,8 @@ impl Metrics {
             requests,
             request_seconds,
             plugin_calls,
+            plugin_call_seconds,
+            workers,
             tokens_issued,
             plugins_loaded,
         }

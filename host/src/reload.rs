@@ -61,10 +61,14 @@ impl PluginReloader {
         let _running = self.running.lock().await;
         tracing::info!(cause, "reloading plugins");
         let file = self.config_file.clone();
+        let worker_metrics = self.service.metrics().workers.clone();
         let loaded = tokio::task::spawn_blocking(move || {
             let config = Config::load(file.as_deref()).map_err(|errors| errors.0)?;
-            PluginRegistry::load(&PluginSettings::from_config(&config))
-                .map_err(|outcomes| failure_messages(&outcomes))
+            PluginRegistry::load(&PluginSettings {
+                worker_metrics,
+                ..PluginSettings::from_config(&config)
+            })
+            .map_err(|outcomes| failure_messages(&outcomes))
         })
         .await;
         let metrics = self.service.metrics();

@@ -180,11 +180,25 @@ pub async fn handle(
         }
         Route::GetProfile => get_profile(service, params).await?,
         Route::Jwks => Reply::json(service.jwks()?),
-        Route::Health if service.healthy().await => Reply::json(json!({"status": "ok"})),
-        Route::Health => Reply::json_with(
-            StatusCode::SERVICE_UNAVAILABLE,
-            json!({"status": "unavailable", "database": "unreachable"}),
-        ),
+        Route::Health => {
+            let health = service.health().await;
+            let mut body = match health.database {
+                true => json!({"status": "ok"}),
+                false => json!({"status": "unavailable", "database": "unreachable"}),
+            };
+            if !health.crash_loops.is_empty() {
+                body["plugins"] = health
+                    .crash_loops
+                    .iter()
+                    .map(|alias| (alias.clone(), json!("crash loop")))
+                    .collect::<serde_json::Map<_, _>>()
+                    .into();
+            }
+            match health.database {
+                true => Reply::json(body),
+                false => Reply::json_with(StatusCode::SERVICE_UNAVAILABLE, body),
+            }
+        }
         Route::Metrics => Reply::text(
             "application/openmetrics-text; version=1.0.0; charset=utf-8",
             service.metrics().render(),

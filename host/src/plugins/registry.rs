@@ -30,6 +30,8 @@ pub struct PluginSettings {
     pub isolation: Isolation,
     /// Address-space limit of each worker process, in bytes (0: none).
     pub worker_memory_limit: u64,
+    /// Where isolated plugins' supervisors count starts, exits and crash loops.
+    pub worker_metrics: crate::metrics::WorkerMetrics,
 }
 
 /// Where a plugin alias runs.
@@ -74,6 +76,7 @@ impl PluginSettings {
             max_in_flight: config.plugin_max_in_flight,
             isolation: config.plugin_isolation,
             worker_memory_limit: config.plugin_memory_limit_mb * 1024 * 1024,
+            worker_metrics: Default::default(),
         }
     }
 }
@@ -252,6 +255,19 @@ impl PluginRegistry {
         services
     }
 
+    /// Isolated aliases whose worker keeps crashing.
+    pub fn crash_loops(&self) -> Vec<&str> {
+        let mut looping: Vec<&str> = self
+            .providers
+            .values()
+            .chain(self.extensions.iter())
+            .filter(|plugin| plugin.isolated().is_some_and(|p| p.in_crash_loop()))
+            .map(|plugin| plugin.alias())
+            .collect();
+        looping.sort_unstable();
+        looping
+    }
+
     /// Extensions in `INSTALLED_EXTENSIONS` order.
     pub fn extensions(&self) -> &[Arc<LoadedPlugin>] {
         &self.extensions
@@ -428,6 +444,7 @@ fn load_all(settings: &PluginSettings) -> (Vec<LoadOutcome>, Vec<Arc<LoadedPlugi
                     call_timeout: settings.call_timeout,
                     threads: u32::try_from(settings.max_in_flight.clamp(1, 64)).unwrap_or(64),
                     memory_limit: settings.worker_memory_limit,
+                    metrics: settings.worker_metrics.clone(),
                 })
                 .map(|plugin| LoadedPlugin::Isolated {
                     plugin,

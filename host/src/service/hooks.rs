@@ -39,8 +39,9 @@ impl AuthService {
                 Hook::Login => Call::Login,
                 Hook::Logout => Call::Logout,
             };
+            let started = std::time::Instant::now();
             let answer = plugins.hook(extension, call, &user_info(user)).await;
-            self.count_plugin_call(extension.alias(), &answer);
+            self.count_plugin_call(extension.alias(), started, &answer);
             let alias = extension.alias();
             match answer {
                 Ok(HookDecision::Continue) => {}

@@ -28,6 +28,14 @@ use crate::storage::Store;
 use crate::tokens::TokenService;
 use cache::AuthCache;
 
+/// What `/auth/health` reports.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Health {
+    pub database: bool,
+    /// Isolated plugin aliases in a crash loop.
+    pub crash_loops: Vec<String>,
+}
+
 pub struct AuthService {
     store: Store,
     tokens: TokenService,
@@ -114,14 +122,24 @@ impl AuthService {
             .map_err(|e| Error::Internal(format!("cannot serialize the JWKS: {e}")))
     }
 
-    /// Whether the database answers (`/auth/health`).
-    pub async fn healthy(&self) -> bool {
-        match self.store.ping().await {
+    /// `/auth/health`: whether the database answers, and which isolated plugins keep
+    /// crashing (auth-host itself is fine then: their calls fail, nothing else).
+    pub async fn health(&self) -> Health {
+        let database = match self.store.ping().await {
             Ok(()) => true,
             Err(error) => {
                 tracing::warn!(%error, "health check: database unreachable");
                 false
             }
+        };
+        let plugins = self.plugins();
+        Health {
+            database,
+            crash_loops: plugins
+                .crash_loops()
+                .into_iter()
+                .map(str::to_owned)
+                .collect(),
         }
     }
 
@@ -142,7 +160,18 @@ impl AuthService {
             .inc();
     }
 
-    fn count_plugin_call<T>(&self, alias: &str, answer: &std::result::Result<T, PluginCallError>) {
+    fn count_plugin_call<T>(
+        &self,
+        alias: &str,
+        started: std::time::Instant,
+        answer: &std::result::Result<T, PluginCallError>,
+    ) {
+        self.metrics
+            .plugin_call_seconds
+            .get_or_create(&crate::metrics::AliasLabels {
+                alias: alias.to_owned(),
+            })
+            .observe(started.elapsed().as_secs_f64());
         let outcome = match answer {
             Ok(_) => "ok",
             Err(PluginCallError::Failed { .. }) => "error",

@@ -38,10 +38,11 @@ impl AuthService {
         let Some((user, _)) = self.authenticate(token).await? else {
             return Ok(Authorization::Nothing);
         };
+        let started = std::time::Instant::now();
         let answer = plugins
             .get_permissions(&provider, service, &user_info(&user))
             .await;
-        self.count_plugin_call(provider.alias(), &answer);
+        self.count_plugin_call(provider.alias(), started, &answer);
         let permissions = answer.map_err(|error| {
             tracing::warn!(service, %error, "permission provider failed");
             Error::Plugin(error)

@@ -281,6 +281,7 @@ pub fn plugin_settings(
         max_in_flight: 16,
         isolation: Default::default(),
         worker_memory_limit: 0,
+        worker_metrics: Default::default(),
     }
 }
 

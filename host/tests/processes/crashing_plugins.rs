@@ -158,10 +158,54 @@ async fn isolated_plugins_crash_alone_and_answer_again_once_the_crashes_stop() {
             assert_eq!(body["permissions"], serde_json::json!({}));
         }
     }
+    // One alias crashing again and again is reported as a crash loop (health and metrics),
+    // its restarts spaced out meanwhile.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    loop {
+        let _ = authorize("abort").await.unwrap();
+        let health: serde_json::Value = client
+            .get(format!("{base}/auth/health"))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        if health["plugins"]["abort"] == "crash loop" {
+            assert_eq!(health["status"], "ok", "{health}");
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no crash loop reported: {health}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    }
+    let metrics = common::server::get_text(&format!("{base}/auth/metrics")).await;
+    let value = |series: &str| -> f64 {
+        metrics
+            .lines()
+            .find_map(|line| line.strip_prefix(series)?.trim().parse().ok())
+            .unwrap_or_else(|| panic!("no {series} in\n{metrics}"))
+    };
+    assert_eq!(
+        value(r#"auth_host_plugin_worker_crash_loop{alias="abort"}"#),
+        1.0
+    );
+    assert!(value(r#"auth_host_plugin_worker_exits_total{alias="abort",cause="signal"}"#) >= 5.0);
+    assert!(value(r#"auth_host_plugin_worker_exits_total{alias="exit",cause="exit"}"#) >= 2.0);
+    assert!(value(r#"auth_host_plugin_worker_exits_total{alias="loop",cause="timeout"}"#) >= 2.0);
+    assert_eq!(
+        value(r#"auth_host_plugin_worker_starts_total{alias="exit",reason="load"}"#),
+        1.0
+    );
+    assert!(value(r#"auth_host_plugin_worker_starts_total{alias="exit",reason="restart"}"#) >= 1.0);
+    assert!(metrics.contains(r#"auth_host_plugin_call_duration_seconds_count{alias="example"}"#));
+
     // The crashes stop: every alias answers again (after its back-off).
     std::fs::remove_file(&armed).unwrap();
     for mode in CRASHES {
-        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(40);
         loop {
             let response = authorize(mode).await.unwrap();
             if response.status() == 200 {

@@ -17,6 +17,7 @@ use auth_host_plugin_api::PluginKind;
 use tokio::sync::oneshot;
 
 use super::protocol::{Call, Hello, Request, Response, Setup, read_frame, write_frame};
+use crate::metrics::{AliasLabels, WorkerExitLabels, WorkerMetrics, WorkerStartLabels};
 use crate::plugins::library::LoadError;
 use crate::plugins::{PluginCallError, PluginSummary};
 
@@ -38,6 +39,7 @@ pub struct WorkerSpec {
     pub threads: u32,
     /// Address-space limit of the worker, in bytes (0: none).
     pub memory_limit: u64,
+    pub metrics: WorkerMetrics,
 }
 
 /// One isolated alias.
@@ -88,6 +90,13 @@ impl IsolatedPlugin {
     /// limit): a plugin that cannot load is refused here, as it would be in-process.
     pub fn start(spec: WorkerSpec) -> Result<IsolatedPlugin, LoadError> {
         let (worker, summary) = Worker::start(&spec)?;
+        spec.metrics
+            .starts
+            .get_or_create(&WorkerStartLabels {
+                alias: spec.alias.clone(),
+                reason: "load",
+            })
+            .inc();
         Ok(IsolatedPlugin {
             spec,
             summary,
@@ -114,7 +123,13 @@ impl IsolatedPlugin {
 
     /// Whether the alias keeps crashing (several times a minute).
     pub fn in_crash_loop(&self) -> bool {
-        self.crashes.lock().is_ok_and(|c| c.in_loop)
+        self.crashes.lock().is_ok_and(|c| {
+            c.recent
+                .iter()
+                .filter(|at| at.elapsed() <= CRASH_WINDOW)
+                .count()
+                >= CRASH_LOOP
+        })
     }
 
     /// One call, answered by the worker (started anew if the last one died).
@@ -180,6 +195,14 @@ impl IsolatedPlugin {
         match started {
             Ok((worker, _)) => {
                 let worker = Arc::new(worker);
+                self.spec
+                    .metrics
+                    .starts
+                    .get_or_create(&WorkerStartLabels {
+                        alias: self.spec.alias.clone(),
+                        reason: "restart",
+                    })
+                    .inc();
                 tracing::info!(
                     plugin = self.spec.alias,
                     pid = worker.pid,
@@ -220,6 +243,23 @@ impl IsolatedPlugin {
         });
         if was_current {
             tracing::warn!(plugin = self.spec.alias, pid = worker.pid, %cause, "plugin worker ended");
+            let kind = if cause.starts_with("killed after") {
+                "timeout"
+            } else if cause.contains("signal") {
+                "signal"
+            } else if cause.contains("exited with status") {
+                "exit"
+            } else {
+                "other"
+            };
+            self.spec
+                .metrics
+                .exits
+                .get_or_create(&WorkerExitLabels {
+                    alias: self.spec.alias.clone(),
+                    cause: kind,
+                })
+                .inc();
             self.note_crash(cause);
         }
     }
@@ -248,6 +288,13 @@ impl IsolatedPlugin {
             );
         }
         crashes.in_loop = in_loop;
+        self.spec
+            .metrics
+            .crash_loop
+            .get_or_create(&AliasLabels {
+                alias: self.spec.alias.clone(),
+            })
+            .set(i64::from(in_loop));
     }
 
     /// How long until the next start is allowed: nothing after one crash, then doubling

@@ -130,6 +130,7 @@ fn start(alias: &str, file: &Path, kind: PluginKind, setup: &Setup) -> Result<Pl
         max_in_flight: setup.threads.max(1) as usize,
         isolation: Default::default(),
         worker_memory_limit: 0,
+        worker_metrics: Default::default(),
     };
     instantiate(alias, file, library, &settings, &limits).map_err(|e| e.to_string())
 }
