@@ -329,10 +329,16 @@ pub async fn dev_login(
 
 /// Logs `email` in through the development login from `next`; where the browser lands.
 pub async fn dev_login_landing(server: &TestServer, next: &str, email: &str) -> String {
+    dev_login_at(&server.base, next, email).await
+}
+
+/// The development login of the auth-host at `base`, from `next`, for `email`; where the
+/// browser lands.
+pub async fn dev_login_at(base: &str, next: &str, email: &str) -> String {
     let browser = browser();
     let next: String = form_urlencoded::byte_serialize(next.as_bytes()).collect();
     let started = browser
-        .get(server.url(&format!("/auth/login/dev?next={next}")))
+        .get(format!("{base}/auth/login/dev?next={next}"))
         .send()
         .await
         .unwrap();
@@ -340,7 +346,7 @@ pub async fn dev_login_landing(server: &TestServer, next: &str, email: &str) -> 
     let form = started.headers()["location"].to_str().unwrap().to_owned();
     let state = params_of(&form)["state"].clone();
     let finished = browser
-        .post(server.url("/auth/login/dev"))
+        .post(format!("{base}/auth/login/dev"))
         .form(&[("state", state.as_str()), ("email", email)])
         .send()
         .await

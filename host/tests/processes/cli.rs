@@ -74,6 +74,45 @@ fn plugins_check_reports_each_alias_and_succeeds_when_all_load() {
 }
 
 #[test]
+fn plugins_check_starts_isolated_aliases_as_they_will_run_and_says_so() {
+    let dir = PluginDir::with_workspace_plugins(&["sample_permission_provider"]);
+    let output = auth_host(
+        &dir,
+        &[
+            (
+                "ALLOWED_SERVICES",
+                "example:sample_permission_provider;local:sample_permission_provider",
+            ),
+            ("AUTH_PLUGIN_ISOLATION", "process"),
+            ("AUTH_PLUGINS__LOCAL__ISOLATION", "none"),
+        ],
+        &["plugins", "check"],
+    );
+    let stdout = text(&output.stdout);
+    assert!(
+        output.status.success(),
+        "{stdout}\n{}",
+        text(&output.stderr)
+    );
+    let file = dir.file_of("sample_permission_provider");
+    let version = auth_host_plugin_api::API_VERSION;
+    assert!(
+        stdout.contains(&format!(
+            "OK    service `example`: permission provider, sample_permission_provider 1.0.0, plugin-api {version}, isolated in a worker process, {}",
+            file.display()
+        )),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains(&format!(
+            "OK    service `local`: permission provider, sample_permission_provider 1.0.0, plugin-api {version}, {}",
+            file.display()
+        )),
+        "{stdout}"
+    );
+}
+
+#[test]
 fn plugins_check_fails_when_one_alias_fails_and_says_why() {
     let dir = PluginDir::with_workspace_plugins(&["sample_permission_provider"]);
     let output = auth_host(

@@ -233,3 +233,76 @@ async fn isolated_plugins_crash_alone_and_answer_again_once_the_crashes_stop() {
     let log = server.stop();
     assert!(log.contains("plugin worker ended"), "{log}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_isolated_extension_that_crashes_refuses_the_login_and_never_blocks_a_logout() {
+    let plugins = PluginDir::with_workspace_plugins(&["test_extension"]);
+    let data = tempfile::tempdir().unwrap();
+    let userid = command(
+        data.path(),
+        &["users", "add", "--email", "leaving@abort.test"],
+    );
+    let token = command(data.path(), &["token", "issue", "--userid", &userid]);
+    // The login links point there; the test only reads them.
+    let external = "http://127.0.0.1:9";
+    let server = ServerProcess::start(&[
+        ("AUTH_DATA_DIR", data.path().to_str().unwrap()),
+        ("AUTH_PLUGIN_DIR", plugins.path().to_str().unwrap()),
+        ("INSTALLED_EXTENSIONS", "guard:test_extension"),
+        ("AUTH_PLUGINS__GUARD__ISOLATION", "process"),
+        ("EXTERNAL_ADDRESS", external),
+        ("AUTH_DEV_LOGIN", "true"),
+    ]);
+    let base = server.base.clone();
+    // Fail closed: the crashed hook refuses the login, and nobody is stored.
+    let landing =
+        common::server::dev_login_at(&base, &format!("{external}/app"), "newcomer@abort.test")
+            .await;
+    let landed = common::server::params_of(&landing);
+    assert_eq!(
+        landed.get("error").map(String::as_str),
+        Some("Login refused: an extension failed"),
+        "{landing}"
+    );
+    assert!(!landed.contains_key("jwt"));
+    let (_, resolved) = common::server::json_answer(
+        common::server::client()
+            .get(format!("{base}/auth/resolve?username=newcomer"))
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(resolved["userid"], serde_json::Value::Null);
+    // A new worker serves the next login.
+    let landing =
+        common::server::dev_login_at(&base, &format!("{external}/app"), "fine@example.com").await;
+    assert!(
+        common::server::params_of(&landing).contains_key("jwt"),
+        "{landing}"
+    );
+    // A logout whose hook crashes still logs out.
+    let (status, body) = common::server::json_answer(
+        common::server::client()
+            .post(format!("{base}/auth/logout?jwt={token}"))
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(
+        (status.as_u16(), body),
+        (200, serde_json::json!({"success": true}))
+    );
+    let (_, check) = common::server::json_answer(
+        common::server::client()
+            .get(format!("{base}/auth/check?jwt={token}"))
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(check["authenticated"], false);
+    let log = server.stop();
+    assert!(log.contains("was killed by signal 6"), "{log}");
+}

@@ -52,6 +52,8 @@ fn decide(hook: &str, user: &UserInfo) -> Result<Verdict, PluginError> {
         // Panicking on purpose is what this plugin is for.
         #[allow(clippy::panic)]
         "panic.test" => panic!("{hook} asked to panic"),
+        // Ends the whole process: only survivable when the extension runs isolated.
+        "abort.test" => std::process::abort(),
         "amend.test" => Ok(Verdict::Amend(Amendment {
             name: Some(format!("Amended by {hook}")),
             ..Amendment::default()
@@ -80,7 +82,8 @@ impl LifecycleExtension for TestExtension {
     }
 
     fn on_user_logout(&self, user: &UserInfo) -> Result<(), PluginError> {
-        self.record("on_user_logout", user)
+        self.record("on_user_logout", user)?;
+        decide("on_user_logout", user).map(drop)
     }
 }
 
