@@ -306,3 +306,34 @@ async fn an_isolated_extension_that_crashes_refuses_the_login_and_never_blocks_a
     let log = server.stop();
     assert!(log.contains("was killed by signal 6"), "{log}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_plugin_built_against_plugin_api_1_0_runs_isolated_as_it_is() {
+    let file = common::build_abi_fixture("old_provider", |_| {});
+    let plugins = PluginDir::new();
+    plugins.add_file(&file, "old_provider");
+    let data = tempfile::tempdir().unwrap();
+    let userid = command(data.path(), &["users", "add", "--email", "old@example.com"]);
+    let token = command(data.path(), &["token", "issue", "--userid", &userid]);
+    let server = ServerProcess::start(&[
+        ("AUTH_DATA_DIR", data.path().to_str().unwrap()),
+        ("AUTH_PLUGIN_DIR", plugins.path().to_str().unwrap()),
+        ("ALLOWED_SERVICES", "old:old_provider"),
+        ("AUTH_PLUGIN_ISOLATION", "process"),
+    ]);
+    let (status, body) = common::server::json_answer(
+        common::server::client()
+            .get(format!(
+                "{}/auth/authorize?service=old&jwt={token}",
+                server.base
+            ))
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["permissions"]["old"], format!("old-{userid}"));
+    let log = server.stop();
+    assert!(log.contains("plugin worker started"), "{log}");
+}

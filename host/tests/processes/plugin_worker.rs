@@ -93,3 +93,31 @@ fn a_worker_that_cannot_load_its_plugin_says_why() {
         assert_eq!(child.wait().unwrap().code(), Some(3));
     }
 }
+
+#[test]
+fn what_a_plugin_prints_goes_to_the_log_not_into_the_pipe() {
+    let dir = PluginDir::with_workspace_plugins(&["test_provider"]);
+    let mut child = worker(&dir, "test", "test_provider", "provider");
+    let mut stdin = child.stdin.take().unwrap();
+    let mut stdout = child.stdout.take().unwrap();
+    write_frame(&mut stdin, &setup("{}")).unwrap();
+    assert!(matches!(
+        Hello::parse(&read_frame(&mut stdout).unwrap().unwrap()).unwrap(),
+        Hello::Ready(_)
+    ));
+    let user = USER.replace("\"u1\"", "\"print\"");
+    let request = Request {
+        id: 1,
+        call: Call::Permissions,
+        service: "test".into(),
+        user,
+    };
+    write_frame(&mut stdin, &request.frame()).unwrap();
+    let response = Response::parse(&read_frame(&mut stdout).unwrap().unwrap()).unwrap();
+    assert_eq!(response.answer, Answer::Permissions, "{response:?}");
+    assert!(response.text.contains("\"user\":\"print\""), "{response:?}");
+    drop(stdin);
+    let output = child.wait_with_output().unwrap();
+    let log = String::from_utf8_lossy(&output.stderr);
+    assert!(log.contains("printed by the test provider"), "{log}");
+}

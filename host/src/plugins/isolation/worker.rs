@@ -22,8 +22,11 @@ const EXIT_REFUSED: i32 = 3;
 /// Runs the worker for `alias` of `file`, which must be a plugin of `kind`. Returns the
 /// process' exit status.
 pub fn run(alias: &str, file: &Path, kind: PluginKind) -> i32 {
+    let Some(protocol) = protocol_output() else {
+        return EXIT_REFUSED;
+    };
     let mut stdin = std::io::stdin().lock();
-    let stdout = Arc::new(Mutex::new(BufWriter::new(std::io::stdout())));
+    let stdout = Arc::new(Mutex::new(BufWriter::new(protocol)));
     let send = |frame: Vec<u8>| {
         if let Ok(mut out) = stdout.lock() {
             // The host went away: nothing to answer to; the read loop ends too.
@@ -85,7 +88,23 @@ pub fn run(alias: &str, file: &Path, kind: PluginKind) -> i32 {
     0
 }
 
-type Output = Mutex<BufWriter<std::io::Stdout>>;
+type Output = Mutex<BufWriter<std::fs::File>>;
+
+/// The pipe the answers go to. Standard output is the host's pipe, but a plugin may print:
+/// the pipe is kept on a file descriptor of its own, and fd 1 now writes to stderr, which
+/// the host reads into its log. `None` if the descriptors cannot be arranged.
+fn protocol_output() -> Option<std::fs::File> {
+    use std::os::fd::FromRawFd;
+    // SAFETY: plain descriptor calls on this process' own fds 1 and 2, before any thread
+    // starts; the duplicate is owned by the returned File alone.
+    unsafe {
+        let pipe = libc::dup(1);
+        if pipe < 0 || libc::dup2(2, 1) < 0 {
+            return None;
+        }
+        Some(std::fs::File::from_raw_fd(pipe))
+    }
+}
 
 /// Reads requests (one thread at a time) and answers them, until stdin ends.
 fn serve_calls(plugin: &Plugin, stdout: &Output) {

@@ -1,5 +1,5 @@
 //! A provider built for the test suite. Its answer echoes what it was given, and special
-//! user ids make it misbehave on purpose: `panic`, `error`, `sleep`.
+//! user ids make it misbehave on purpose: `panic`, `error`, `sleep`, `print` (to stdout).
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
@@ -54,6 +54,8 @@ impl PermissionProvider for TestProvider {
             "panic" => panic!("asked to panic"),
             "error" => return Err(PluginError::new("asked to fail")),
             "sleep" => std::thread::sleep(Duration::from_millis(self.settings.sleep_ms)),
+            // Plugins print; isolated, that must not garble the worker's pipe.
+            "print" => println!("printed by the test provider"),
             _ => {}
         }
         self.log
