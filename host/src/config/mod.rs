@@ -6,6 +6,7 @@
 //! - [`providers`]: `[providers.<name>]` login providers and their defaults,
 //! - [`urls`]: external address, origins, loopback.
 
+mod checks;
 mod lists;
 mod networks;
 mod providers;
@@ -295,122 +296,6 @@ impl Config {
         } else {
             Err(ConfigErrors(problems))
         }
-    }
-
-    /// What is wrong with values that each parsed on their own.
-    fn problems(&self) -> Vec<String> {
-        let mut problems = Vec::new();
-        if self.private_key.is_some() != self.public_key.is_some() {
-            problems.push(
-                "private_key / public_key (PRIVATE_KEY, PUBLIC_KEY): set both, or neither to \
-                 use a key pair generated in the data directory"
-                    .to_owned(),
-            );
-        }
-        for (key, value) in [
-            (
-                "client_token_lifetime_secs",
-                self.client_token_lifetime_secs,
-            ),
-            (
-                "permission_token_lifetime_secs",
-                self.permission_token_lifetime_secs,
-            ),
-            ("request_timeout_ms", self.request_timeout_ms),
-            ("max_body_bytes", self.max_body_bytes as u64),
-            (
-                "database_max_connections",
-                u64::from(self.database_max_connections),
-            ),
-            ("plugin_timeout_ms", self.plugin_timeout_ms),
-            ("plugin_max_in_flight", self.plugin_max_in_flight as u64),
-            (
-                "max_unfinished_logins_per_client",
-                self.max_unfinished_logins_per_client as u64,
-            ),
-        ] {
-            if value == 0 {
-                problems.push(format!("{key}: must be at least 1"));
-            }
-        }
-        if let Some(address) = &self.external_address
-            && let Err(problem) = normalize_external_address(address)
-        {
-            problems.push(format!("external_address (EXTERNAL_ADDRESS): {problem}"));
-        }
-        if let Some(token) = &self.admin_token
-            && token.expose().chars().count() < MIN_ADMIN_TOKEN_CHARS
-        {
-            problems.push(format!(
-                "admin_token (AUTH_ADMIN_TOKEN): must be at least {MIN_ADMIN_TOKEN_CHARS} \
-                 characters (e.g. `openssl rand -hex 32`)"
-            ));
-        }
-        for (key, origins) in [
-            ("cors_origins", &self.cors_origins),
-            ("allowed_redirects", &self.allowed_redirects),
-        ] {
-            for origin in &origins.0 {
-                if let Err(problem) = normalize_origin(origin) {
-                    problems.push(format!("{key}: `{origin}`: {problem}"));
-                }
-            }
-        }
-        for proxy in &self.trusted_proxies.0 {
-            if let Err(problem) = IpRange::parse(proxy) {
-                problems.push(format!("trusted_proxies: {problem}"));
-            }
-        }
-        if let Err(mut provider_problems) = self.login_providers() {
-            problems.append(&mut provider_problems);
-        }
-        // The development login hands out a token for any email: only this machine may
-        // reach it, by its address and by where it listens.
-        if self.dev_login {
-            match self.external_base() {
-                Some(base) if is_loopback_url(&base) => {}
-                _ => problems.push(
-                    "dev_login (AUTH_DEV_LOGIN): only allowed when external_address \
-                     (EXTERNAL_ADDRESS) is a loopback address such as http://127.0.0.1:8000"
-                        .to_owned(),
-                ),
-            }
-            if !self.listen.ip().is_loopback() {
-                problems.push(format!(
-                    "dev_login (AUTH_DEV_LOGIN): only allowed when listen (AUTH_LISTEN) is a \
-                     loopback address such as 127.0.0.1:8000, not {}",
-                    self.listen
-                ));
-            }
-        }
-        for (alias, settings) in &self.plugins {
-            if !settings.is_object() {
-                problems.push(format!(
-                    "plugins.{alias}: must be a table of settings, found {settings}"
-                ));
-            }
-            if let Some(isolation) = settings.get(crate::plugins::ISOLATION_KEY)
-                && serde_json::from_value::<crate::plugins::Isolation>(isolation.clone()).is_err()
-            {
-                problems.push(format!(
-                    "plugins.{alias}.isolation: expected `none` or `process`, found {isolation}"
-                ));
-            }
-        }
-        for extension in self.installed_extensions.iter() {
-            if self
-                .allowed_services
-                .iter()
-                .any(|s| s.alias == extension.alias)
-            {
-                problems.push(format!(
-                    "alias `{}` is named both in ALLOWED_SERVICES and INSTALLED_EXTENSIONS; \
-                     give one of them another alias, so that each has its own [plugins.<alias>] settings",
-                    extension.alias
-                ));
-            }
-        }
-        problems
     }
 
     /// The `PRIVATE_KEY` text that keys the old service's client tokens, when they are

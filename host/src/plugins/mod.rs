@@ -7,6 +7,7 @@ mod host_log;
 mod instance;
 pub mod isolation;
 pub mod library;
+mod loaded;
 pub mod registry;
 
 pub use instance::Plugin;

@@ -11,6 +11,7 @@ use super::instance::{Plugin, instantiate, summary_of};
 use super::isolation::protocol::{Answer, Call};
 use super::isolation::supervisor::{IsolatedPlugin, WorkerSpec};
 use super::library::{self, Library, LoadError};
+pub use super::loaded::LoadedPlugin;
 use crate::config::{Config, EntryList};
 
 /// What the registry needs from the configuration.
@@ -169,48 +170,6 @@ pub struct PluginRegistry {
     providers: HashMap<String, Arc<LoadedPlugin>>,
     extensions: Vec<Arc<LoadedPlugin>>,
     call_timeout: Duration,
-}
-
-/// One loaded alias: in this process, or in a worker process of its own.
-#[derive(Debug)]
-pub enum LoadedPlugin {
-    InProcess(Plugin),
-    Isolated {
-        plugin: IsolatedPlugin,
-        kind: PluginKind,
-        in_flight: Arc<tokio::sync::Semaphore>,
-    },
-}
-
-impl LoadedPlugin {
-    pub fn alias(&self) -> &str {
-        match self {
-            LoadedPlugin::InProcess(plugin) => plugin.alias(),
-            LoadedPlugin::Isolated { plugin, .. } => plugin.alias(),
-        }
-    }
-
-    pub fn kind(&self) -> PluginKind {
-        match self {
-            LoadedPlugin::InProcess(plugin) => plugin.kind(),
-            LoadedPlugin::Isolated { kind, .. } => *kind,
-        }
-    }
-
-    pub fn summary(&self) -> PluginSummary {
-        match self {
-            LoadedPlugin::InProcess(plugin) => plugin.summary(),
-            LoadedPlugin::Isolated { plugin, .. } => plugin.summary(),
-        }
-    }
-
-    /// The isolated alias' worker, if it runs isolated.
-    pub fn isolated(&self) -> Option<&IsolatedPlugin> {
-        match self {
-            LoadedPlugin::InProcess(_) => None,
-            LoadedPlugin::Isolated { plugin, .. } => Some(plugin),
-        }
-    }
 }
 
 impl PluginRegistry {

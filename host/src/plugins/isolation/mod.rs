@@ -2,8 +2,11 @@
 //! a plugin that crashes, hangs or runs out of memory costs its own calls, never the host.
 //!
 //! - [`protocol`]: the frames exchanged over the worker's stdin and stdout,
-//! - [`worker`]: the worker process itself (`auth-host plugin-worker`).
+//! - [`worker`]: the worker process itself (`auth-host plugin-worker`),
+//! - [`supervisor`]: the host's side of one isolated alias (calls, restarts, back-off),
+//!   over `process`, the worker process as the host sees it.
 
+mod process;
 pub mod protocol;
 pub mod supervisor;
 pub mod worker;

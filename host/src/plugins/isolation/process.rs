@@ -1,0 +1,328 @@
+//! A plugin worker process, seen from the host: started with its setup, its hello awaited,
+//! calls written to its stdin and answers read from its stdout by id, its log forwarded,
+//! its address space capped, its end (and how it ended) told to the calls it held.
+
+use std::collections::HashMap;
+use std::io::{BufRead, BufReader};
+use std::process::{Child, ChildStdin, Command, Stdio};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use auth_host_plugin_api::PluginKind;
+use tokio::sync::oneshot;
+
+use super::protocol::{Hello, Request, Response, Setup, read_frame, write_frame};
+use super::supervisor::WorkerSpec;
+use crate::plugins::PluginSummary;
+use crate::plugins::library::LoadError;
+
+/// A running worker process.
+pub(super) struct Worker {
+    pub(super) pid: u32,
+    alias: String,
+    /// Shared with the answer reader, which reads the exit status once the pipe ends.
+    process: Arc<Mutex<Child>>,
+    /// Closed (taken) to tell the worker to leave.
+    stdin: Mutex<Option<ChildStdin>>,
+    pending: Arc<Mutex<Pending>>,
+    next_id: AtomicU64,
+}
+
+/// Calls awaiting their answer; once the worker is gone, how it ended.
+#[derive(Default)]
+struct Pending {
+    waiting: HashMap<u64, oneshot::Sender<Result<Response, String>>>,
+    ended: Option<String>,
+}
+
+impl Worker {
+    /// Spawns `auth-host plugin-worker` for the spec and waits for its hello.
+    pub(super) fn start(spec: &WorkerSpec) -> Result<(Worker, PluginSummary), LoadError> {
+        let exe = std::env::current_exe()
+            .map_err(|e| LoadError::Create(format!("cannot find the auth-host binary: {e}")))?;
+        let mut command = Command::new(exe);
+        command
+            .arg("plugin-worker")
+            .args(["--alias", &spec.alias, "--kind"])
+            .arg(match spec.kind {
+                PluginKind::PermissionProvider => "provider",
+                PluginKind::LifecycleExtension => "extension",
+            })
+            .arg("--file")
+            .arg(&spec.file)
+            .env_clear()
+            .env(
+                "RUST_LOG",
+                std::env::var("RUST_LOG").unwrap_or_else(|_| "info".into()),
+            )
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        limit_memory(&mut command, spec.memory_limit);
+        let mut child = command
+            .spawn()
+            .map_err(|e| LoadError::Create(format!("cannot start a worker process: {e}")))?;
+        let (Some(mut stdin), Some(stdout), Some(stderr)) =
+            (child.stdin.take(), child.stdout.take(), child.stderr.take())
+        else {
+            let _ = child.kill();
+            return Err(LoadError::Create("the worker has no pipes".into()));
+        };
+        forward_log(&spec.alias, stderr);
+        let setup = Setup {
+            timeout_ms: u64::try_from(spec.call_timeout.as_millis()).unwrap_or(u64::MAX),
+            threads: spec.threads,
+            settings: spec.settings.clone(),
+        };
+        let hello = write_frame(&mut stdin, &setup.frame())
+            .map_err(|e| e.to_string())
+            .and_then(|()| read_hello(stdout, spec.call_timeout + Duration::from_secs(5)));
+        let (summary, stdout) = match hello {
+            Ok((Hello::Ready(summary), stdout)) => (parse_summary(&summary, spec.kind)?, stdout),
+            Ok((Hello::Failed(reason), _)) => {
+                let _ = child.wait();
+                return Err(LoadError::Create(reason));
+            }
+            Err(reason) => {
+                let _ = child.kill();
+                let status = child.wait().map(|s| describe_exit(&s)).unwrap_or_default();
+                return Err(LoadError::Create(format!("the worker {status}: {reason}")));
+            }
+        };
+        let worker = Worker {
+            pid: child.id(),
+            alias: spec.alias.clone(),
+            process: Arc::new(Mutex::new(child)),
+            stdin: Mutex::new(Some(stdin)),
+            pending: Arc::new(Mutex::new(Pending::default())),
+            next_id: AtomicU64::new(1),
+        };
+        worker.read_answers(stdout);
+        tracing::info!(
+            plugin = spec.alias,
+            pid = worker.pid,
+            "plugin worker started"
+        );
+        Ok((worker, summary))
+    }
+
+    pub(super) fn alive(&self) -> bool {
+        self.pending.lock().is_ok_and(|p| p.ended.is_none())
+    }
+
+    /// A new call id and where its answer will arrive.
+    pub(super) fn register(&self) -> (u64, oneshot::Receiver<Result<Response, String>>) {
+        let id = self.next_id.fetch_add(1, Ordering::Relaxed);
+        let (sender, receiver) = oneshot::channel();
+        if let Ok(mut pending) = self.pending.lock() {
+            match &pending.ended {
+                Some(cause) => {
+                    let _ = sender.send(Err(cause.clone()));
+                }
+                None => {
+                    pending.waiting.insert(id, sender);
+                }
+            }
+        }
+        (id, receiver)
+    }
+
+    /// Writes a request. Frames are small and the worker reads its stdin all the time, so
+    /// this does not wait on the worker's calls.
+    pub(super) fn send(&self, request: &Request) -> Result<(), String> {
+        let mut stdin = self
+            .stdin
+            .lock()
+            .map_err(|_| "its pipe is unusable".to_owned())?;
+        let stdin = stdin.as_mut().ok_or_else(|| "it is retiring".to_owned())?;
+        write_frame(stdin, &request.frame()).map_err(|e| format!("its pipe broke ({e})"))
+    }
+
+    /// Reads answers on a thread of its own until the worker's stdout ends; then every call
+    /// still waiting fails with how the worker ended.
+    fn read_answers(&self, stdout: std::process::ChildStdout) {
+        let pending = Arc::clone(&self.pending);
+        let process = Arc::clone(&self.process);
+        let alias = self.alias.clone();
+        let _ = std::thread::Builder::new()
+            .name(format!("plugin-worker-{alias}"))
+            .spawn(move || {
+                let mut stdout = BufReader::new(stdout);
+                while let Ok(Some(frame)) = read_frame(&mut stdout) {
+                    match Response::parse(&frame) {
+                        Ok(response) => {
+                            let waiting = pending
+                                .lock()
+                                .ok()
+                                .and_then(|mut p| p.waiting.remove(&response.id));
+                            if let Some(waiting) = waiting {
+                                let _ = waiting.send(Ok(response));
+                            }
+                        }
+                        Err(error) => {
+                            tracing::error!(plugin = alias, %error, "damaged answer from the worker");
+                            break;
+                        }
+                    }
+                }
+                let cause = wait_for_exit(&process);
+                if let Ok(mut pending) = pending.lock() {
+                    for (_, waiting) in pending.waiting.drain() {
+                        let _ = waiting.send(Err(cause.clone()));
+                    }
+                    pending.ended = Some(cause);
+                }
+            });
+    }
+
+    pub(super) fn kill(&self) {
+        if let Ok(mut process) = self.process.lock() {
+            let _ = process.kill();
+        }
+    }
+}
+
+impl Drop for Worker {
+    /// Retired (a reload, a stop, a crash) once no call holds it: its stdin is closed, so a
+    /// live worker leaves by itself; one that does not within a second is killed. Never
+    /// blocks the caller.
+    fn drop(&mut self) {
+        if let Ok(mut stdin) = self.stdin.lock() {
+            drop(stdin.take());
+        }
+        let process = Arc::clone(&self.process);
+        let _ = std::thread::Builder::new()
+            .name("plugin-worker-reaper".into())
+            .spawn(move || {
+                let deadline = Instant::now() + Duration::from_secs(1);
+                loop {
+                    let Ok(mut child) = process.lock() else {
+                        return;
+                    };
+                    match child.try_wait() {
+                        Ok(None) if Instant::now() < deadline => {}
+                        Ok(None) => {
+                            let _ = child.kill();
+                            let _ = child.wait();
+                            return;
+                        }
+                        _ => return,
+                    }
+                    drop(child);
+                    std::thread::sleep(Duration::from_millis(20));
+                }
+            });
+    }
+}
+
+/// How the worker ended, once its stdout closed: its exit status (waited for up to 2 s; a
+/// worker that closed its stdout but lives on is killed).
+fn wait_for_exit(process: &Mutex<Child>) -> String {
+    let deadline = Instant::now() + Duration::from_secs(2);
+    loop {
+        let Ok(mut child) = process.lock() else {
+            return "ended".into();
+        };
+        match child.try_wait() {
+            Ok(Some(status)) => return describe_exit(&status),
+            Ok(None) if Instant::now() >= deadline => {
+                let _ = child.kill();
+                let _ = child.wait();
+                return "stopped answering and was killed".into();
+            }
+            Ok(None) => {}
+            Err(e) => return format!("ended ({e})"),
+        }
+        drop(child);
+        std::thread::sleep(Duration::from_millis(5));
+    }
+}
+
+fn describe_exit(status: &std::process::ExitStatus) -> String {
+    use std::os::unix::process::ExitStatusExt;
+    match (status.code(), status.signal()) {
+        (Some(code), _) => format!("exited with status {code}"),
+        (None, Some(signal)) => format!("was killed by signal {signal}"),
+        _ => "ended".into(),
+    }
+}
+
+fn read_hello(
+    stdout: std::process::ChildStdout,
+    within: Duration,
+) -> Result<(Hello, std::process::ChildStdout), String> {
+    let (sender, receiver) = std::sync::mpsc::channel();
+    let _ = std::thread::Builder::new()
+        .name("plugin-worker-hello".into())
+        .spawn(move || {
+            let mut stdout = stdout;
+            let hello = read_frame(&mut stdout);
+            let _ = sender.send((hello, stdout));
+        });
+    match receiver.recv_timeout(within) {
+        Ok((Ok(Some(frame)), stdout)) => Hello::parse(&frame)
+            .map(|hello| (hello, stdout))
+            .map_err(|e| e.to_string()),
+        Ok((Ok(None), _)) => Err("ended before saying hello".into()),
+        Ok((Err(e), _)) => Err(format!("cannot be read ({e})")),
+        Err(_) => Err(format!("said nothing within {within:?}")),
+    }
+}
+
+fn parse_summary(text: &str, kind: PluginKind) -> Result<PluginSummary, LoadError> {
+    let value: serde_json::Value = serde_json::from_str(text)
+        .map_err(|e| LoadError::Create(format!("the worker's hello is not JSON: {e}")))?;
+    let field = |name: &str| value[name].as_str().unwrap_or_default().to_owned();
+    Ok(PluginSummary {
+        kind,
+        name: field("name"),
+        version: field("version"),
+        api_version: field("api_version"),
+    })
+}
+
+/// The worker's log lines (JSON, from its stderr) in the host's log, tagged with the alias.
+fn forward_log(alias: &str, stderr: std::process::ChildStderr) {
+    let alias = alias.to_owned();
+    let _ = std::thread::Builder::new()
+        .name(format!("plugin-log-{alias}"))
+        .spawn(move || {
+            for line in BufReader::new(stderr).lines() {
+                let Ok(line) = line else { break };
+                let event: serde_json::Value = serde_json::from_str(&line)
+                    .unwrap_or_else(|_| serde_json::json!({"message": line}));
+                let message = event["message"].as_str().unwrap_or(&line);
+                match event["level"].as_str() {
+                    Some("ERROR") => tracing::error!(plugin = alias, worker = true, "{message}"),
+                    Some("WARN") => tracing::warn!(plugin = alias, worker = true, "{message}"),
+                    Some("DEBUG" | "TRACE") => {
+                        tracing::debug!(plugin = alias, worker = true, "{message}")
+                    }
+                    _ => tracing::info!(plugin = alias, worker = true, "{message}"),
+                }
+            }
+        });
+}
+
+/// Caps the worker's address space, so that a plugin that allocates without end fails there.
+fn limit_memory(command: &mut Command, bytes: u64) {
+    if bytes == 0 {
+        return;
+    }
+    use std::os::unix::process::CommandExt;
+    // SAFETY: runs in the forked child before exec; setrlimit is async-signal-safe and the
+    // closure touches nothing else.
+    unsafe {
+        command.pre_exec(move || {
+            let limit = libc::rlimit {
+                rlim_cur: bytes as libc::rlim_t,
+                rlim_max: bytes as libc::rlim_t,
+            };
+            if libc::setrlimit(libc::RLIMIT_AS, &limit) != 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+}
