@@ -436,6 +436,23 @@ impl Drop for ServerProcess {
     }
 }
 
+/// Runs an `auth-host` command (`users add`, `token issue`…) on the data directory `data`;
+/// its stdout, trimmed. Fails the test when the command fails.
+pub fn auth_host_command(data: &Path, args: &[&str]) -> String {
+    let output = Command::new(auth_host_bin())
+        .args(args)
+        .env_clear()
+        .env("AUTH_DATA_DIR", data)
+        .output()
+        .unwrap();
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    String::from_utf8(output.stdout).unwrap().trim().to_owned()
+}
+
 /// The path of the `auth-host` binary built for these tests.
 pub fn auth_host_bin() -> &'static str {
     env!("CARGO_BIN_EXE_auth-host")

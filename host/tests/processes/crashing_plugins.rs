@@ -4,33 +4,17 @@
 use crate::common;
 
 use std::os::unix::process::ExitStatusExt;
-use std::process::Command;
 
 use common::{PluginDir, ServerProcess};
-
-/// Runs an `auth-host` command with this data directory; its stdout, trimmed.
-fn command(data: &std::path::Path, args: &[&str]) -> String {
-    let output = Command::new(common::auth_host_bin())
-        .args(args)
-        .env_clear()
-        .env("AUTH_DATA_DIR", data)
-        .output()
-        .unwrap();
-    assert!(
-        output.status.success(),
-        "{}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    String::from_utf8(output.stdout).unwrap().trim().to_owned()
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_aborting_plugin_in_process_takes_the_whole_server_down() {
     let plugins =
         PluginDir::with_workspace_plugins(&["test_crash_provider", "sample_permission_provider"]);
     let data = tempfile::tempdir().unwrap();
-    let userid = command(data.path(), &["users", "add", "--email", "ada@example.com"]);
-    let token = command(data.path(), &["token", "issue", "--userid", &userid]);
+    let userid =
+        common::auth_host_command(data.path(), &["users", "add", "--email", "ada@example.com"]);
+    let token = common::auth_host_command(data.path(), &["token", "issue", "--userid", &userid]);
     let data_dir = data.path().to_str().unwrap();
     let mut server = ServerProcess::start(&[
         ("AUTH_DATA_DIR", data_dir),
@@ -76,8 +60,9 @@ async fn isolated_plugins_crash_alone_and_answer_again_once_the_crashes_stop() {
     let plugins =
         PluginDir::with_workspace_plugins(&["test_crash_provider", "sample_permission_provider"]);
     let data = tempfile::tempdir().unwrap();
-    let userid = command(data.path(), &["users", "add", "--email", "ada@example.com"]);
-    let token = command(data.path(), &["token", "issue", "--userid", &userid]);
+    let userid =
+        common::auth_host_command(data.path(), &["users", "add", "--email", "ada@example.com"]);
+    let token = common::auth_host_command(data.path(), &["token", "issue", "--userid", &userid]);
     let armed = data.path().join("crash");
     std::fs::write(&armed, "").unwrap();
     let services: Vec<String> = CRASHES
@@ -238,11 +223,11 @@ async fn isolated_plugins_crash_alone_and_answer_again_once_the_crashes_stop() {
 async fn an_isolated_extension_that_crashes_refuses_the_login_and_never_blocks_a_logout() {
     let plugins = PluginDir::with_workspace_plugins(&["test_extension"]);
     let data = tempfile::tempdir().unwrap();
-    let userid = command(
+    let userid = common::auth_host_command(
         data.path(),
         &["users", "add", "--email", "leaving@abort.test"],
     );
-    let token = command(data.path(), &["token", "issue", "--userid", &userid]);
+    let token = common::auth_host_command(data.path(), &["token", "issue", "--userid", &userid]);
     // The login links point there; the test only reads them.
     let external = "http://127.0.0.1:9";
     let server = ServerProcess::start(&[
@@ -313,8 +298,9 @@ async fn a_plugin_built_against_plugin_api_1_0_runs_isolated_as_it_is() {
     let plugins = PluginDir::new();
     plugins.add_file(&file, "old_provider");
     let data = tempfile::tempdir().unwrap();
-    let userid = command(data.path(), &["users", "add", "--email", "old@example.com"]);
-    let token = command(data.path(), &["token", "issue", "--userid", &userid]);
+    let userid =
+        common::auth_host_command(data.path(), &["users", "add", "--email", "old@example.com"]);
+    let token = common::auth_host_command(data.path(), &["token", "issue", "--userid", &userid]);
     let server = ServerProcess::start(&[
         ("AUTH_DATA_DIR", data.path().to_str().unwrap()),
         ("AUTH_PLUGIN_DIR", plugins.path().to_str().unwrap()),

@@ -4,7 +4,6 @@
 use crate::common;
 
 use std::path::{Path, PathBuf};
-use std::process::Command;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
@@ -54,17 +53,7 @@ impl Deployment {
 
     /// `auth-host` run as a command on the same data directory; its stdout.
     fn auth_host(&self, args: &[&str]) -> String {
-        let output = Command::new(common::auth_host_bin())
-            .args(args)
-            .env("AUTH_DATA_DIR", self.data.path())
-            .output()
-            .unwrap();
-        assert!(
-            output.status.success(),
-            "{}",
-            String::from_utf8_lossy(&output.stderr)
-        );
-        String::from_utf8(output.stdout).unwrap().trim().to_owned()
+        common::auth_host_command(self.data.path(), args)
     }
 }
 
