@@ -13,7 +13,7 @@ use super::isolation::supervisor::IsolatedPlugin;
 pub enum LoadedPlugin {
     InProcess(Plugin),
     Isolated {
-        plugin: IsolatedPlugin,
+        plugin: Box<IsolatedPlugin>,
         kind: PluginKind,
         in_flight: Arc<tokio::sync::Semaphore>,
     },

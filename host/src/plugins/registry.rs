@@ -406,7 +406,7 @@ fn load_all(settings: &PluginSettings) -> (Vec<LoadOutcome>, Vec<Arc<LoadedPlugi
                     metrics: settings.worker_metrics.clone(),
                 })
                 .map(|plugin| LoadedPlugin::Isolated {
-                    plugin,
+                    plugin: Box::new(plugin),
                     kind,
                     in_flight: Arc::new(tokio::sync::Semaphore::new(settings.max_in_flight)),
                 }),

@@ -323,3 +323,73 @@ async fn a_plugin_built_against_plugin_api_1_0_runs_isolated_as_it_is() {
     let log = server.stop();
     assert!(log.contains("plugin worker started"), "{log}");
 }
+
+/// A worker whose every thread hangs stops reading its pipe; requests beyond what the pipe
+/// holds must not block auth-host: the worker is given up, other services keep answering.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_worker_that_stops_reading_never_blocks_the_server() {
+    let plugins =
+        PluginDir::with_workspace_plugins(&["test_crash_provider", "sample_permission_provider"]);
+    let data = tempfile::tempdir().unwrap();
+    let userid =
+        common::auth_host_command(data.path(), &["users", "add", "--email", "ada@example.com"]);
+    let token = common::auth_host_command(data.path(), &["token", "issue", "--userid", &userid]);
+    let server = ServerProcess::start(&[
+        ("AUTH_DATA_DIR", data.path().to_str().unwrap()),
+        ("AUTH_PLUGIN_DIR", plugins.path().to_str().unwrap()),
+        (
+            "ALLOWED_SERVICES",
+            "stuck:test_crash_provider;example:sample_permission_provider",
+        ),
+        ("AUTH_PLUGINS__STUCK__ISOLATION", "process"),
+        ("AUTH_PLUGINS__STUCK__MODE", "hang"),
+        ("AUTH_PLUGIN_TIMEOUT_MS", "4000"),
+        ("AUTH_PLUGIN_MAX_IN_FLIGHT", "1000"),
+    ]);
+    let base = server.base.clone();
+    // Far more hanging calls than the worker has threads: their requests fill its pipe.
+    let many = reqwest::Client::new();
+    let stuck: Vec<_> = (0..450)
+        .map(|_| {
+            let url = format!("{base}/auth/authorize?service=stuck&jwt={token}");
+            let client = many.clone();
+            tokio::spawn(async move { client.get(url).send().await.map(|r| r.status().as_u16()) })
+        })
+        .collect();
+    tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    let client = reqwest::Client::builder()
+        .timeout(std::time::Duration::from_secs(2))
+        .build()
+        .unwrap();
+    for _ in 0..10 {
+        let answer = client
+            .get(format!("{base}/auth/authorize?service=example&jwt={token}"))
+            .send()
+            .await
+            .unwrap_or_else(|e| {
+                let log = server.log();
+                let tail: Vec<&str> = log.lines().rev().take(15).collect();
+                panic!(
+                    "other services answer while a worker hangs: {e}\n{}",
+                    tail.join("\n")
+                )
+            });
+        assert_eq!(answer.status(), 200);
+    }
+    let mut statuses = std::collections::BTreeMap::new();
+    for call in stuck {
+        let status = call.await.unwrap().unwrap_or(0);
+        *statuses.entry(status).or_insert(0) += 1;
+    }
+    assert!(
+        statuses
+            .keys()
+            .all(|status| [502, 503, 504].contains(status)),
+        "{statuses:?}"
+    );
+    let log = server.stop();
+    assert!(
+        log.contains("stopped reading its requests"),
+        "{statuses:?}\n{log}"
+    );
+}

@@ -99,6 +99,7 @@ impl Worker {
             next_id: AtomicU64::new(1),
         };
         worker.read_answers(stdout);
+        worker.never_block_on_stdin()?;
         tracing::info!(
             plugin = spec.alias,
             pid = worker.pid,
@@ -128,15 +129,44 @@ impl Worker {
         (id, receiver)
     }
 
-    /// Writes a request. Frames are small and the worker reads its stdin all the time, so
-    /// this does not wait on the worker's calls.
+    /// Writes a request, never waiting: the pipe to the worker is non-blocking. A worker
+    /// whose threads are all stuck stops reading; once the pipe is full it is given up.
     pub(super) fn send(&self, request: &Request) -> Result<(), String> {
         let mut stdin = self
             .stdin
             .lock()
             .map_err(|_| "its pipe is unusable".to_owned())?;
         let stdin = stdin.as_mut().ok_or_else(|| "it is retiring".to_owned())?;
-        write_frame(stdin, &request.frame()).map_err(|e| format!("its pipe broke ({e})"))
+        write_frame(stdin, &request.frame()).map_err(|e| match e.kind() {
+            std::io::ErrorKind::WouldBlock => "stopped reading its requests".to_owned(),
+            _ => format!("its pipe broke ({e})"),
+        })
+    }
+
+    /// Makes writes to the worker's stdin fail at once instead of waiting for room: a request
+    /// is written from an async handler, which must never block.
+    fn never_block_on_stdin(&self) -> Result<(), LoadError> {
+        use std::os::fd::AsRawFd;
+        let stdin = self
+            .stdin
+            .lock()
+            .map_err(|_| LoadError::Create("the worker's pipe is unusable".into()))?;
+        let Some(fd) = stdin.as_ref().map(AsRawFd::as_raw_fd) else {
+            return Ok(());
+        };
+        // SAFETY: fcntl on a descriptor this process owns (the pipe held in `stdin`).
+        let set = unsafe {
+            let flags = libc::fcntl(fd, libc::F_GETFL);
+            flags >= 0 && libc::fcntl(fd, libc::F_SETFL, flags | libc::O_NONBLOCK) >= 0
+        };
+        if set {
+            Ok(())
+        } else {
+            Err(LoadError::Create(format!(
+                "cannot make the worker's pipe non-blocking: {}",
+                std::io::Error::last_os_error()
+            )))
+        }
     }
 
     /// Reads answers on a thread of its own until the worker's stdout ends; then every call

@@ -44,6 +44,8 @@ pub struct IsolatedPlugin {
     spec: WorkerSpec,
     summary: PluginSummary,
     current: Mutex<Option<Arc<Worker>>>,
+    /// Held while a new worker starts.
+    restarting: tokio::sync::Mutex<()>,
     crashes: Mutex<Crashes>,
 }
 
@@ -79,6 +81,7 @@ impl IsolatedPlugin {
             spec,
             summary,
             current: Mutex::new(Some(Arc::new(worker))),
+            restarting: tokio::sync::Mutex::new(()),
             crashes: Mutex::new(Crashes::default()),
         })
     }
@@ -126,6 +129,8 @@ impl IsolatedPlugin {
             user,
         };
         if let Err(cause) = worker.send(&request) {
+            // A part of the frame may be in the pipe: the worker cannot be talked to again.
+            worker.kill();
             return Err(self.crashed(&worker, cause));
         }
         match tokio::time::timeout(self.spec.call_timeout, answer).await {
@@ -149,13 +154,12 @@ impl IsolatedPlugin {
 
     /// The running worker, or a new one once the back-off allows.
     async fn worker(&self) -> Result<Arc<Worker>, PluginCallError> {
-        if let Some(worker) = self
-            .current
-            .lock()
-            .ok()
-            .and_then(|current| current.clone())
-            .filter(|worker| worker.alive())
-        {
+        if let Some(worker) = self.live_worker() {
+            return Ok(worker);
+        }
+        // One restart at a time: calls arriving meanwhile wait for it, then use its worker.
+        let _restarting = self.restarting.lock().await;
+        if let Some(worker) = self.live_worker() {
             return Ok(worker);
         }
         if let Some(wait) = self.backoff_left() {
@@ -199,6 +203,14 @@ impl IsolatedPlugin {
                 })
             }
         }
+    }
+
+    fn live_worker(&self) -> Option<Arc<Worker>> {
+        self.current
+            .lock()
+            .ok()
+            .and_then(|current| current.clone())
+            .filter(|worker| worker.alive())
     }
 
     /// The error for calls a dead worker held; the worker is forgotten (once).

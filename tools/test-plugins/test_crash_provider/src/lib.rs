@@ -2,7 +2,7 @@
 //! panic guard cannot contain: what plugin isolation exists for.
 //!
 //! Settings: `mode` = `abort`, `null_write`, `exit`, `stack_overflow`, `alloc` (until memory
-//! runs out) or `loop` (never returns); `while_file`: crash only while this file exists, so
+//! runs out), `loop` (never returns, spinning) or `hang` (never returns, asleep); `while_file`: crash only while this file exists, so
 //! that a test can stop the crashes. Otherwise it answers `{"crash": "<mode>", "ok": true}`.
 
 use auth_host_plugin_api::{
@@ -20,6 +20,7 @@ enum Mode {
     StackOverflow,
     Alloc,
     Loop,
+    Hang,
 }
 
 #[derive(Debug, Deserialize)]
@@ -66,6 +67,9 @@ fn crash(mode: Mode) {
         }
         Mode::Loop => loop {
             std::hint::spin_loop();
+        },
+        Mode::Hang => loop {
+            std::thread::sleep(std::time::Duration::from_secs(3600));
         },
     }
 }
