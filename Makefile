@@ -14,7 +14,7 @@ DEV_SERVER = EXTERNAL_ADDRESS="http://127.0.0.1:8000" AUTH_LISTEN="127.0.0.1:800
 # webhook signatures as downstream services and receivers do.
 VERIFIERS_VENV = target/verifiers-venv
 
-.PHONY: build run test fuzz fuzz-tools lint fmt check-plugins clean verifiers bench bench-tools
+.PHONY: build run test cluster-tools fuzz fuzz-tools lint fmt check-plugins clean verifiers bench bench-tools
 
 # `make bench` (SQLite) or `make bench DB=postgres`; BENCH_DURATION=seconds per run.
 DB ?= sqlite
@@ -28,8 +28,13 @@ run: build
 check-plugins: build
 	$(SAMPLE_PLUGINS) ./target/debug/auth-host plugins check
 
-test: build verifiers
+test: build verifiers cluster-tools
 	$(CARGO) test --workspace
+
+# HAProxy from the system packages, for the cluster test (three replicas behind it).
+cluster-tools:
+	@command -v haproxy >/dev/null || test -x /usr/sbin/haproxy || \
+	  { apt-get update -qq && apt-get install -y -qq haproxy >/dev/null; }
 
 # 100,000 malformed requests against a running server (tools/fuzz.sh); CI runs it too.
 fuzz: build fuzz-tools

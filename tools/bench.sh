@@ -37,6 +37,8 @@ case "$DB" in
     admin=${AUTH_BENCH_POSTGRES_URL:-postgres://postgres@127.0.0.1:5432/test}
     psql -q "$admin" -c "DROP DATABASE IF EXISTS auth_host_bench WITH (FORCE)" -c "CREATE DATABASE auth_host_bench"
     export DATABASE_URL="${admin%/*}/auth_host_bench"
+    # Replicas keep their signing keys in the database, sealed under this secret.
+    export AUTH_KEY_SECRETS="bench-key-secret-$(openssl rand -hex 16)"
     ;;
   *) echo "bench: DB must be sqlite or postgres" >&2; exit 2 ;;
 esac

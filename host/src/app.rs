@@ -8,8 +8,9 @@ use std::time::Duration;
 use tokio::net::TcpListener;
 
 use crate::admin::{AdminAccess, AdminToken};
-use crate::config::{Config, normalize_origin};
+use crate::config::{Config, KeySource, NO_KEY_SOURCE, normalize_origin};
 use crate::http::{HttpApi, HttpSettings, login_endpoints};
+use crate::keyring::{Keyring, KeyringError};
 use crate::login::{LoginSettings, Logins};
 use crate::metrics::Metrics;
 use crate::plugins::{LoadOutcome, PluginRegistry, PluginSettings};
@@ -23,6 +24,8 @@ use crate::tokens::{KeyError, KeySet, TokenService};
 pub enum StartupError {
     #[error("signing keys: {0}")]
     Keys(#[from] KeyError),
+    #[error("signing keys: {0}")]
+    Keyring(#[from] KeyringError),
     #[error("database {url}: {error}")]
     Storage { url: String, error: StoreError },
     #[error("{}", plugin_messages(.0))]
@@ -35,41 +38,61 @@ fn plugin_messages(outcomes: &[LoadOutcome]) -> String {
     failure_messages(outcomes).join("\n")
 }
 
-/// The signing keys: `PRIVATE_KEY`/`PUBLIC_KEY`, or the pair kept in the data directory
-/// (made on first start).
-pub fn load_keys(config: &Config) -> Result<KeySet, StartupError> {
-    let mut keys = main_keys(config)?.with_client_algorithm(
-        config.client_token_algorithm,
-        config.client_token_private_key.as_ref().map(|k| k.expose()),
-        &config.data_dir,
-    )?;
-    if let Some(private_key) = config.legacy_client_token_key() {
-        keys = keys.with_legacy_client_tokens(private_key);
-    }
-    Ok(keys)
-}
-
-/// The RS256 key pair (permission tokens, and client tokens by default).
-fn main_keys(config: &Config) -> Result<KeySet, StartupError> {
-    match (&config.private_key, &config.public_key) {
-        (Some(private), Some(public)) => Ok(KeySet::from_pem(
-            private.expose(),
-            public,
-            &config.previous_public_keys,
-        )?),
-        _ => {
+/// The signing keys: `PRIVATE_KEY`/`PUBLIC_KEY`, those kept in the database (then also the
+/// keyring that keeps them current), or the pair kept in the data directory (made on first
+/// start).
+pub async fn load_keys(
+    config: &Config,
+    store: &Store,
+) -> Result<(KeySet, Option<Arc<Keyring>>), StartupError> {
+    let finish = {
+        let algorithm = config.client_token_algorithm;
+        let client_key = config
+            .client_token_private_key
+            .as_ref()
+            .map(|k| k.expose().to_owned());
+        let data_dir = config.data_dir.clone();
+        move |keys: KeySet| keys.with_client_algorithm(algorithm, client_key.as_deref(), &data_dir)
+    };
+    match config.key_source() {
+        Some(KeySource::Environment) => {
+            let (Some(private), Some(public)) = (&config.private_key, &config.public_key) else {
+                return Err(
+                    KeyError::Invalid("PRIVATE_KEY and PUBLIC_KEY: set both".into()).into(),
+                );
+            };
+            let mut keys = finish(KeySet::from_pem(
+                private.expose(),
+                public,
+                &config.previous_public_keys,
+            )?)?;
+            if let Some(private_key) = config.legacy_client_token_key() {
+                keys = keys.with_legacy_client_tokens(private_key);
+            }
+            Ok((keys, None))
+        }
+        Some(KeySource::Database) => {
+            let keyring = Keyring::new(config, store.clone(), finish)?;
+            let keys = keyring.current().await?.ok_or_else(|| {
+                StartupError::Io("signing keys: none read from the database".into())
+            })?;
+            Ok((keys, Some(Arc::new(keyring))))
+        }
+        Some(KeySource::DataDirectory) => {
             let (keys, created) =
                 KeySet::from_data_dir(&config.data_dir, &config.previous_public_keys)?;
             if created {
                 tracing::warn!(
                     data_dir = %config.data_dir.display(),
                     kid = keys.kid(),
-                    "generated a new signing key pair in the data directory; set PRIVATE_KEY and \
-                     PUBLIC_KEY to share one key pair between replicas"
+                    "generated a new signing key pair in the data directory; set key_secrets \
+                     (keys in the database) or PRIVATE_KEY and PUBLIC_KEY to share keys between \
+                     replicas"
                 );
             }
-            Ok(keys)
+            Ok((finish(keys)?, None))
         }
+        None => Err(KeyError::Invalid(NO_KEY_SOURCE.into()).into()),
     }
 }
 
@@ -119,6 +142,8 @@ pub async fn open_store(config: &Config) -> Result<Store, StartupError> {
 /// A ready service: everything loaded, nothing listening yet.
 pub struct App {
     pub service: Arc<AuthService>,
+    /// The keys kept in the database, when they are.
+    pub keyring: Option<Arc<Keyring>>,
     pub reloader: Arc<PluginReloader>,
     pub http: Arc<HttpApi>,
 }
@@ -129,8 +154,9 @@ impl App {
         config: &Config,
         config_file: Option<&std::path::Path>,
     ) -> Result<App, StartupError> {
-        let tokens = token_service(config, load_keys(config)?);
         let store = open_store(config).await?;
+        let (keys, keyring) = load_keys(config, &store).await?;
+        let tokens = token_service(config, keys);
         let metrics = Arc::new(Metrics::new());
         let settings = PluginSettings {
             worker_metrics: metrics.workers.clone(),
@@ -173,6 +199,7 @@ impl App {
                 max_body_bytes: config.max_body_bytes,
                 request_timeout: Duration::from_millis(config.request_timeout_ms),
                 trusted_proxies: config.trusted_proxies(),
+                shutdown_grace: Duration::from_millis(config.shutdown_grace_ms),
                 cors_origins: config
                     .cors_origins
                     .0
@@ -181,8 +208,14 @@ impl App {
                     .collect::<HashSet<_>>(),
             },
         ));
+        crate::background::start(
+            &service,
+            keyring.clone(),
+            Duration::from_secs(config.maintenance_interval_secs),
+        );
         Ok(App {
             service,
+            keyring,
             reloader,
             http,
         })
@@ -242,29 +275,52 @@ pub async fn serve(
         .local_addr()
         .map_err(|e| StartupError::Io(e.to_string()))?;
     tracing::info!(%address, "listening");
-    app.http.serve(listener, shutdown_signal()).await;
+    let service = Arc::clone(&app.service);
+    let delay = Duration::from_millis(config.shutdown_delay_ms);
+    app.http
+        .serve(listener, async move {
+            if shutdown_signal().await == Stop::Terminate && !delay.is_zero() {
+                // Load balancers see the health check fail and stop sending; what they
+                // still send meanwhile is served.
+                service.start_draining();
+                tracing::info!(?delay, "SIGTERM: draining, then stopping");
+                tokio::time::sleep(delay).await;
+            }
+            tracing::info!("no longer accepting connections");
+        })
+        .await;
     tracing::info!("stopped");
     Ok(())
 }
 
-async fn shutdown_signal() {
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Stop {
+    /// SIGTERM: what orchestrators and `kill` send; drain first.
+    Terminate,
+    /// Ctrl-C at a terminal: stop at once.
+    Interrupt,
+}
+
+async fn shutdown_signal() -> Stop {
     #[cfg(unix)]
     {
         use tokio::signal::unix::{SignalKind, signal};
         match signal(SignalKind::terminate()) {
             Ok(mut terminate) => {
                 tokio::select! {
-                    _ = tokio::signal::ctrl_c() => {}
-                    _ = terminate.recv() => {}
+                    _ = tokio::signal::ctrl_c() => Stop::Interrupt,
+                    _ = terminate.recv() => Stop::Terminate,
                 }
             }
             Err(_) => {
                 let _ = tokio::signal::ctrl_c().await;
+                Stop::Interrupt
             }
         }
     }
     #[cfg(not(unix))]
     {
         let _ = tokio::signal::ctrl_c().await;
+        Stop::Interrupt
     }
 }

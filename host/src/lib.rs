@@ -2,11 +2,13 @@
 
 pub mod admin;
 pub mod app;
+pub mod background;
 pub mod clock;
 pub mod config;
 pub mod crypto;
 pub mod error;
 pub mod http;
+pub mod keyring;
 pub mod logging;
 pub mod login;
 pub mod metrics;

@@ -78,6 +78,10 @@ pub struct Metrics {
     pub plugins_loaded: Gauge,
     /// Client tokens of the old service accepted: when it stays at zero, they are all gone.
     pub legacy_client_tokens: Counter,
+    /// Purges of expired rows this replica ran (while holding the maintenance lease).
+    pub maintenance_runs: Counter,
+    /// Times this replica put a new set of signing keys in use (rotation).
+    pub signing_key_changes: Counter,
 }
 
 impl std::fmt::Debug for Metrics {
@@ -157,8 +161,22 @@ impl Metrics {
             "Client tokens of the old service accepted",
             legacy_client_tokens.clone(),
         );
+        let maintenance_runs = Counter::default();
+        registry.register(
+            "maintenance_runs",
+            "Purges of expired rows run by this replica (one replica at a time holds the lease)",
+            maintenance_runs.clone(),
+        );
+        let signing_key_changes = Counter::default();
+        registry.register(
+            "signing_key_changes",
+            "New sets of signing keys put in use (rotation, keys made by another replica)",
+            signing_key_changes.clone(),
+        );
         Metrics {
             registry,
+            maintenance_runs,
+            signing_key_changes,
             legacy_client_tokens,
             plugin_reloads,
             requests,

@@ -10,6 +10,7 @@ mod m20261123_000001_users;
 mod m20261123_000002_username_choice;
 mod m20261123_000003_revoked_tokens;
 mod m20261123_000004_login_states;
+mod m20261124_000005_signing_keys_and_leases;
 
 pub struct Migrator;
 
@@ -21,6 +22,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261123_000002_username_choice::Migration),
             Box::new(m20261123_000003_revoked_tokens::Migration),
             Box::new(m20261123_000004_login_states::Migration),
+            Box::new(m20261124_000005_signing_keys_and_leases::Migration),
         ]
     }
 

@@ -10,7 +10,7 @@ impl Config {
         if self.private_key.is_some() != self.public_key.is_some() {
             problems.push(
                 "private_key / public_key (PRIVATE_KEY, PUBLIC_KEY): set both, or neither to \
-                 use a key pair generated in the data directory"
+                 use keys kept in the database (key_secrets) or the data directory"
                     .to_owned(),
             );
         }
@@ -30,6 +30,7 @@ impl Config {
                 u64::from(self.database_max_connections),
             ),
             ("plugin_timeout_ms", self.plugin_timeout_ms),
+            ("maintenance_interval_secs", self.maintenance_interval_secs),
             ("plugin_max_in_flight", self.plugin_max_in_flight as u64),
             (
                 "max_unfinished_logins_per_client",
@@ -40,6 +41,7 @@ impl Config {
                 problems.push(format!("{key}: must be at least 1"));
             }
         }
+        problems.extend(self.key_problems());
         if let Some(address) = &self.external_address
             && let Err(problem) = normalize_external_address(address)
         {

@@ -7,6 +7,7 @@
 //! - [`urls`]: external address, origins, loopback.
 
 mod checks;
+mod keys;
 mod lists;
 mod networks;
 mod providers;
@@ -23,6 +24,7 @@ use figment::{
 };
 use serde::Deserialize;
 
+pub use keys::{KeySource, NO_KEY_SOURCE};
 pub use lists::{EntryList, List, PluginEntry};
 pub use networks::IpRange;
 pub use providers::{LoginProvider, LoginProviderKind, ProviderTable};
@@ -58,6 +60,10 @@ pub mod defaults {
     pub const PLUGIN_MAX_IN_FLIGHT: usize = 256;
     pub const MAX_UNFINISHED_LOGINS_PER_CLIENT: usize = 30;
     pub const PLUGIN_MEMORY_LIMIT_MB: u64 = 2048;
+    pub const MAINTENANCE_INTERVAL_SECS: u64 = 60;
+    /// Long enough for a load balancer checking every second or two to see it.
+    pub const SHUTDOWN_DELAY_MS: u64 = 5_000;
+    pub const SHUTDOWN_GRACE_MS: u64 = 10_000;
 }
 
 /// A guessable admin token would hand out control of the plugins.
@@ -106,6 +112,11 @@ pub struct Config {
     pub client_token_algorithm: ClientAlgorithm,
     /// Its private key (PKCS#8 PEM) when not RS256; default: one kept in the data directory.
     pub client_token_private_key: Option<Secret>,
+    /// Secrets sealing the private keys kept in the database, `;`-separated: the first
+    /// seals, all open. Setting them keeps the keys in the database (unless `PRIVATE_KEY`).
+    pub key_secrets: Option<Secret>,
+    /// How often the keys kept in the database are replaced (0: never).
+    pub key_rotation_secs: u64,
     /// Public keys of earlier key pairs, still accepted during a rotation (PEM).
     pub previous_public_keys: Vec<String>,
     /// Whether the old service's client tokens (HS256 under the SHA-256 of `PRIVATE_KEY`)
@@ -158,6 +169,13 @@ pub struct Config {
     pub admin_token: Option<Secret>,
     /// `human` or `json`.
     pub log_format: LogFormat,
+    /// How often expired rows are purged (by one replica at a time).
+    pub maintenance_interval_secs: u64,
+    /// On SIGTERM: how long `/auth/health` says "draining" while requests are still
+    /// served, so that load balancers take the replica out first.
+    pub shutdown_delay_ms: u64,
+    /// Then: how long requests in flight may take to finish.
+    pub shutdown_grace_ms: u64,
 }
 
 /// Problems found in the configuration, one message each (key, what is wrong, what is
@@ -244,6 +262,8 @@ impl Config {
                 .unwrap_or(defaults::DATABASE_MAX_CONNECTIONS),
             private_key: keys.get("private_key"),
             public_key: keys.get("public_key"),
+            key_secrets: keys.get("key_secrets"),
+            key_rotation_secs: keys.get("key_rotation_secs").unwrap_or(0),
             previous_public_keys: keys.get("previous_public_keys").unwrap_or_default(),
             legacy_client_tokens: keys.get("legacy_client_tokens"),
             client_token_algorithm: keys.get("client_token_algorithm").unwrap_or_default(),
@@ -288,6 +308,15 @@ impl Config {
             plugins: keys.get("plugins").unwrap_or_default(),
             admin_token: keys.get("admin_token"),
             log_format: keys.get("log_format").unwrap_or_default(),
+            maintenance_interval_secs: keys
+                .get("maintenance_interval_secs")
+                .unwrap_or(defaults::MAINTENANCE_INTERVAL_SECS),
+            shutdown_delay_ms: keys
+                .get("shutdown_delay_ms")
+                .unwrap_or(defaults::SHUTDOWN_DELAY_MS),
+            shutdown_grace_ms: keys
+                .get("shutdown_grace_ms")
+                .unwrap_or(defaults::SHUTDOWN_GRACE_MS),
         };
         let mut problems = keys.into_problems();
         problems.extend(config.problems());

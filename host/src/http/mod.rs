@@ -45,6 +45,8 @@ pub struct HttpSettings {
     pub secure_cookies: bool,
     /// Peers whose forwarding headers say who the client is.
     pub trusted_proxies: Vec<IpRange>,
+    /// How long requests in flight may finish once serving stops.
+    pub shutdown_grace: Duration,
 }
 
 pub struct HttpApi {
@@ -68,7 +70,7 @@ impl HttpApi {
     }
 
     /// Serves connections from `listener` until `shutdown` completes, then lets requests in
-    /// flight finish (for up to 10 s).
+    /// flight finish (for up to `shutdown_grace`).
     pub async fn serve(self: Arc<Self>, listener: TcpListener, shutdown: impl Future<Output = ()>) {
         let graceful = GracefulShutdown::new();
         let mut shutdown = std::pin::pin!(shutdown);
@@ -105,8 +107,11 @@ impl HttpApi {
         drop(listener);
         tokio::select! {
             () = graceful.shutdown() => {}
-            () = tokio::time::sleep(Duration::from_secs(10)) => {
-                tracing::warn!("requests still running after 10 s; stopping anyway");
+            () = tokio::time::sleep(self.settings.shutdown_grace) => {
+                tracing::warn!(
+                    grace = ?self.settings.shutdown_grace,
+                    "requests still running at the end of the shutdown grace; stopping anyway"
+                );
             }
         }
     }
@@ -134,6 +139,10 @@ impl HttpApi {
         if let Some(origin) = origin {
             headers.insert(header::ACCESS_CONTROL_ALLOW_ORIGIN, origin);
             headers.insert(header::VARY, HeaderValue::from_static("Origin"));
+        }
+        if self.service.is_draining() {
+            // No connection kept for later: there is no later on this replica.
+            headers.insert(header::CONNECTION, HeaderValue::from_static("close"));
         }
         let elapsed = started.elapsed();
         let metrics = self.service.metrics();

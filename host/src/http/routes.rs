@@ -171,9 +171,7 @@ pub async fn handle(
         Route::Authorize => authorize(service, params).await?,
         Route::Update => update(service, params).await?,
         Route::AdminReload => admin_reload(context.admin, params).await?,
-        Route::PublicKey => {
-            Reply::text("text/plain; charset=utf-8", service.public_key().to_owned())
-        }
+        Route::PublicKey => Reply::text("text/plain; charset=utf-8", service.public_key()),
         Route::Resolve => {
             let userid = service.resolve(params.get("username")).await?;
             Reply::json(json!({ "userid": userid }))
@@ -182,9 +180,10 @@ pub async fn handle(
         Route::Jwks => Reply::json(service.jwks()?),
         Route::Health => {
             let health = service.health().await;
-            let mut body = match health.database {
-                true => json!({"status": "ok"}),
-                false => json!({"status": "unavailable", "database": "unreachable"}),
+            let mut body = match (health.draining, health.database) {
+                (true, _) => json!({"status": "draining"}),
+                (false, true) => json!({"status": "ok"}),
+                (false, false) => json!({"status": "unavailable", "database": "unreachable"}),
             };
             if !health.crash_loops.is_empty() {
                 body["plugins"] = health
@@ -194,7 +193,7 @@ pub async fn handle(
                     .collect::<serde_json::Map<_, _>>()
                     .into();
             }
-            match health.database {
+            match !health.draining && health.database {
                 true => Reply::json(body),
                 false => Reply::json_with(StatusCode::SERVICE_UNAVAILABLE, body),
             }

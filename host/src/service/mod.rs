@@ -13,6 +13,7 @@ mod permissions;
 mod profile;
 mod session;
 
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
@@ -24,13 +25,15 @@ use crate::error::{Error, Result};
 use crate::login::Logins;
 use crate::metrics::{Metrics, PluginCallLabels, TokenLabels};
 use crate::plugins::{PluginCallError, PluginRegistry};
-use crate::storage::Store;
+use crate::storage::{Change, Store};
 use crate::tokens::TokenService;
 use cache::AuthCache;
 
 /// What `/auth/health` reports.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Health {
+    /// Shutting down: still answering, but no new work should come.
+    pub draining: bool,
     pub database: bool,
     /// Isolated plugin aliases in a crash loop.
     pub crash_loops: Vec<String>,
@@ -45,6 +48,8 @@ pub struct AuthService {
     plugins: RwLock<Arc<PluginRegistry>>,
     metrics: Arc<Metrics>,
     cache: AuthCache,
+    /// Set on SIGTERM: `/auth/health` says not ready, so load balancers stop sending.
+    draining: AtomicBool,
 }
 
 impl std::fmt::Debug for AuthService {
@@ -65,12 +70,13 @@ impl AuthService {
         auth_cache: Duration,
     ) -> Self {
         let service = AuthService {
+            cache: AuthCache::new(auth_cache, !store.announces_changes()),
             store,
             tokens,
             logins,
             plugins: RwLock::new(plugins),
             metrics,
-            cache: AuthCache::new(auth_cache),
+            draining: AtomicBool::new(false),
         };
         service.count_loaded_plugins();
         service
@@ -112,8 +118,8 @@ impl AuthService {
     }
 
     /// The current public key, PEM (`/auth/public-key`).
-    pub fn public_key(&self) -> &str {
-        self.tokens.keys().public_pem()
+    pub fn public_key(&self) -> String {
+        self.tokens.keys().public_pem().to_owned()
     }
 
     /// Every public key tokens verify with, as a JWK set (`jwks.json`).
@@ -134,6 +140,7 @@ impl AuthService {
         };
         let plugins = self.plugins();
         Health {
+            draining: self.is_draining(),
             database,
             crash_loops: plugins
                 .crash_loops()
@@ -141,6 +148,20 @@ impl AuthService {
                 .map(str::to_owned)
                 .collect(),
         }
+    }
+
+    /// A change another replica made (or the state of the listener hearing them).
+    pub fn heard(&self, change: Change) {
+        self.cache.heard(&change);
+    }
+
+    /// From now on `/auth/health` reports this replica as shutting down.
+    pub fn start_draining(&self) {
+        self.draining.store(true, Ordering::SeqCst);
+    }
+
+    pub fn is_draining(&self) -> bool {
+        self.draining.load(Ordering::Relaxed)
     }
 
     /// Issues a client token for a user (login, or `auth-host token issue`).

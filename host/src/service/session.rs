@@ -51,12 +51,15 @@ impl AuthService {
         let Some(claims) = self.client_claims(Some(token)) else {
             return Ok(None);
         };
+        let changes_seen = self.cache.changes_seen();
+        let revocation_id = claims.revocation_id(token);
         let user = self
             .store
-            .user_unless_revoked(&claims.userid, &claims.revocation_id(token))
+            .user_unless_revoked(&claims.userid, &revocation_id)
             .await?;
         if let Some(user) = &user {
-            self.cache.put(token, user, &claims);
+            self.cache
+                .put(token, user, &claims, revocation_id, changes_seen);
         }
         Ok(user.map(|user| (user, claims)))
     }

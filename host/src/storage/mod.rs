@@ -16,8 +16,13 @@ use crate::clock::unix_now_i64;
 use crate::users::User;
 
 mod entities;
+mod keys;
+mod leases;
+mod notify;
 mod redact;
 
+pub use keys::{KeyTransaction, StoredKey};
+pub use notify::Change;
 pub use redact::redact_url;
 
 use entities::{login_states, revoked_tokens, users};
@@ -277,6 +282,9 @@ impl Store {
         let result = users::Entity::delete_by_id(id.to_owned())
             .exec(&self.db)
             .await?;
+        if let Err(error) = self.announce(Change::UserChanged(id.to_owned())).await {
+            tracing::warn!(%error, "cannot tell the other replicas of a deleted user");
+        }
         Ok(result.rows_affected > 0)
     }
 
@@ -324,26 +332,35 @@ impl Store {
         }
     }
 
-    /// Stores a login in progress, and forgets expired ones.
+    /// Stores a login in progress.
     pub async fn save_login_state(&self, state: LoginState) -> Result<(), StoreError> {
-        self.delete_expired::<login_states::Entity>(login_states::Column::ExpiresAt)
-            .await?;
         login_states::Entity::insert(login_states::ActiveModel::from(state))
             .exec(&self.db)
             .await?;
         Ok(())
     }
 
+    /// Forgets logins never finished and revocations of tokens that have expired anyway;
+    /// how many rows went.
+    pub async fn purge_expired(&self) -> Result<u64, StoreError> {
+        Ok(self
+            .delete_expired::<login_states::Entity>(login_states::Column::ExpiresAt)
+            .await?
+            + self
+                .delete_expired::<revoked_tokens::Entity>(revoked_tokens::Column::ExpiresAt)
+                .await?)
+    }
+
     /// Deletes the rows of `E` whose `expires_at` (Unix seconds) has passed.
     async fn delete_expired<E: EntityTrait>(
         &self,
         expires_at: E::Column,
-    ) -> Result<(), StoreError> {
-        E::delete_many()
+    ) -> Result<u64, StoreError> {
+        Ok(E::delete_many()
             .filter(expires_at.lt(unix_now_i64()))
             .exec(&self.db)
-            .await?;
-        Ok(())
+            .await?
+            .rows_affected)
     }
 
     /// Takes a login in progress: it is deleted in the same step, so a state is used at
@@ -416,8 +433,8 @@ impl Store {
         Ok(())
     }
 
-    /// Records a revoked client token until `expires_at` (Unix seconds), and forgets
-    /// revocations of tokens that have expired anyway.
+    /// Records a revoked client token until `expires_at` (Unix seconds), and tells the other
+    /// replicas.
     pub async fn revoke_token(&self, token_id: &str, expires_at: i64) -> Result<(), StoreError> {
         let inserted = revoked_tokens::Entity::insert(revoked_tokens::ActiveModel {
             token_id: ActiveValue::Set(token_id.to_owned()),
@@ -434,8 +451,14 @@ impl Store {
             Ok(_) | Err(DbErr::RecordNotInserted) => {}
             Err(error) => return Err(error.into()),
         }
-        self.delete_expired::<revoked_tokens::Entity>(revoked_tokens::Column::ExpiresAt)
+        // Stored is what counts: the others' token cache bounds how late they learn it.
+        if let Err(error) = self
+            .announce(Change::TokenRevoked(token_id.to_owned()))
             .await
+        {
+            tracing::warn!(%error, "cannot tell the other replicas of a logout");
+        }
+        Ok(())
     }
 
     /// The user, unless the token `token_id` is revoked: one query for what every

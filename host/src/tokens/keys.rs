@@ -1,4 +1,4 @@
-//! Keys: the signing key pair (from `PRIVATE_KEY`/`PUBLIC_KEY`, or kept in the data
+//! Keys: the signing key pair (from `PRIVATE_KEY`/`PUBLIC_KEY`, the database or the data
 //! directory), an optional ES256/EdDSA client-token key, older public keys still accepted,
 //! and the JWKS that publishes them.
 //!
@@ -83,6 +83,9 @@ impl ClientAlgorithm {
     }
 }
 
+/// Clock difference tolerated on `exp`.
+pub const LEEWAY_SECS: u64 = 30;
+
 pub(super) const PRIVATE_KEY_FILE: &str = "signing-key.pem";
 
 /// A public key tokens may be verified with.
@@ -148,14 +151,7 @@ impl KeySet {
     /// whether it was just made.
     pub fn from_data_dir(dir: &Path, previous: &[String]) -> Result<(KeySet, bool), KeyError> {
         let (private_pem, created) = kept_key(dir, ClientAlgorithm::RS256)?;
-        let path = dir.join(PRIVATE_KEY_FILE);
-        let pair = RsaKeyPair::from_pkcs8(&pem_contents(&private_pem, &path.display())?)
-            .map_err(|e| KeyError::Invalid(format!("{}: not an RSA key ({e})", path.display())))?;
-        let public_der = pair
-            .public_key()
-            .as_der()
-            .map_err(|_| KeyError::Invalid("cannot encode the public key".into()))?;
-        let public_pem = pem_text("PUBLIC KEY", public_der.as_ref().to_vec());
+        let public_pem = rsa_public_pem(&private_pem, &dir.join(PRIVATE_KEY_FILE).display())?;
         Ok((
             KeySet::from_pem(&private_pem, &public_pem, previous)?,
             created,
@@ -306,7 +302,7 @@ fn decode<T: serde::de::DeserializeOwned>(
 ) -> Result<jsonwebtoken::TokenData<T>, TokenError> {
     let mut validation = Validation::new(algorithm);
     validation.validate_aud = false;
-    validation.leeway = 30;
+    validation.leeway = LEEWAY_SECS;
     jsonwebtoken::decode::<T>(token, key, &validation).map_err(|e| match e.kind() {
         jsonwebtoken::errors::ErrorKind::ExpiredSignature => TokenError::Expired,
         jsonwebtoken::errors::ErrorKind::InvalidAlgorithm => TokenError::Algorithm,
@@ -331,6 +327,25 @@ fn verifying_key(pem_text: &str, what: &str) -> Result<VerifyingKey, KeyError> {
         key,
         jwk,
     })
+}
+
+/// A new RSA-2048 key pair: private key (PKCS#8 PEM), public key (PEM) and its `kid`.
+pub fn new_rsa_key_pair() -> Result<(String, String, String), KeyError> {
+    let private_pem = pem_text("PRIVATE KEY", ClientAlgorithm::RS256.generate()?);
+    let public_pem = rsa_public_pem(&private_pem, &"a new key")?;
+    let kid = verifying_key(&public_pem, "a new key")?.kid;
+    Ok((private_pem, public_pem, kid))
+}
+
+/// The public key (PEM) of an RSA private key (PKCS#8 PEM); `what` names it in errors.
+fn rsa_public_pem(private_pem: &str, what: &dyn std::fmt::Display) -> Result<String, KeyError> {
+    let pair = RsaKeyPair::from_pkcs8(&pem_contents(private_pem, what)?)
+        .map_err(|e| KeyError::Invalid(format!("{what}: not an RSA key ({e})")))?;
+    let public_der = pair
+        .public_key()
+        .as_der()
+        .map_err(|_| KeyError::Invalid("cannot encode the public key".into()))?;
+    Ok(pem_text("PUBLIC KEY", public_der.as_ref().to_vec()))
 }
 
 /// The private key of `algorithm` kept in `dir` (PEM text), made and written there (mode

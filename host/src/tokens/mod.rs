@@ -3,15 +3,20 @@
 //!
 //! - [`claims`]: what each kind of token says,
 //! - [`keys`]: key pairs, key files, verification with pinned algorithms, the JWKS,
-//! - [`signing`]: signing with a key parsed once.
+//! - [`signing`]: signing with a key parsed once,
+//! - [`schedule`]: which key kept in the database signs when (rotation),
+//! - [`sealing`]: private keys sealed at rest under `key_secrets`.
 //!
 //! [`TokenService::verify_client_token`] is the one place that decides whether a token is a
 //! valid client token.
 
 mod claims;
 mod keys;
+mod schedule;
+mod sealing;
 mod signing;
 
+use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
 use auth_host_plugin_api::Permissions;
@@ -19,7 +24,9 @@ use auth_host_plugin_api::Permissions;
 pub use claims::{
     CLIENT_TOKEN_TYPE, ClientClaims, PERMISSION_TOKEN_TYPE, PermissionClaims, TokenKind,
 };
-pub use keys::{ClientAlgorithm, KeyError, KeySet};
+pub use keys::{ClientAlgorithm, KeyError, KeySet, LEEWAY_SECS, new_rsa_key_pair};
+pub use schedule::{KeyWindow, Plan, Schedule};
+pub use sealing::{KeySecrets, MIN_SECRET_CHARS};
 
 use crate::clock::unix_now;
 
@@ -45,7 +52,8 @@ pub enum TokenError {
 /// Issues and verifies tokens.
 #[derive(Debug)]
 pub struct TokenService {
-    keys: KeySet,
+    /// Swapped whole when the keys kept in the database change (rotation).
+    keys: RwLock<Arc<KeySet>>,
     client_lifetime: Duration,
     permission_lifetime: Duration,
 }
@@ -53,14 +61,32 @@ pub struct TokenService {
 impl TokenService {
     pub fn new(keys: KeySet, client_lifetime: Duration, permission_lifetime: Duration) -> Self {
         TokenService {
-            keys,
+            keys: RwLock::new(Arc::new(keys)),
             client_lifetime,
             permission_lifetime,
         }
     }
 
-    pub fn keys(&self) -> &KeySet {
-        &self.keys
+    /// The keys in use now.
+    pub fn keys(&self) -> Arc<KeySet> {
+        match self.keys.read() {
+            Ok(keys) => Arc::clone(&keys),
+            Err(poisoned) => Arc::clone(&poisoned.into_inner()),
+        }
+    }
+
+    /// Puts new keys in use: tokens signed from now on use its signing key.
+    pub fn replace_keys(&self, keys: KeySet) {
+        let keys = Arc::new(keys);
+        match self.keys.write() {
+            Ok(mut current) => *current = keys,
+            Err(poisoned) => *poisoned.into_inner() = keys,
+        }
+    }
+
+    /// The longest a token lives: how long a retired key's tokens may still need it.
+    pub fn longest_lifetime(&self) -> Duration {
+        self.client_lifetime.max(self.permission_lifetime)
     }
 
     pub fn issue_client_token(&self, userid: &str) -> Result<(String, ClientClaims), TokenError> {
@@ -73,7 +99,7 @@ impl TokenService {
             legacy: false,
         };
         let token = self
-            .keys
+            .keys()
             .sign(TokenKind::Client, &claims)
             .map_err(TokenError::Invalid)?;
         Ok((token, claims))
@@ -82,7 +108,7 @@ impl TokenService {
     /// Whether `token` is a valid client token, and what it says. Revocation is the
     /// service's business (it needs the database).
     pub fn verify_client_token(&self, token: &str) -> Result<ClientClaims, TokenError> {
-        let (signed_by, verified) = self.keys.verify(token, true)?;
+        let (signed_by, verified) = self.keys().verify(token, true)?;
         claims::client_claims(signed_by, verified.header.typ.as_deref(), verified.claims)
     }
 
@@ -100,7 +126,7 @@ impl TokenService {
             iat,
             exp: iat + self.permission_lifetime.as_secs(),
         };
-        self.keys
+        self.keys()
             .sign(TokenKind::Permission, &claims)
             .map_err(TokenError::Invalid)
     }
@@ -108,7 +134,7 @@ impl TokenService {
     /// For tests and tools: verifies a permission token as downstream services do, and
     /// refuses a client token.
     pub fn verify_permission_token(&self, token: &str) -> Result<PermissionClaims, TokenError> {
-        let (_, verified) = self.keys.verify::<serde_json::Value>(token, false)?;
+        let (_, verified) = self.keys().verify::<serde_json::Value>(token, false)?;
         if verified.header.typ.as_deref() == Some(CLIENT_TOKEN_TYPE) {
             return Err(TokenError::WrongKind);
         }

@@ -30,7 +30,7 @@ fn now() -> u64 {
 }
 
 /// Tokens that must never authenticate, for a server and one of its users.
-fn bad_tokens(server: &TestServer, userid: &str) -> Vec<(&'static str, String)> {
+async fn bad_tokens(server: &TestServer, userid: &str) -> Vec<(&'static str, String)> {
     let good = server.token_for(userid);
     let parts: Vec<&str> = good.split('.').collect();
     let header: Value = serde_json::from_slice(&URL_SAFE_NO_PAD.decode(parts[0]).unwrap()).unwrap();
@@ -56,7 +56,7 @@ fn bad_tokens(server: &TestServer, userid: &str) -> Vec<(&'static str, String)> 
     )
     .unwrap();
     // Expired: signed by the server's own key, in the past.
-    let private_pem = std::fs::read(server.data_dir.path().join("signing-key.pem")).unwrap();
+    let private_pem = server.signing_key_pem().await.into_bytes();
     let expired = jsonwebtoken::encode(
         &jsonwebtoken::Header {
             kid: Some(kid.clone()),
@@ -122,7 +122,7 @@ async fn check_authenticates_only_valid_tokens(backend: Backend) {
         true
     );
 
-    for (what, bad) in bad_tokens(&server, &user.id) {
+    for (what, bad) in bad_tokens(&server, &user.id).await {
         let (status, body) = get_json(&server.url(&format!("/auth/check?jwt={bad}"))).await;
         assert_eq!(status, 200, "{what}");
         assert_eq!(body["authenticated"], false, "{what}");
@@ -245,7 +245,7 @@ async fn authorize_signs_the_providers_permissions(backend: Backend) {
         let (status, body) = get_json(&server.url(&format!("/auth/authorize?{query}"))).await;
         assert_eq!((status, &body), (StatusCode::OK, &nothing), "{query}");
     }
-    for (what, bad) in bad_tokens(&server, &user.id) {
+    for (what, bad) in bad_tokens(&server, &user.id).await {
         let (status, body) =
             get_json(&server.url(&format!("/auth/authorize?jwt={bad}&service=example"))).await;
         assert_eq!((status, &body), (StatusCode::OK, &nothing), "{what}");
@@ -699,8 +699,22 @@ async fn changes_made_elsewhere_show_within_the_auth_cache_bound(backend: Backen
 
 async fn client_tokens_signed_with_es256_or_eddsa_work_everywhere(backend: Backend) {
     for algorithm in ["ES256", "EdDSA"] {
-        let server =
-            TestServer::start_with(backend, json!({"client_token_algorithm": algorithm})).await;
+        let mut settings = json!({"client_token_algorithm": algorithm});
+        if backend == Backend::Postgres {
+            // Replicas must share it: a key of their own in each data directory won't do.
+            let dir = tempfile::tempdir().unwrap();
+            let (keys, _) = auth_host::tokens::KeySet::from_data_dir(dir.path(), &[]).unwrap();
+            let algorithm = serde_json::from_value(json!(algorithm)).unwrap();
+            keys.with_client_algorithm(algorithm, None, dir.path())
+                .unwrap();
+            let file = std::fs::read_dir(dir.path())
+                .unwrap()
+                .map(|e| e.unwrap().path())
+                .find(|p| p.to_string_lossy().contains("client-token-key"))
+                .unwrap();
+            settings["client_token_private_key"] = json!(std::fs::read_to_string(file).unwrap());
+        }
+        let server = TestServer::start_with(backend, settings).await;
         let user = server.add_user("eve@example.com", "eve").await;
         let token = server.token_for(&user.id);
         assert_eq!(

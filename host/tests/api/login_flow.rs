@@ -431,12 +431,17 @@ async fn logout_revokes_the_token_everywhere(backend: Backend) {
     let token = world.login("google").await["jwt"].clone();
     let other_token = world.login("google").await["jwt"].clone();
 
-    // A second auth-host process on the same database, with the same key pair.
+    // A second auth-host process on the same database, with the same keys (the data
+    // directory's on SQLite, the database's on PostgreSQL).
     let data_dir = world.server.data_dir.path().to_str().unwrap().to_owned();
-    let second = common::ServerProcess::start(&[
+    let mut envs = vec![
         ("DATABASE_URL", world.server.database().url.as_str()),
         ("AUTH_DATA_DIR", data_dir.as_str()),
-    ]);
+    ];
+    if backend == Backend::Postgres {
+        envs.push(("AUTH_KEY_SECRETS", common::server::TEST_KEY_SECRETS));
+    }
+    let second = common::ServerProcess::start(&envs);
     let check_on_second = |token: String| {
         let url = format!("{}/auth/check?jwt={token}", second.base);
         async move {

@@ -406,8 +406,17 @@ impl ServerProcess {
 
     /// Sends SIGHUP (reload).
     pub fn hangup(&self) {
+        self.signal("-HUP");
+    }
+
+    /// Sends SIGTERM (graceful stop).
+    pub fn terminate(&self) {
+        self.signal("-TERM");
+    }
+
+    fn signal(&self, signal: &str) {
         let status = Command::new("kill")
-            .args(["-HUP", &self.pid().to_string()])
+            .args([signal, &self.pid().to_string()])
             .status()
             .unwrap();
         assert!(status.success());

@@ -22,6 +22,9 @@ pub enum Backend {
     Postgres,
 }
 
+/// What seals the signing keys kept in a test's PostgreSQL database.
+pub const TEST_KEY_SECRETS: &str = "test-key-secret-0123456789abcdef0123456789abcdef";
+
 /// The PostgreSQL server tests create their databases on.
 pub fn postgres_admin_url() -> String {
     std::env::var("AUTH_TEST_POSTGRES_URL")
@@ -147,6 +150,10 @@ pub fn test_config(
         "installed_extensions": "",
         "plugin_timeout_ms": 2000,
     });
+    if database.url.starts_with("postgres") {
+        // The keys live in the database there, as replicas share them.
+        settings["key_secrets"] = json!(TEST_KEY_SECRETS);
+    }
     if let (Value::Object(base), Value::Object(extra)) = (&mut settings, extra) {
         base.extend(extra);
     }
@@ -252,6 +259,19 @@ impl TestServer {
         self.service.issue_client_token(userid).unwrap()
     }
 
+    /// The private key signing now (PEM): kept in the data directory on SQLite, sealed in
+    /// the database on PostgreSQL.
+    pub async fn signing_key_pem(&self) -> String {
+        if !self.database().url.starts_with("postgres") {
+            return std::fs::read_to_string(self.data_dir.path().join("signing-key.pem")).unwrap();
+        }
+        let kid = self.service.tokens().keys().kid().to_owned();
+        let stored = self.service.store().signing_keys().await.unwrap();
+        let key = stored.iter().find(|k| k.kid == kid).unwrap();
+        let secrets = auth_host::tokens::KeySecrets::new([TEST_KEY_SECRETS]).unwrap();
+        String::from_utf8(secrets.open(&kid, &key.sealed_private_key).unwrap()).unwrap()
+    }
+
     pub fn database(&self) -> &TestDatabase {
         self.database.as_ref().unwrap()
     }
@@ -335,18 +355,30 @@ pub async fn dev_login_landing(server: &TestServer, next: &str, email: &str) -> 
 /// The development login of the auth-host at `base`, from `next`, for `email`; where the
 /// browser lands.
 pub async fn dev_login_at(base: &str, next: &str, email: &str) -> String {
+    dev_login_across([base, base, base], next, email).await
+}
+
+/// The development login with each step on another auth-host sharing one database
+/// (replicas): started on `bases[0]`, form shown by `bases[1]`, finished on `bases[2]`.
+pub async fn dev_login_across(bases: [&str; 3], next: &str, email: &str) -> String {
     let browser = browser();
     let next: String = form_urlencoded::byte_serialize(next.as_bytes()).collect();
     let started = browser
-        .get(format!("{base}/auth/login/dev?next={next}"))
+        .get(format!("{}/auth/login/dev?next={next}", bases[0]))
         .send()
         .await
         .unwrap();
     assert_eq!(started.status(), 302);
     let form = started.headers()["location"].to_str().unwrap().to_owned();
     let state = params_of(&form)["state"].clone();
+    let shown = browser
+        .get(format!("{}/auth/login/dev?state={state}", bases[1]))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(shown.status(), 200, "{}", shown.text().await.unwrap());
     let finished = browser
-        .post(format!("{base}/auth/login/dev"))
+        .post(format!("{}/auth/login/dev", bases[2]))
         .form(&[("state", state.as_str()), ("email", email)])
         .send()
         .await

@@ -1,0 +1,85 @@
+//! Jobs a replica runs beside serving: keeping its signing keys current, hearing the other
+//! replicas' changes, and purging expired rows — that one on one replica at a time, the
+//! holder of the maintenance lease.
+
+use std::sync::{Arc, Weak};
+use std::time::Duration;
+
+use crate::keyring::Keyring;
+use crate::service::AuthService;
+
+const MAINTENANCE_LEASE: &str = "maintenance";
+
+/// Starts every background job; they end with the process (or when the service is gone).
+pub fn start(
+    service: &Arc<AuthService>,
+    keyring: Option<Arc<Keyring>>,
+    maintenance_every: Duration,
+) {
+    let replica = uuid::Uuid::new_v4().simple().to_string();
+    tracing::info!(replica, "replica id (holder name of background-job leases)");
+    let weak = Arc::downgrade(service);
+    service.store().listen_for_changes({
+        let weak = weak.clone();
+        move |change| {
+            if let Some(service) = weak.upgrade() {
+                service.heard(change);
+            }
+        }
+    });
+    if let Some(keyring) = &keyring {
+        let weak = weak.clone();
+        Arc::clone(keyring).keep_current(move |keys| {
+            if let Some(service) = weak.upgrade() {
+                service.metrics().signing_key_changes.inc();
+                service.tokens().replace_keys(keys);
+            }
+        });
+    }
+    tokio::spawn(maintenance(weak, keyring, maintenance_every, replica));
+}
+
+/// Purges expired login states, revocations and signing keys while this replica holds the
+/// lease. The lease outlives a few missed rounds, so one slow round does not hand it over.
+async fn maintenance(
+    service: Weak<AuthService>,
+    keyring: Option<Arc<Keyring>>,
+    every: Duration,
+    replica: String,
+) {
+    let lease_secs = i64::try_from(every.as_secs().saturating_mul(3).max(3)).unwrap_or(i64::MAX);
+    let mut ticks = tokio::time::interval(every);
+    ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        ticks.tick().await;
+        let Some(service) = service.upgrade() else {
+            return;
+        };
+        let store = service.store();
+        match store
+            .take_lease(MAINTENANCE_LEASE, &replica, lease_secs)
+            .await
+        {
+            Ok(true) => {}
+            Ok(false) => continue,
+            Err(error) => {
+                tracing::warn!(%error, "cannot take the maintenance lease");
+                continue;
+            }
+        }
+        let purged = store.purge_expired().await;
+        let keys = match &keyring {
+            Some(keyring) => keyring.delete_expired().await,
+            None => Ok(0),
+        };
+        match (purged, keys) {
+            (Ok(rows), Ok(keys)) => {
+                service.metrics().maintenance_runs.inc();
+                tracing::debug!(rows, keys, "purged expired rows");
+            }
+            (Err(error), _) | (_, Err(error)) => {
+                tracing::warn!(%error, "cannot purge expired rows");
+            }
+        }
+    }
+}

@@ -1,0 +1,147 @@
+//! The signing keys replicas share. Rows hold the private key sealed; sealing and choosing
+//! keys is the tokens module's business.
+
+use sea_orm::sea_query::OnConflict;
+use sea_orm::{
+    ActiveValue, ColumnTrait, ConnectionTrait, DatabaseTransaction, DbBackend, DbErr, EntityTrait,
+    QueryFilter, QueryOrder, Statement, TransactionTrait,
+};
+
+use super::entities::signing_keys;
+use super::{Store, StoreError};
+
+/// A signing key as stored.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoredKey {
+    pub generation: i64,
+    pub kid: String,
+    pub algorithm: String,
+    pub public_pem: String,
+    pub sealed_private_key: String,
+    pub signs_from: i64,
+    pub signs_until: Option<i64>,
+    pub created_at: i64,
+}
+
+impl From<signing_keys::Model> for StoredKey {
+    fn from(m: signing_keys::Model) -> Self {
+        StoredKey {
+            generation: m.generation,
+            kid: m.kid,
+            algorithm: m.algorithm,
+            public_pem: m.public_pem,
+            sealed_private_key: m.sealed_private_key,
+            signs_from: m.signs_from,
+            signs_until: m.signs_until,
+            created_at: m.created_at,
+        }
+    }
+}
+
+/// PostgreSQL advisory lock taken while keys are made ("authkeys").
+const KEY_LOCK: i64 = 0x6175_7468_6b65_7973;
+
+/// Keys being made: a transaction that, on PostgreSQL, holds a lock no other replica gets
+/// until it ends, so that only one replica makes the keys a fresh database or a rotation
+/// needs. The generation's primary key backs it up everywhere.
+pub struct KeyTransaction {
+    tx: DatabaseTransaction,
+}
+
+impl Store {
+    /// Every stored signing key, oldest generation first.
+    pub async fn signing_keys(&self) -> Result<Vec<StoredKey>, StoreError> {
+        keys_in(&self.db).await
+    }
+
+    pub async fn lock_signing_keys(&self) -> Result<KeyTransaction, StoreError> {
+        let tx = self.db.begin().await?;
+        if tx.get_database_backend() == DbBackend::Postgres {
+            tx.execute_raw(Statement::from_sql_and_values(
+                DbBackend::Postgres,
+                "SELECT pg_advisory_xact_lock($1)",
+                [KEY_LOCK.into()],
+            ))
+            .await?;
+        }
+        Ok(KeyTransaction { tx })
+    }
+
+    /// Replaces a key's sealed private key, unless another replica changed it meanwhile.
+    pub async fn reseal_signing_key(
+        &self,
+        generation: i64,
+        old: &str,
+        new: String,
+    ) -> Result<bool, StoreError> {
+        let updated = signing_keys::Entity::update_many()
+            .col_expr(
+                signing_keys::Column::SealedPrivateKey,
+                sea_orm::sea_query::Expr::val(new),
+            )
+            .filter(signing_keys::Column::Generation.eq(generation))
+            .filter(signing_keys::Column::SealedPrivateKey.eq(old))
+            .exec(&self.db)
+            .await?;
+        Ok(updated.rows_affected == 1)
+    }
+
+    /// Forgets keys no token can need any more.
+    pub async fn delete_signing_keys(&self, generations: &[i64]) -> Result<u64, StoreError> {
+        if generations.is_empty() {
+            return Ok(0);
+        }
+        let deleted = signing_keys::Entity::delete_many()
+            .filter(signing_keys::Column::Generation.is_in(generations.iter().copied()))
+            .exec(&self.db)
+            .await?;
+        Ok(deleted.rows_affected)
+    }
+}
+
+impl KeyTransaction {
+    /// The stored keys, as seen under the lock.
+    pub async fn keys(&self) -> Result<Vec<StoredKey>, StoreError> {
+        keys_in(&self.tx).await
+    }
+
+    /// Stores a new key; `false` if its generation exists already.
+    pub async fn insert(&self, key: StoredKey) -> Result<bool, StoreError> {
+        let inserted = signing_keys::Entity::insert(signing_keys::ActiveModel {
+            generation: ActiveValue::Set(key.generation),
+            kid: ActiveValue::Set(key.kid),
+            algorithm: ActiveValue::Set(key.algorithm),
+            public_pem: ActiveValue::Set(key.public_pem),
+            sealed_private_key: ActiveValue::Set(key.sealed_private_key),
+            signs_from: ActiveValue::Set(key.signs_from),
+            signs_until: ActiveValue::Set(key.signs_until),
+            created_at: ActiveValue::Set(key.created_at),
+        })
+        .on_conflict(
+            OnConflict::column(signing_keys::Column::Generation)
+                .do_nothing()
+                .to_owned(),
+        )
+        .exec(&self.tx)
+        .await;
+        match inserted {
+            Ok(_) => Ok(true),
+            Err(DbErr::RecordNotInserted) => Ok(false),
+            Err(error) => Err(error.into()),
+        }
+    }
+
+    pub async fn commit(self) -> Result<(), StoreError> {
+        Ok(self.tx.commit().await?)
+    }
+}
+
+async fn keys_in(db: &impl ConnectionTrait) -> Result<Vec<StoredKey>, StoreError> {
+    Ok(signing_keys::Entity::find()
+        .order_by_asc(signing_keys::Column::Generation)
+        .all(db)
+        .await?
+        .into_iter()
+        .map(StoredKey::from)
+        .collect())
+}

@@ -1,0 +1,491 @@
+//! Replicas: three `auth-host serve` processes on one PostgreSQL database, with no key in
+//! the environment, behind HAProxy running `examples/cluster/haproxy.cfg`.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+use crate::common::server::{
+    Backend, TEST_KEY_SECRETS, TestDatabase, client, dev_login_across, params_of, postgres_skipped,
+};
+use crate::common::{PluginDir, ServerProcess, workspace_root};
+
+/// A free port of 127.0.0.1 (free when asked; replicas must come back on the same one).
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+struct Cluster {
+    database: TestDatabase,
+    plugins: PluginDir,
+    ports: [u16; 3],
+    replicas: [Option<ServerProcess>; 3],
+    front: String,
+    extra: Vec<(&'static str, String)>,
+    haproxy: Option<std::process::Child>,
+}
+
+impl Cluster {
+    async fn start(extra: &[(&'static str, &str)], with_haproxy: bool) -> Cluster {
+        let database = TestDatabase::new(Backend::Postgres).await;
+        let plugins = PluginDir::with_workspace_plugins(&["sample_permission_provider"]);
+        let front_port = free_port();
+        let mut cluster = Cluster {
+            database,
+            plugins,
+            ports: [free_port(), free_port(), free_port()],
+            replicas: [None, None, None],
+            front: format!("http://127.0.0.1:{front_port}"),
+            extra: extra.iter().map(|(k, v)| (*k, (*v).to_owned())).collect(),
+            haproxy: None,
+        };
+        // All three at once on a fresh database: one of them makes the first key.
+        let started: Vec<ServerProcess> = std::thread::scope(|scope| {
+            let handles: Vec<_> = (0..3)
+                .map(|i| {
+                    let cluster = &cluster;
+                    scope.spawn(move || cluster.start_replica(i))
+                })
+                .collect();
+            handles.into_iter().map(|h| h.join().unwrap()).collect()
+        });
+        for (i, replica) in started.into_iter().enumerate() {
+            cluster.replicas[i] = Some(replica);
+        }
+        if with_haproxy {
+            cluster.haproxy = Some(start_haproxy(front_port, cluster.ports));
+            cluster.wait_until_all_up().await;
+        }
+        cluster
+    }
+
+    fn start_replica(&self, i: usize) -> ServerProcess {
+        let listen = format!("127.0.0.1:{}", self.ports[i]);
+        let mut envs: Vec<(&str, &str)> = vec![
+            ("DATABASE_URL", &self.database.url),
+            ("AUTH_KEY_SECRETS", TEST_KEY_SECRETS),
+            ("AUTH_LISTEN", &listen),
+            ("EXTERNAL_ADDRESS", &self.front),
+            ("AUTH_DEV_LOGIN", "true"),
+            ("AUTH_PLUGIN_DIR", self.plugins.path().to_str().unwrap()),
+            ("ALLOWED_SERVICES", "example:sample_permission_provider"),
+            ("AUTH_TRUSTED_PROXIES", "127.0.0.1"),
+            ("AUTH_MAX_UNFINISHED_LOGINS_PER_CLIENT", "1000"),
+        ];
+        envs.extend(self.extra.iter().map(|(k, v)| (*k, v.as_str())));
+        ServerProcess::start(&envs)
+    }
+
+    fn base(&self, i: usize) -> String {
+        format!("http://127.0.0.1:{}", self.ports[i])
+    }
+
+    fn replica(&mut self, i: usize) -> &mut ServerProcess {
+        self.replicas[i].as_mut().unwrap()
+    }
+
+    fn logs(&self) -> String {
+        self.replicas
+            .iter()
+            .flatten()
+            .map(ServerProcess::log)
+            .collect::<Vec<_>>()
+            .join("\n")
+    }
+
+    /// Waits until HAProxy's health checks see every replica up.
+    async fn wait_until_all_up(&self) {
+        for i in 0..3 {
+            wait_healthy(&self.base(i)).await;
+        }
+        // `rise 2` at `inter 200ms`.
+        tokio::time::sleep(Duration::from_millis(700)).await;
+    }
+}
+
+impl Drop for Cluster {
+    fn drop(&mut self) {
+        if let Some(mut haproxy) = self.haproxy.take() {
+            let _ = haproxy.kill();
+            let _ = haproxy.wait();
+        }
+    }
+}
+
+fn start_haproxy(front_port: u16, ports: [u16; 3]) -> std::process::Child {
+    let haproxy = ["/usr/sbin/haproxy", "/usr/bin/haproxy", "/usr/local/sbin/haproxy"]
+        .into_iter()
+        .find(|p| std::path::Path::new(p).exists())
+        .unwrap_or_else(|| {
+            panic!("HAProxy is required for the cluster test: `make test` installs it (apt-get install haproxy)")
+        });
+    std::process::Command::new(haproxy)
+        .args(["-db", "-f"])
+        .arg(workspace_root().join("examples/cluster/haproxy.cfg"))
+        .env("AUTH_FRONT", format!("127.0.0.1:{front_port}"))
+        .env("AUTH_REPLICA_1", format!("127.0.0.1:{}", ports[0]))
+        .env("AUTH_REPLICA_2", format!("127.0.0.1:{}", ports[1]))
+        .env("AUTH_REPLICA_3", format!("127.0.0.1:{}", ports[2]))
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap()
+}
+
+async fn wait_healthy(base: &str) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        if let Ok(answer) = client().get(format!("{base}/auth/health")).send().await
+            && answer.status() == 200
+        {
+            return;
+        }
+        assert!(Instant::now() < deadline, "{base} never became healthy");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+async fn get_json(url: &str) -> Value {
+    client()
+        .get(url)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap()
+}
+
+async fn get_text(url: &str) -> String {
+    client()
+        .get(url)
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap()
+}
+
+/// Logs `email` in with each step on another replica; the client token.
+async fn login_across(cluster: &Cluster, order: [usize; 3], email: &str) -> String {
+    let bases = order.map(|i| cluster.base(i));
+    let landing = dev_login_across(
+        [&bases[0], &bases[1], &bases[2]],
+        &format!("{}/app", cluster.front),
+        email,
+    )
+    .await;
+    params_of(&landing)["jwt"].clone()
+}
+
+/// A user's token is accepted (`/auth/check` says authenticated) by `base`.
+async fn accepted(base: &str, token: &str) -> bool {
+    get_json(&format!("{base}/auth/check?jwt={token}")).await["authenticated"] == true
+}
+
+/// Eight clients calling check and authorize through HAProxy until told to stop.
+struct Load {
+    stop: Arc<AtomicBool>,
+    ok: Arc<AtomicU64>,
+    failures: Arc<std::sync::Mutex<Vec<String>>>,
+    tasks: Vec<tokio::task::JoinHandle<()>>,
+}
+
+impl Load {
+    fn start(front: &str, token: &str) -> Load {
+        let stop = Arc::new(AtomicBool::new(false));
+        let ok = Arc::new(AtomicU64::new(0));
+        let failures = Arc::new(std::sync::Mutex::new(Vec::new()));
+        let tasks = (0..8)
+            .map(|n| {
+                let (stop, ok, failures) = (stop.clone(), ok.clone(), failures.clone());
+                let check = format!("{front}/auth/check?jwt={token}");
+                let authorize = format!("{front}/auth/authorize?jwt={token}&service=example");
+                tokio::spawn(async move {
+                    // One connection per client, kept alive, as a real front end would.
+                    let http = reqwest::Client::builder()
+                        .timeout(Duration::from_secs(10))
+                        .build()
+                        .unwrap();
+                    let mut i = 0u64;
+                    while !stop.load(Ordering::SeqCst) {
+                        let url = if (i + n) % 2 == 0 { &check } else { &authorize };
+                        i += 1;
+                        let outcome = match http.get(url).send().await {
+                            Ok(answer) if answer.status() == 200 => {
+                                match answer.json::<Value>().await {
+                                    Ok(body)
+                                        if body["authenticated"] == true
+                                            || body["token"].is_string() =>
+                                    {
+                                        Ok(())
+                                    }
+                                    Ok(body) => Err(format!("{url}: {body}")),
+                                    Err(e) => Err(format!("{url}: body: {e}")),
+                                }
+                            }
+                            Ok(answer) => Err(format!("{url}: status {}", answer.status())),
+                            Err(e) => Err(format!("{url}: {e}")),
+                        };
+                        match outcome {
+                            Ok(()) => {
+                                ok.fetch_add(1, Ordering::SeqCst);
+                            }
+                            Err(failure) => failures.lock().unwrap().push(failure),
+                        }
+                    }
+                })
+            })
+            .collect();
+        Load {
+            stop,
+            ok,
+            failures,
+            tasks,
+        }
+    }
+
+    fn counts(&self) -> (u64, usize) {
+        (
+            self.ok.load(Ordering::SeqCst),
+            self.failures.lock().unwrap().len(),
+        )
+    }
+
+    async fn stop(self) -> (u64, Vec<String>) {
+        self.stop.store(true, Ordering::SeqCst);
+        for task in self.tasks {
+            task.await.unwrap();
+        }
+        let failures = self.failures.lock().unwrap().clone();
+        (self.ok.load(Ordering::SeqCst), failures)
+    }
+}
+
+fn metric(text: &str, name: &str) -> f64 {
+    text.lines()
+        .find(|l| l.starts_with(name) && !l.starts_with('#'))
+        .and_then(|l| l.split_whitespace().last())
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0.0)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn three_replicas_behind_haproxy_share_keys_logins_and_logouts_and_restart_without_loss() {
+    if postgres_skipped() {
+        return;
+    }
+    let mut cluster = Cluster::start(
+        &[
+            // Long enough that only LISTEN/NOTIFY can make a logout show within 100 ms.
+            ("AUTH_TOKEN_CACHE_MS", "60000"),
+            ("AUTH_MAINTENANCE_INTERVAL_SECS", "1"),
+            ("AUTH_SHUTDOWN_DELAY_MS", "1000"),
+            ("AUTH_SHUTDOWN_GRACE_MS", "5000"),
+        ],
+        true,
+    )
+    .await;
+
+    // One key, made by one replica, served by all three and through HAProxy.
+    let logs = cluster.logs();
+    assert_eq!(
+        logs.matches("created a signing key in the database")
+            .count(),
+        1,
+        "{logs}"
+    );
+    let pems: BTreeSet<String> =
+        bodies_of((0..3).map(|i| cluster.base(i)), "/auth/public-key").await;
+    assert_eq!(pems.len(), 1, "{pems:?}");
+    assert_eq!(
+        &get_text(&format!("{}/auth/public-key", cluster.front)).await,
+        pems.iter().next().unwrap()
+    );
+    assert!(
+        !logs.contains("PRIVATE KEY"),
+        "private keys never reach the log"
+    );
+
+    // A login whose three steps land on three replicas.
+    let token = login_across(&cluster, [0, 1, 2], "ada@example.com").await;
+    for i in 0..3 {
+        assert!(accepted(&cluster.base(i), &token).await, "replica {i}");
+    }
+
+    // A logout on replica 1 is refused by the other two within 100 ms, although each has
+    // the token in its cache (60 s).
+    let leaving = login_across(&cluster, [2, 0, 1], "lou@example.com").await;
+    for i in 0..3 {
+        assert!(accepted(&cluster.base(i), &leaving).await);
+    }
+    let logout = client()
+        .get(format!("{}/auth/logout?jwt={leaving}", cluster.base(0)))
+        .send()
+        .await
+        .unwrap();
+    assert!(logout.status().is_success() || logout.status().is_redirection());
+    let logged_out = Instant::now();
+    let mut refused_after = BTreeMap::new();
+    for i in [1, 2] {
+        loop {
+            if !accepted(&cluster.base(i), &leaving).await {
+                refused_after.insert(i, logged_out.elapsed());
+                break;
+            }
+            assert!(
+                logged_out.elapsed() < Duration::from_secs(5),
+                "replica {i} still accepts a logged-out token"
+            );
+            tokio::time::sleep(Duration::from_millis(2)).await;
+        }
+    }
+    eprintln!("logout on replica 1 refused by replicas 2 and 3 after {refused_after:?}");
+    for (i, after) in &refused_after {
+        assert!(
+            *after < Duration::from_millis(100),
+            "replica {i}: {after:?}"
+        );
+    }
+
+    // The purge runs on one replica only: the lease holder.
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+    let mut runs = Vec::new();
+    for i in 0..3 {
+        let text = get_text(&format!("{}/auth/metrics", cluster.base(i))).await;
+        runs.push(metric(&text, "auth_host_maintenance_runs_total"));
+    }
+    assert_eq!(runs.iter().filter(|r| **r > 0.0).count(), 1, "{runs:?}");
+
+    // A rolling restart of all three under load: nothing fails.
+    let load = Load::start(&cluster.front, &token);
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    for i in 0..3 {
+        let replica = cluster.replica(i);
+        replica.terminate();
+        let status = replica
+            .wait_exit(Duration::from_secs(15))
+            .expect("a replica stops after SIGTERM");
+        assert!(status.success(), "exit status after SIGTERM: {status:?}");
+        let log = cluster.replicas[i].take().unwrap().stop();
+        assert!(log.contains("draining"), "{log}");
+        cluster.replicas[i] = Some(cluster.start_replica(i));
+        wait_healthy(&cluster.base(i)).await;
+        tokio::time::sleep(Duration::from_millis(700)).await;
+    }
+    let (served, failures) = load.stop().await;
+    eprintln!(
+        "rolling restart of 3 replicas under 8 clients: {served} requests served, {} failed",
+        failures.len()
+    );
+    assert!(served > 100, "the load ran: {served}");
+    assert!(failures.is_empty(), "{failures:#?}");
+
+    // kill -9 of one replica under load: at most the requests it held fail.
+    let load = Load::start(&cluster.front, &token);
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let (before, _) = load.counts();
+    let killed = cluster.replicas[1].take().unwrap();
+    let _ = killed.stop();
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let (served, failures) = load.stop().await;
+    eprintln!(
+        "kill -9 of one replica under 8 clients: {} requests served after, {} failed",
+        served - before,
+        failures.len()
+    );
+    assert!(failures.len() <= 8, "{failures:#?}");
+    assert!(served > before, "the others kept serving");
+}
+
+/// GETs `path` on every base; the distinct bodies.
+async fn bodies_of(bases: impl Iterator<Item = String>, path: &str) -> BTreeSet<String> {
+    let mut bodies = BTreeSet::new();
+    for base in bases {
+        bodies.insert(get_text(&format!("{base}{path}")).await);
+    }
+    bodies
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rotating_keys_every_two_seconds_all_replicas_agree_and_every_token_verifies() {
+    if postgres_skipped() {
+        return;
+    }
+    let cluster = Cluster::start(
+        &[
+            ("AUTH_KEY_ROTATION_SECS", "2"),
+            ("AUTH_CLIENT_TOKEN_LIFETIME_SECS", "60"),
+            ("AUTH_PERMISSION_TOKEN_LIFETIME_SECS", "30"),
+        ],
+        false,
+    )
+    .await;
+    let mut tokens = Vec::new();
+    let mut kids = BTreeSet::new();
+    let started = Instant::now();
+    let mut round = 0;
+    while started.elapsed() < Duration::from_secs(9) {
+        // A token from another replica each round.
+        let order = [round % 3, (round + 1) % 3, (round + 2) % 3];
+        let token = login_across(&cluster, order, &format!("user{round}@example.com")).await;
+        let kid = jsonwebtoken::decode_header(&token).unwrap().kid.unwrap();
+        kids.insert(kid);
+        tokens.push(token);
+        // The JWKS is the same on every replica (read twice on the first one: a rotation
+        // falling between the reads would explain a difference, nothing else may).
+        let first = get_json(&format!("{}/auth/.well-known/jwks.json", cluster.base(0))).await;
+        let others = [
+            get_json(&format!("{}/auth/.well-known/jwks.json", cluster.base(1))).await,
+            get_json(&format!("{}/auth/.well-known/jwks.json", cluster.base(2))).await,
+        ];
+        let again = get_json(&format!("{}/auth/.well-known/jwks.json", cluster.base(0))).await;
+        if first == again {
+            assert_eq!(others[0], first, "round {round}");
+            assert_eq!(others[1], first, "round {round}");
+        }
+        // Every token so far verifies on every replica.
+        for token in &tokens {
+            for i in 0..3 {
+                assert!(
+                    accepted(&cluster.base(i), token).await,
+                    "round {round}, replica {i}"
+                );
+            }
+        }
+        round += 1;
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+    eprintln!(
+        "{} tokens signed by {} keys, all verified on 3 replicas",
+        tokens.len(),
+        kids.len()
+    );
+    assert!(kids.len() >= 3, "signed by several keys: {kids:?}");
+    // One key per rotation: no replica made a key another had made.
+    let logs = cluster.logs();
+    let created = logs
+        .matches("created a signing key in the database")
+        .count();
+    let db = cluster.database.connect().await;
+    let rows = sea_orm::ConnectionTrait::query_one_raw(
+        &db,
+        sea_orm::Statement::from_string(
+            sea_orm::DbBackend::Postgres,
+            "SELECT count(*) AS n FROM signing_keys",
+        ),
+    )
+    .await
+    .unwrap()
+    .unwrap();
+    let stored: i64 = rows.try_get("", "n").unwrap();
+    assert_eq!(created as i64, stored, "keys made = keys stored");
+}
