@@ -8,6 +8,7 @@ use sea_orm::sea_query::{Alias, Expr, ExprTrait, Func, OnConflict, Query};
 use sea_orm::{
     ActiveValue, ColumnTrait, ConnectOptions, ConnectionTrait, Database, DatabaseConnection,
     DbBackend, DbErr, EntityTrait, PaginatorTrait, QueryFilter, QueryOrder, QuerySelect, SqlErr,
+    Statement, TransactionTrait,
 };
 
 use auth_host_migrations::{Migrator, MigratorTrait};
@@ -147,6 +148,24 @@ pub enum UsernameChoice {
     UnknownUser,
 }
 
+/// PostgreSQL advisory lock held while migrating ("authmigr").
+const MIGRATION_LOCK: i64 = 0x6175_7468_6d69_6772;
+
+/// Applies pending migrations through `db`; the names of those applied.
+async fn migrate_on<'c, C>(db: &'c C) -> Result<Vec<String>, StoreError>
+where
+    C: ConnectionTrait,
+    &'c C: sea_orm::IntoDatabaseExecutor<'c>,
+{
+    let pending: Vec<String> = Migrator::get_pending_migrations(db)
+        .await?
+        .iter()
+        .map(|m| m.name().to_owned())
+        .collect();
+    Migrator::up(db, None).await?;
+    Ok(pending)
+}
+
 /// How long a request waits for a free database connection before failing.
 const ACQUIRE_TIMEOUT: Duration = Duration::from_secs(5);
 
@@ -198,13 +217,22 @@ impl Store {
 
     /// Applies pending migrations; returns the names of those applied.
     pub async fn migrate(&self) -> Result<Vec<String>, StoreError> {
-        let pending: Vec<String> = Migrator::get_pending_migrations(&self.db)
-            .await?
-            .iter()
-            .map(|m| m.name().to_owned())
-            .collect();
-        Migrator::up(&self.db, None).await?;
-        Ok(pending)
+        if self.db.get_database_backend() != DbBackend::Postgres {
+            return migrate_on(&self.db).await;
+        }
+        // Replicas starting together on a fresh database would otherwise create the same
+        // tables at once; under this lock, the later ones find nothing pending.
+        let transaction = self.db.begin().await?;
+        transaction
+            .execute_raw(Statement::from_sql_and_values(
+                DbBackend::Postgres,
+                "SELECT pg_advisory_xact_lock($1)",
+                [MIGRATION_LOCK.into()],
+            ))
+            .await?;
+        let applied = migrate_on(&transaction).await?;
+        transaction.commit().await?;
+        Ok(applied)
     }
 
     /// Whether usernames are unique case-insensitively at the database level (they are

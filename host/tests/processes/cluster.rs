@@ -356,6 +356,32 @@ async fn three_replicas_behind_haproxy_share_keys_logins_and_logouts_and_restart
         );
     }
 
+    // While a replica cannot hear the others (its LISTEN connection cut), it does not trust
+    // its cache: a logout made meanwhile is refused at once all the same.
+    let unheard = login_across(&cluster, [1, 2, 0], "uma@example.com").await;
+    for i in 0..3 {
+        assert!(accepted(&cluster.base(i), &unheard).await);
+    }
+    let db = cluster.database.connect().await;
+    let cut = sea_orm::ConnectionTrait::execute_unprepared(
+        &db,
+        "SELECT pg_terminate_backend(pid) FROM pg_stat_activity \
+         WHERE datname = current_database() AND query LIKE 'LISTEN%'",
+    )
+    .await
+    .unwrap();
+    assert!(cut.rows_affected() >= 3, "three listeners cut");
+    let logout = client()
+        .get(format!("{}/auth/logout?jwt={unheard}", cluster.base(0)))
+        .send()
+        .await
+        .unwrap();
+    assert!(logout.status().is_success() || logout.status().is_redirection());
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    for i in [1, 2] {
+        assert!(!accepted(&cluster.base(i), &unheard).await, "replica {i}");
+    }
+
     // The purge runs on one replica only: the lease holder.
     tokio::time::sleep(Duration::from_millis(2500)).await;
     let mut runs = Vec::new();
@@ -371,6 +397,24 @@ async fn three_replicas_behind_haproxy_share_keys_logins_and_logouts_and_restart
     for i in 0..3 {
         let replica = cluster.replica(i);
         replica.terminate();
+        // Not ready at once (HAProxy takes it out), while still serving.
+        let draining = Instant::now();
+        loop {
+            let answer = client()
+                .get(format!("{}/auth/health", cluster.base(i)))
+                .send()
+                .await
+                .unwrap();
+            if answer.status() == 503 {
+                assert_eq!(answer.json::<Value>().await.unwrap()["status"], "draining");
+                break;
+            }
+            assert!(
+                draining.elapsed() < Duration::from_millis(500),
+                "never drained"
+            );
+        }
+        let replica = cluster.replica(i);
         let status = replica
             .wait_exit(Duration::from_secs(15))
             .expect("a replica stops after SIGTERM");
