@@ -320,3 +320,53 @@ fn the_private_key_text_is_kept_exactly_as_given() {
         Ok(())
     });
 }
+
+#[test]
+fn where_the_signing_keys_come_from_and_what_rotation_needs() {
+    let config = |settings: serde_json::Value| {
+        Config::from_figment(Figment::from(figment::providers::Serialized::defaults(
+            settings,
+        )))
+    };
+    let secret = "s".repeat(MIN_SECRET_CHARS_FOR_TESTS);
+    let postgres = "postgres://auth@db/auth";
+    let sqlite = config(serde_json::json!({})).unwrap();
+    assert_eq!(sqlite.key_source(), Some(KeySource::DataDirectory));
+    // PostgreSQL with nothing said: no key source (serve refuses; migrate still runs).
+    let bare = config(serde_json::json!({"database_url": postgres})).unwrap();
+    assert_eq!(bare.key_source(), None);
+    let shared = config(
+        serde_json::json!({"database_url": postgres, "key_secrets": format!("{secret};{secret}x")}),
+    )
+    .unwrap();
+    assert_eq!(shared.key_source(), Some(KeySource::Database));
+    assert_eq!(shared.key_secrets().len(), 2);
+    let env_keys = config(serde_json::json!({
+        "database_url": postgres, "key_secrets": secret, "private_key": "a", "public_key": "b"
+    }))
+    .unwrap();
+    assert_eq!(env_keys.key_source(), Some(KeySource::Environment));
+
+    let problems = |settings| config(settings).unwrap_err().0.join("\n");
+    let short = problems(serde_json::json!({"key_secrets": "short"}));
+    assert!(
+        short.contains("key_secrets") && short.contains("shorter"),
+        "{short}"
+    );
+    let no_database = problems(serde_json::json!({"key_rotation_secs": 86400}));
+    assert!(
+        no_database.contains("rotation needs the keys in the database"),
+        "{no_database}"
+    );
+    let too_fast = problems(serde_json::json!({"key_secrets": secret, "key_rotation_secs": 60}));
+    assert!(too_fast.contains("would publish about"), "{too_fast}");
+    let fine = config(serde_json::json!({"key_secrets": secret, "key_rotation_secs": 86400}));
+    assert!(fine.is_ok(), "{fine:?}");
+    let es256 =
+        problems(serde_json::json!({"key_secrets": secret, "client_token_algorithm": "ES256"}));
+    assert!(es256.contains("client_token_private_key"), "{es256}");
+    // Secrets never show in the configuration's debug form.
+    assert!(!format!("{shared:?}").contains(&secret));
+}
+
+const MIN_SECRET_CHARS_FOR_TESTS: usize = crate::tokens::MIN_SECRET_CHARS;
