@@ -1,12 +1,11 @@
 //! auth-host as a real process: the commands, reloads of a running server, crashing
-//! plugins, and replicas behind HAProxy.
+//! plugins.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 #[path = "../common/mod.rs"]
 mod common;
 
 mod cli;
-mod cluster;
 mod crashing_plugins;
 mod hot_reload;
 mod plugin_worker;
