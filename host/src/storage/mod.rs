@@ -1,17 +1,15 @@
 //! Storage: users, revoked tokens and logins in progress, on SQLite or PostgreSQL through
-//! sea-orm. Nothing outside this module sees sea-orm or SQL.
+//! sea-orm; signing keys (`keys`), leases (`leases`), changes told to other replicas
+//! (`notify`), migrations (`schema`). Nothing outside this module sees sea-orm or SQL.
 
 use std::time::Duration;
 
 use chrono::Utc;
 use sea_orm::sea_query::{Alias, Expr, ExprTrait, Func, OnConflict, Query};
 use sea_orm::{
-    ActiveValue, ColumnTrait, ConnectOptions, ConnectionTrait, Database, DatabaseConnection,
-    DbBackend, DbErr, EntityTrait, PaginatorTrait, QueryFilter, QueryOrder, QuerySelect, SqlErr,
-    Statement, TransactionTrait,
+    ActiveValue, ColumnTrait, ConnectOptions, Database, DatabaseConnection, DbBackend, DbErr,
+    EntityTrait, PaginatorTrait, QueryFilter, QueryOrder, QuerySelect, SqlErr,
 };
-
-use auth_host_migrations::{Migrator, MigratorTrait};
 
 use crate::clock::unix_now_i64;
 use crate::users::User;
@@ -21,6 +19,7 @@ mod keys;
 mod leases;
 mod notify;
 mod redact;
+mod schema;
 
 pub use keys::{KeyTransaction, StoredKey};
 pub use notify::Change;
@@ -148,24 +147,6 @@ pub enum UsernameChoice {
     UnknownUser,
 }
 
-/// PostgreSQL advisory lock held while migrating ("authmigr").
-const MIGRATION_LOCK: i64 = 0x6175_7468_6d69_6772;
-
-/// Applies pending migrations through `db`; the names of those applied.
-async fn migrate_on<'c, C>(db: &'c C) -> Result<Vec<String>, StoreError>
-where
-    C: ConnectionTrait,
-    &'c C: sea_orm::IntoDatabaseExecutor<'c>,
-{
-    let pending: Vec<String> = Migrator::get_pending_migrations(db)
-        .await?
-        .iter()
-        .map(|m| m.name().to_owned())
-        .collect();
-    Migrator::up(db, None).await?;
-    Ok(pending)
-}
-
 /// How long a request waits for a free database connection before failing.
 const ACQUIRE_TIMEOUT: Duration = Duration::from_secs(5);
 
@@ -213,49 +194,6 @@ impl Store {
         }
         let db = Database::connect(options).await?;
         Ok(Store { db })
-    }
-
-    /// Applies pending migrations; returns the names of those applied.
-    pub async fn migrate(&self) -> Result<Vec<String>, StoreError> {
-        if self.db.get_database_backend() != DbBackend::Postgres {
-            return migrate_on(&self.db).await;
-        }
-        // Replicas starting together on a fresh database would otherwise create the same
-        // tables at once; under this lock, the later ones find nothing pending.
-        let transaction = self.db.begin().await?;
-        transaction
-            .execute_raw(Statement::from_sql_and_values(
-                DbBackend::Postgres,
-                "SELECT pg_advisory_xact_lock($1)",
-                [MIGRATION_LOCK.into()],
-            ))
-            .await?;
-        let applied = migrate_on(&transaction).await?;
-        transaction.commit().await?;
-        Ok(applied)
-    }
-
-    /// Whether usernames are unique case-insensitively at the database level (they are
-    /// unless an old database already held usernames differing only in case).
-    pub async fn has_case_insensitive_username_index(&self) -> Result<bool, StoreError> {
-        let backend = self.db.get_database_backend();
-        let sql = match backend {
-            DbBackend::Sqlite => {
-                "SELECT COUNT(*) AS n FROM sqlite_master WHERE type = 'index' AND name = 'users_username_lower_key'"
-            }
-            _ => {
-                "SELECT COUNT(*) AS n FROM pg_indexes WHERE indexname = 'users_username_lower_key'"
-            }
-        };
-        let row = self
-            .db
-            .query_one_raw(sea_orm::Statement::from_string(backend, sql))
-            .await?;
-        Ok(row
-            .map(|r| r.try_get::<i64>("", "n"))
-            .transpose()?
-            .unwrap_or(0)
-            > 0)
     }
 
     pub async fn ping(&self) -> Result<(), StoreError> {
