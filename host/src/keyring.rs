@@ -31,6 +31,8 @@ pub struct Keyring {
     finish: Box<dyn Fn(KeySet) -> Result<KeySet, KeyError> + Send + Sync>,
     previous_public_keys: Vec<String>,
     in_use: std::sync::Mutex<InUse>,
+    /// Unix seconds: when the keys in use change next (see [`Plan::next_change`]).
+    next_change: std::sync::atomic::AtomicI64,
 }
 
 impl std::fmt::Debug for Keyring {
@@ -59,6 +61,7 @@ impl Keyring {
             finish: Box::new(finish),
             previous_public_keys: config.previous_public_keys.clone(),
             in_use: std::sync::Mutex::new(InUse::default()),
+            next_change: std::sync::atomic::AtomicI64::new(i64::MAX),
         })
     }
 
@@ -72,6 +75,10 @@ impl Keyring {
             plan = self.schedule.plan(&windows(&stored), unix_now_i64());
         }
         self.reseal(&stored).await;
+        self.next_change.store(
+            plan.next_change.unwrap_or(i64::MAX),
+            std::sync::atomic::Ordering::SeqCst,
+        );
         let Some(signing) = plan
             .signing
             .and_then(|g| stored.iter().find(|k| k.generation == g))
@@ -188,10 +195,17 @@ impl Keyring {
     pub fn keep_current(self: Arc<Self>, tokens: impl Fn(KeySet) + Send + Sync + 'static) {
         let every = self.schedule.refresh_every();
         tokio::spawn(async move {
-            let mut ticks = tokio::time::interval(every);
-            ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
             loop {
-                ticks.tick().await;
+                // Every so often, and right when the keys in use change: replicas switch
+                // within milliseconds of one another.
+                let next_change = self.next_change.load(std::sync::atomic::Ordering::SeqCst);
+                let until_change = std::time::SystemTime::UNIX_EPOCH
+                    + std::time::Duration::from_secs(u64::try_from(next_change).unwrap_or(0));
+                let wait = until_change
+                    .duration_since(std::time::SystemTime::now())
+                    .unwrap_or_default()
+                    .min(every);
+                tokio::time::sleep(wait + std::time::Duration::from_millis(1)).await;
                 match self.current().await {
                     Ok(Some(keys)) => {
                         tracing::info!(kid = keys.kid(), "signing keys changed");
@@ -199,6 +213,8 @@ impl Keyring {
                     }
                     Ok(None) => {}
                     Err(error) => {
+                        self.next_change
+                            .store(i64::MAX, std::sync::atomic::Ordering::SeqCst);
                         tracing::warn!(%error, "cannot read the signing keys; keeping those in use");
                     }
                 }

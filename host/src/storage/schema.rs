@@ -30,7 +30,6 @@ impl Store {
 
     /// Whether usernames are unique case-insensitively at the database level (they are
     /// unless an old database already held usernames differing only in case).
-
     pub async fn has_case_insensitive_username_index(&self) -> Result<bool, StoreError> {
         let backend = self.db.get_database_backend();
         let sql = match backend {

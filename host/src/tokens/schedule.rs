@@ -39,6 +39,9 @@ pub struct Plan {
     pub missing: Vec<KeyWindow>,
     /// Generations no token can need any more.
     pub expired: Vec<i64>,
+    /// Unix seconds: the next moment the plan changes (a key starts signing, is published or
+    /// withdrawn), so that every replica can look again right then.
+    pub next_change: Option<i64>,
 }
 
 /// Keys made ahead of the one signing, when rotating.
@@ -91,6 +94,15 @@ impl Schedule {
                 });
             }
         }
+        let moments = keys.iter().zip(&ends).flat_map(|(key, end)| {
+            [
+                Some(key.signs_from.saturating_sub(rotation)),
+                Some(key.signs_from),
+                *end,
+                end.map(|end| end.saturating_add(verify)),
+            ]
+        });
+        plan.next_change = moments.flatten().filter(|at| *at > now).min();
         for (key, end) in keys.iter().zip(&ends) {
             let signing = plan.signing == Some(key.generation);
             let announced = key.signs_from.saturating_sub(rotation) <= now;
@@ -175,6 +187,8 @@ mod tests {
         // from 110: published one period ahead; 12 (from 120) not yet.
         assert_eq!(plan.published, vec![8, 9, 10, 11]);
         assert_eq!(plan.expired, vec![5, 6, 7]);
+        // 8 is withdrawn at 90 + 25 = 115, 11 signs from 110: look again at 110.
+        assert_eq!(plan.next_change, Some(110));
 
         // At 110, 11 signs and 13 is to be made.
         let plan = schedule.plan(&keys, 110);
