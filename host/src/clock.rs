@@ -14,3 +14,30 @@ pub fn unix_now() -> u64 {
 pub fn unix_now_i64() -> i64 {
     i64::try_from(unix_now()).unwrap_or(i64::MAX)
 }
+
+/// How long until the Unix second `at` begins (zero once it has).
+pub fn time_until(at: i64) -> std::time::Duration {
+    let at = u64::try_from(at)
+        .map(std::time::Duration::from_secs)
+        .unwrap_or_default();
+    let now = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap_or_default();
+    at.saturating_sub(now)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn time_until_counts_down_to_a_unix_second_and_never_overflows() {
+        assert!(time_until(0).is_zero());
+        assert!(time_until(-5).is_zero());
+        let soon = time_until(unix_now_i64() + 10);
+        assert!(
+            soon > std::time::Duration::from_secs(8) && soon <= std::time::Duration::from_secs(10)
+        );
+        assert!(time_until(i64::MAX) > std::time::Duration::from_secs(1 << 40));
+    }
+}

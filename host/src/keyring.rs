@@ -3,7 +3,7 @@
 
 use std::sync::Arc;
 
-use crate::clock::unix_now_i64;
+use crate::clock::{time_until, unix_now_i64};
 use crate::config::Config;
 use crate::storage::{Store, StoreError, StoredKey};
 use crate::tokens::{KeyError, KeySecrets, KeySet, KeyWindow, Plan, Schedule, new_rsa_key_pair};
@@ -199,12 +199,7 @@ impl Keyring {
                 // Every so often, and right when the keys in use change: replicas switch
                 // within milliseconds of one another.
                 let next_change = self.next_change.load(std::sync::atomic::Ordering::SeqCst);
-                let until_change = std::time::SystemTime::UNIX_EPOCH
-                    + std::time::Duration::from_secs(u64::try_from(next_change).unwrap_or(0));
-                let wait = until_change
-                    .duration_since(std::time::SystemTime::now())
-                    .unwrap_or_default()
-                    .min(every);
+                let wait = time_until(next_change).min(every);
                 tokio::time::sleep(wait + std::time::Duration::from_millis(1)).await;
                 match self.current().await {
                     Ok(Some(keys)) => {

@@ -3,12 +3,12 @@
 
 use sea_orm::sea_query::OnConflict;
 use sea_orm::{
-    ActiveValue, ColumnTrait, ConnectionTrait, DatabaseTransaction, DbBackend, DbErr, EntityTrait,
-    QueryFilter, QueryOrder, Statement, TransactionTrait,
+    ActiveValue, ColumnTrait, ConnectionTrait, DatabaseTransaction, DbErr, EntityTrait,
+    QueryFilter, QueryOrder,
 };
 
 use super::entities::signing_keys;
-use super::{Store, StoreError};
+use super::{ReplicaLock, Store, StoreError};
 
 /// A signing key as stored.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -38,9 +38,6 @@ impl From<signing_keys::Model> for StoredKey {
     }
 }
 
-/// PostgreSQL advisory lock taken while keys are made ("authkeys").
-const KEY_LOCK: i64 = 0x6175_7468_6b65_7973;
-
 /// Keys being made: a transaction that, on PostgreSQL, holds a lock no other replica gets
 /// until it ends, so that only one replica makes the keys a fresh database or a rotation
 /// needs. The generation's primary key backs it up everywhere.
@@ -55,16 +52,9 @@ impl Store {
     }
 
     pub async fn lock_signing_keys(&self) -> Result<KeyTransaction, StoreError> {
-        let tx = self.db.begin().await?;
-        if tx.get_database_backend() == DbBackend::Postgres {
-            tx.execute_raw(Statement::from_sql_and_values(
-                DbBackend::Postgres,
-                "SELECT pg_advisory_xact_lock($1)",
-                [KEY_LOCK.into()],
-            ))
-            .await?;
-        }
-        Ok(KeyTransaction { tx })
+        Ok(KeyTransaction {
+            tx: self.begin_locked(ReplicaLock::SigningKeys).await?,
+        })
     }
 
     /// Replaces a key's sealed private key, unless another replica changed it meanwhile.

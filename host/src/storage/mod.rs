@@ -7,8 +7,9 @@ use std::time::Duration;
 use chrono::Utc;
 use sea_orm::sea_query::{Alias, Expr, ExprTrait, Func, OnConflict, Query};
 use sea_orm::{
-    ActiveValue, ColumnTrait, ConnectOptions, Database, DatabaseConnection, DbBackend, DbErr,
-    EntityTrait, PaginatorTrait, QueryFilter, QueryOrder, QuerySelect, SqlErr,
+    ActiveValue, ColumnTrait, ConnectOptions, ConnectionTrait, Database, DatabaseConnection,
+    DatabaseTransaction, DbBackend, DbErr, EntityTrait, PaginatorTrait, QueryFilter, QueryOrder,
+    QuerySelect, SqlErr, Statement, TransactionTrait,
 };
 
 use crate::clock::unix_now_i64;
@@ -147,6 +148,17 @@ pub enum UsernameChoice {
     UnknownUser,
 }
 
+/// Locks every replica on one PostgreSQL database shares, each held until the end of the
+/// transaction that took it: replicas doing the same work at once take turns.
+#[derive(Debug, Clone, Copy)]
+#[repr(i64)]
+enum ReplicaLock {
+    /// Applying migrations ("authmigr").
+    Migrations = 0x6175_7468_6d69_6772,
+    /// Making signing keys ("authkeys").
+    SigningKeys = 0x6175_7468_6b65_7973,
+}
+
 /// How long a request waits for a free database connection before failing.
 const ACQUIRE_TIMEOUT: Duration = Duration::from_secs(5);
 
@@ -194,6 +206,21 @@ impl Store {
         }
         let db = Database::connect(options).await?;
         Ok(Store { db })
+    }
+
+    /// A transaction that first takes `lock` on PostgreSQL (SQLite serves one process).
+    async fn begin_locked(&self, lock: ReplicaLock) -> Result<DatabaseTransaction, StoreError> {
+        let transaction = self.db.begin().await?;
+        if transaction.get_database_backend() == DbBackend::Postgres {
+            transaction
+                .execute_raw(Statement::from_sql_and_values(
+                    DbBackend::Postgres,
+                    "SELECT pg_advisory_xact_lock($1)",
+                    [(lock as i64).into()],
+                ))
+                .await?;
+        }
+        Ok(transaction)
     }
 
     pub async fn ping(&self) -> Result<(), StoreError> {

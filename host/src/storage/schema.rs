@@ -1,11 +1,11 @@
 //! The schema: migrations (under a lock on PostgreSQL, so that replicas may start together
 //! on a fresh database) and what start-up checks of it.
 
-use sea_orm::{ConnectionTrait, DbBackend, Statement, TransactionTrait};
+use sea_orm::{ConnectionTrait, DbBackend};
 
 use auth_host_migrations::{Migrator, MigratorTrait};
 
-use super::{Store, StoreError};
+use super::{ReplicaLock, Store, StoreError};
 
 impl Store {
     /// Applies pending migrations; returns the names of those applied.
@@ -15,14 +15,7 @@ impl Store {
         }
         // Replicas starting together on a fresh database would otherwise create the same
         // tables at once; under this lock, the later ones find nothing pending.
-        let transaction = self.db.begin().await?;
-        transaction
-            .execute_raw(Statement::from_sql_and_values(
-                DbBackend::Postgres,
-                "SELECT pg_advisory_xact_lock($1)",
-                [MIGRATION_LOCK.into()],
-            ))
-            .await?;
+        let transaction = self.begin_locked(ReplicaLock::Migrations).await?;
         let applied = migrate_on(&transaction).await?;
         transaction.commit().await?;
         Ok(applied)
@@ -51,9 +44,6 @@ impl Store {
             > 0)
     }
 }
-
-/// PostgreSQL advisory lock held while migrating ("authmigr").
-const MIGRATION_LOCK: i64 = 0x6175_7468_6d69_6772;
 
 /// Applies pending migrations through `db`; the names of those applied.
 async fn migrate_on<'c, C>(db: &'c C) -> Result<Vec<String>, StoreError>
