@@ -5,13 +5,9 @@ use crate::on_both_backends;
 
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-use common::server::{Backend, TestServer, client, json_answer};
+use common::server::{Backend, TestServer, client, get_json};
 use reqwest::StatusCode;
 use serde_json::{Value, json};
-
-async fn get_json(url: &str) -> (StatusCode, Value) {
-    json_answer(client().get(url).send().await.unwrap()).await
-}
 
 fn forge(header: &Value, claims: &Value, signature: &[u8]) -> String {
     format!(
@@ -702,17 +698,18 @@ async fn client_tokens_signed_with_es256_or_eddsa_work_everywhere(backend: Backe
         let mut settings = json!({"client_token_algorithm": algorithm});
         if backend == Backend::Postgres {
             // Replicas must share it: a key of their own in each data directory won't do.
-            let dir = tempfile::tempdir().unwrap();
-            let (keys, _) = auth_host::tokens::KeySet::from_data_dir(dir.path(), &[]).unwrap();
-            let algorithm = serde_json::from_value(json!(algorithm)).unwrap();
-            keys.with_client_algorithm(algorithm, None, dir.path())
-                .unwrap();
-            let file = std::fs::read_dir(dir.path())
-                .unwrap()
-                .map(|e| e.unwrap().path())
-                .find(|p| p.to_string_lossy().contains("client-token-key"))
-                .unwrap();
-            settings["client_token_private_key"] = json!(std::fs::read_to_string(file).unwrap());
+            let key_type: &[&str] = match algorithm {
+                "ES256" => &["EC", "-pkeyopt", "ec_paramgen_curve:P-256"],
+                _ => &["ed25519"],
+            };
+            let key = std::process::Command::new("openssl")
+                .arg("genpkey")
+                .arg("-algorithm")
+                .args(key_type)
+                .output()
+                .expect("openssl is installed");
+            assert!(key.status.success(), "{key:?}");
+            settings["client_token_private_key"] = json!(String::from_utf8(key.stdout).unwrap());
         }
         let server = TestServer::start_with(backend, settings).await;
         let user = server.add_user("eve@example.com", "eve").await;

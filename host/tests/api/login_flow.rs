@@ -5,7 +5,7 @@ use crate::common;
 use crate::on_both_backends;
 
 use common::idp::{OidcUser, Spoil, StandInIdp};
-use common::server::{Backend, TestServer, browser, follow, params_of};
+use common::server::{Backend, TestServer, authenticated_at, browser, follow, params_of};
 use serde_json::{Value, json};
 
 struct World {
@@ -442,21 +442,7 @@ async fn logout_revokes_the_token_everywhere(backend: Backend) {
         envs.push(("AUTH_KEY_SECRETS", common::server::TEST_KEY_SECRETS));
     }
     let second = common::ServerProcess::start(&envs);
-    let check_on_second = |token: String| {
-        let url = format!("{}/auth/check?jwt={token}", second.base);
-        async move {
-            let body: Value = common::server::client()
-                .get(url)
-                .send()
-                .await
-                .unwrap()
-                .json()
-                .await
-                .unwrap();
-            body["authenticated"].as_bool().unwrap()
-        }
-    };
-    assert!(check_on_second(token.clone()).await);
+    assert!(authenticated_at(&second.base, &token).await);
 
     // Logout with an unlisted `next` is refused, and revokes nothing.
     let (status, _) = world
@@ -466,7 +452,7 @@ async fn logout_revokes_the_token_everywhere(backend: Backend) {
         ))
         .await;
     assert_eq!(status, 400);
-    assert!(check_on_second(token.clone()).await);
+    assert!(authenticated_at(&second.base, &token).await);
 
     let response = browser()
         .get(world.server.url(&format!(
@@ -490,7 +476,7 @@ async fn logout_revokes_the_token_everywhere(backend: Backend) {
     // The other replica may trust what it verified for token_cache_ms (default 1 s).
     tokio::time::sleep(std::time::Duration::from_millis(1100)).await;
     assert!(
-        !check_on_second(token.clone()).await,
+        !authenticated_at(&second.base, &token).await,
         "revoked on every replica"
     );
     let (_, body) = world
@@ -499,7 +485,7 @@ async fn logout_revokes_the_token_everywhere(backend: Backend) {
         .await;
     assert_eq!(body, json!({"permissions": {}}));
     // Only that token: the user's other session goes on.
-    assert!(check_on_second(other_token.clone()).await);
+    assert!(authenticated_at(&second.base, &other_token).await);
 
     // Without `next`, JSON; POST works too.
     let (status, body) = world
@@ -508,7 +494,7 @@ async fn logout_revokes_the_token_everywhere(backend: Backend) {
         .await;
     assert_eq!((status.as_u16(), body), (200, json!({"success": true})));
     tokio::time::sleep(std::time::Duration::from_millis(1100)).await;
-    assert!(!check_on_second(other_token).await);
+    assert!(!authenticated_at(&second.base, &other_token).await);
 
     let id = md5_hex("lou@example.com");
     let logouts: Vec<String> = world

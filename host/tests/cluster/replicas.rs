@@ -9,7 +9,8 @@ use std::time::{Duration, Instant};
 use serde_json::Value;
 
 use crate::common::server::{
-    Backend, TEST_KEY_SECRETS, TestDatabase, client, dev_login_across, params_of, postgres_skipped,
+    Backend, TEST_KEY_SECRETS, TestDatabase, authenticated_at, client, dev_login_across, get_json,
+    get_text, params_of, postgres_skipped,
 };
 use crate::common::{PluginDir, ServerProcess, workspace_root};
 
@@ -152,28 +153,6 @@ async fn wait_healthy(base: &str) {
     }
 }
 
-async fn get_json(url: &str) -> Value {
-    client()
-        .get(url)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap()
-}
-
-async fn get_text(url: &str) -> String {
-    client()
-        .get(url)
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap()
-}
-
 /// Logs `email` in with each step on another replica; the client token.
 async fn login_across(cluster: &Cluster, order: [usize; 3], email: &str) -> String {
     let bases = order.map(|i| cluster.base(i));
@@ -184,11 +163,6 @@ async fn login_across(cluster: &Cluster, order: [usize; 3], email: &str) -> Stri
     )
     .await;
     params_of(&landing)["jwt"].clone()
-}
-
-/// A user's token is accepted (`/auth/check` says authenticated) by `base`.
-async fn accepted(base: &str, token: &str) -> bool {
-    get_json(&format!("{base}/auth/check?jwt={token}")).await["authenticated"] == true
 }
 
 /// Eight clients calling check and authorize through HAProxy until told to stop.
@@ -318,14 +292,17 @@ async fn three_replicas_behind_haproxy_share_keys_logins_and_logouts_and_restart
     // A login whose three steps land on three replicas.
     let token = login_across(&cluster, [0, 1, 2], "ada@example.com").await;
     for i in 0..3 {
-        assert!(accepted(&cluster.base(i), &token).await, "replica {i}");
+        assert!(
+            authenticated_at(&cluster.base(i), &token).await,
+            "replica {i}"
+        );
     }
 
     // A logout on replica 1 is refused by the other two within 100 ms, although each has
     // the token in its cache (60 s).
     let leaving = login_across(&cluster, [2, 0, 1], "lou@example.com").await;
     for i in 0..3 {
-        assert!(accepted(&cluster.base(i), &leaving).await);
+        assert!(authenticated_at(&cluster.base(i), &leaving).await);
     }
     let logout = client()
         .get(format!("{}/auth/logout?jwt={leaving}", cluster.base(0)))
@@ -337,7 +314,7 @@ async fn three_replicas_behind_haproxy_share_keys_logins_and_logouts_and_restart
     let mut refused_after = BTreeMap::new();
     for i in [1, 2] {
         loop {
-            if !accepted(&cluster.base(i), &leaving).await {
+            if !authenticated_at(&cluster.base(i), &leaving).await {
                 refused_after.insert(i, logged_out.elapsed());
                 break;
             }
@@ -360,7 +337,7 @@ async fn three_replicas_behind_haproxy_share_keys_logins_and_logouts_and_restart
     // its cache: a logout made meanwhile is refused at once all the same.
     let unheard = login_across(&cluster, [1, 2, 0], "uma@example.com").await;
     for i in 0..3 {
-        assert!(accepted(&cluster.base(i), &unheard).await);
+        assert!(authenticated_at(&cluster.base(i), &unheard).await);
     }
     let db = cluster.database.connect().await;
     let cut = sea_orm::ConnectionTrait::execute_unprepared(
@@ -379,7 +356,10 @@ async fn three_replicas_behind_haproxy_share_keys_logins_and_logouts_and_restart
     assert!(logout.status().is_success() || logout.status().is_redirection());
     tokio::time::sleep(Duration::from_millis(100)).await;
     for i in [1, 2] {
-        assert!(!accepted(&cluster.base(i), &unheard).await, "replica {i}");
+        assert!(
+            !authenticated_at(&cluster.base(i), &unheard).await,
+            "replica {i}"
+        );
     }
 
     // The purge runs on one replica only: the lease holder.
@@ -500,7 +480,7 @@ async fn rotating_keys_every_two_seconds_all_replicas_agree_and_every_token_veri
             jwks.clear();
             for i in 0..3 {
                 let url = format!("{}/auth/.well-known/jwks.json", cluster.base(i));
-                jwks.push(get_json(&url).await);
+                jwks.push(get_json(&url).await.1);
             }
             if jwks.iter().all(|j| *j == jwks[0]) {
                 break;
@@ -522,7 +502,7 @@ async fn rotating_keys_every_two_seconds_all_replicas_agree_and_every_token_veri
         for token in &tokens {
             for i in 0..3 {
                 assert!(
-                    accepted(&cluster.base(i), token).await,
+                    authenticated_at(&cluster.base(i), token).await,
                     "round {round}, replica {i}"
                 );
             }

@@ -462,6 +462,13 @@ pub fn auth_host_command(data: &Path, args: &[&str]) -> String {
     String::from_utf8(output.stdout).unwrap().trim().to_owned()
 }
 
+/// Adds a user with `email` (`users add`) to the data directory `data` and issues them a
+/// client token (`token issue`); the token.
+pub fn user_token(data: &Path, email: &str) -> String {
+    let userid = auth_host_command(data, &["users", "add", "--email", email]);
+    auth_host_command(data, &["token", "issue", "--userid", &userid])
+}
+
 /// The path of the `auth-host` binary built for these tests.
 pub fn auth_host_bin() -> &'static str {
     env!("CARGO_BIN_EXE_auth-host")

@@ -396,6 +396,16 @@ pub fn params_of(url: &str) -> std::collections::HashMap<String, String> {
         .collect()
 }
 
+/// Status and JSON body of a GET that must answer JSON.
+pub async fn get_json(url: &str) -> (reqwest::StatusCode, Value) {
+    json_answer(client().get(url).send().await.unwrap()).await
+}
+
+/// Whether the auth-host at `base` takes `token` for a logged-in user (`/auth/check`).
+pub async fn authenticated_at(base: &str, token: &str) -> bool {
+    get_json(&format!("{base}/auth/check?jwt={token}")).await.1["authenticated"] == true
+}
+
 /// The body of a GET, as text (whatever its status).
 pub async fn get_text(url: &str) -> String {
     client()

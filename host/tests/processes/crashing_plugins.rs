@@ -12,9 +12,7 @@ async fn an_aborting_plugin_in_process_takes_the_whole_server_down() {
     let plugins =
         PluginDir::with_workspace_plugins(&["test_crash_provider", "sample_permission_provider"]);
     let data = tempfile::tempdir().unwrap();
-    let userid =
-        common::auth_host_command(data.path(), &["users", "add", "--email", "ada@example.com"]);
-    let token = common::auth_host_command(data.path(), &["token", "issue", "--userid", &userid]);
+    let token = common::user_token(data.path(), "ada@example.com");
     let data_dir = data.path().to_str().unwrap();
     let mut server = ServerProcess::start(&[
         ("AUTH_DATA_DIR", data_dir),
@@ -60,9 +58,7 @@ async fn isolated_plugins_crash_alone_and_answer_again_once_the_crashes_stop() {
     let plugins =
         PluginDir::with_workspace_plugins(&["test_crash_provider", "sample_permission_provider"]);
     let data = tempfile::tempdir().unwrap();
-    let userid =
-        common::auth_host_command(data.path(), &["users", "add", "--email", "ada@example.com"]);
-    let token = common::auth_host_command(data.path(), &["token", "issue", "--userid", &userid]);
+    let token = common::user_token(data.path(), "ada@example.com");
     let armed = data.path().join("crash");
     std::fs::write(&armed, "").unwrap();
     let services: Vec<String> = CRASHES
@@ -225,11 +221,7 @@ async fn isolated_plugins_crash_alone_and_answer_again_once_the_crashes_stop() {
 async fn an_isolated_extension_that_crashes_refuses_the_login_and_never_blocks_a_logout() {
     let plugins = PluginDir::with_workspace_plugins(&["test_extension"]);
     let data = tempfile::tempdir().unwrap();
-    let userid = common::auth_host_command(
-        data.path(),
-        &["users", "add", "--email", "leaving@abort.test"],
-    );
-    let token = common::auth_host_command(data.path(), &["token", "issue", "--userid", &userid]);
+    let token = common::user_token(data.path(), "leaving@abort.test");
     // The login links point there; the test only reads them.
     let external = "http://127.0.0.1:9";
     let server = ServerProcess::start(&[
@@ -309,16 +301,10 @@ async fn a_plugin_built_against_plugin_api_1_0_runs_isolated_as_it_is() {
         ("ALLOWED_SERVICES", "old:old_provider"),
         ("AUTH_PLUGIN_ISOLATION", "process"),
     ]);
-    let (status, body) = common::server::json_answer(
-        common::server::client()
-            .get(format!(
-                "{}/auth/authorize?service=old&jwt={token}",
-                server.base
-            ))
-            .send()
-            .await
-            .unwrap(),
-    )
+    let (status, body) = common::server::get_json(&format!(
+        "{}/auth/authorize?service=old&jwt={token}",
+        server.base
+    ))
     .await;
     assert_eq!(status, 200, "{body}");
     assert_eq!(body["permissions"]["old"], format!("old-{userid}"));
@@ -333,9 +319,7 @@ async fn a_worker_that_stops_reading_never_blocks_the_server() {
     let plugins =
         PluginDir::with_workspace_plugins(&["test_crash_provider", "sample_permission_provider"]);
     let data = tempfile::tempdir().unwrap();
-    let userid =
-        common::auth_host_command(data.path(), &["users", "add", "--email", "ada@example.com"]);
-    let token = common::auth_host_command(data.path(), &["token", "issue", "--userid", &userid]);
+    let token = common::user_token(data.path(), "ada@example.com");
     let server = ServerProcess::start(&[
         ("AUTH_DATA_DIR", data.path().to_str().unwrap()),
         ("AUTH_PLUGIN_DIR", plugins.path().to_str().unwrap()),
