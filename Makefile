@@ -6,15 +6,18 @@ CARGO ?= cargo
 SAMPLE_PLUGINS = ALLOWED_SERVICES="example:sample_permission_provider" \
                  INSTALLED_EXTENSIONS="sample_extension"
 # `make run` serves on loopback with the development login, so that the whole login can be
-# walked in a browser with no OAuth credentials.
+# walked in a browser with no OAuth credentials, from the example client app too
+# (`make client-app`, on CLIENT_APP).
+CLIENT_APP = http://localhost:8080
 DEV_SERVER = EXTERNAL_ADDRESS="http://127.0.0.1:8000" AUTH_LISTEN="127.0.0.1:8000" \
-             AUTH_DEV_LOGIN=true
+             AUTH_DEV_LOGIN=true AUTH_CORS_ORIGINS="$(CLIENT_APP)" \
+             AUTH_ALLOWED_REDIRECTS="http://127.0.0.1:8000;$(CLIENT_APP)"
 
 # PyJWT and Standard Webhooks' library, for the tests that verify permission tokens and
 # webhook signatures as downstream services and receivers do.
 VERIFIERS_VENV = target/verifiers-venv
 
-.PHONY: build run test cluster-tools fuzz fuzz-tools lint fmt check-plugins clean verifiers bench bench-tools
+.PHONY: build run client-app screenshots browser-tools test cluster-tools fuzz fuzz-tools lint fmt check-plugins clean verifiers bench bench-tools
 
 # `make bench` (SQLite) or `make bench DB=postgres`; BENCH_DURATION=seconds per run.
 DB ?= sqlite
@@ -25,16 +28,32 @@ build:
 run: build
 	$(SAMPLE_PLUGINS) $(DEV_SERVER) ./target/debug/auth-host serve
 
+# The example client app (examples/client-app), served as static files beside `make run`.
+client-app:
+	@echo "Open $(CLIENT_APP)/?auth=http://127.0.0.1:8000 (auth-host from \`make run\`)"
+	python3 -m http.server --bind 127.0.0.1 --directory examples/client-app 8080
+
+# The README's pictures of the example app, taken by its browser test.
+screenshots: build browser-tools
+	AUTH_SCREENSHOT_DIR=$(CURDIR)/examples/client-app \
+	  $(CARGO) test -p auth-host --test browser -- the_example_app_through_the_development_login
+
 check-plugins: build
 	$(SAMPLE_PLUGINS) ./target/debug/auth-host plugins check
 
-test: build verifiers cluster-tools
+test: build verifiers cluster-tools browser-tools
 	$(CARGO) test --workspace
 
 # HAProxy from the system packages, for the cluster test (three replicas behind it).
 cluster-tools:
 	@command -v haproxy >/dev/null || test -x /usr/sbin/haproxy || \
 	  { apt-get update -qq && apt-get install -y -qq haproxy >/dev/null; }
+
+# Headless Chromium and its WebDriver from the system packages, for the browser tests.
+browser-tools:
+	@command -v chromium >/dev/null && command -v chromedriver >/dev/null || \
+	  { apt-get update -qq && \
+	    apt-get install -y -qq --no-install-recommends chromium chromium-driver fonts-liberation >/dev/null; }
 
 # 100,000 malformed requests against a running server (tools/fuzz.sh); CI runs it too.
 fuzz: build fuzz-tools

@@ -3,8 +3,9 @@
 use hyper::StatusCode;
 use serde_json::json;
 
+use super::pages;
 use super::request::Params;
-use super::response::{Reply, escape_html};
+use super::response::Reply;
 use crate::error::Result;
 use crate::login::{BROWSER_COOKIE, DEV_PROVIDER, LOGIN_LIFETIME, LoginEnd, StartError};
 use crate::service::AuthService;
@@ -21,14 +22,9 @@ fn browser_cookie(value: &str, secure: bool) -> String {
 fn render_end(end: LoginEnd) -> Reply {
     match end {
         LoginEnd::Redirect(url) => Reply::redirect(url),
-        LoginEnd::ErrorPage(message) => Reply::html(
-            StatusCode::BAD_REQUEST,
-            format!(
-                "<!doctype html><meta charset=utf-8><title>Login failed</title>\
-                 <h1>Login failed</h1><p>{}</p>",
-                escape_html(&message)
-            ),
-        ),
+        LoginEnd::ErrorPage(message) => {
+            Reply::html(StatusCode::BAD_REQUEST, pages::login_failed(&message))
+        }
     }
 }
 
@@ -107,20 +103,7 @@ pub async fn dev(
     let Some(state) = params.get("state") else {
         return start(service, DEV_PROVIDER, params, secure).await;
     };
-    Ok(Reply::html(
-        StatusCode::OK,
-        format!(
-            "<!doctype html><meta charset=utf-8><title>auth-host development login</title>\
-             <h1>Development login</h1>\
-             <p>Log in as anyone: this login is for trying auth-host on this machine only.</p>\
-             <form method=post action=\"/auth/login/dev\">\
-             <input type=hidden name=state value=\"{}\">\
-             <p><label>Email <input name=email type=email required></label></p>\
-             <p><label>Name <input name=name></label></p>\
-             <p><button type=submit>Log in</button></p></form>",
-            escape_html(state)
-        ),
-    ))
+    Ok(Reply::html(StatusCode::OK, pages::dev_login_form(state)))
 }
 
 /// `GET|POST /auth/logout?jwt=…&next=…`

@@ -3,6 +3,7 @@
 //! time limits, metrics — and nothing of the product's logic.
 
 mod login;
+mod pages;
 mod request;
 mod response;
 mod routes;

@@ -228,7 +228,7 @@ async fn check(service: &AuthService, params: &Params) -> Result<Reply> {
             CheckAnswer::NotAuthenticated { providers } => {
                 let providers: serde_json::Map<String, Value> = providers
                     .into_iter()
-                    .map(|(name, url)| (name, json!({ "url": url })))
+                    .map(|(name, link)| (name, json!({"url": link.url, "name": link.display_name})))
                     .collect();
                 json!({"authenticated": false, "providers": providers})
             }

@@ -33,6 +33,17 @@ pub use redirects::{MAX_NEXT_BYTES, landing_url, validate_next, with_param};
 
 /// The development login's provider name.
 pub const DEV_PROVIDER: &str = "dev";
+/// What a login button of the development login says.
+const DEV_DISPLAY_NAME: &str = "Development login";
+
+/// Where a login with one provider starts, and what a login button calls it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ProviderLink {
+    /// `/auth/login/<provider>`, carrying `next`.
+    pub url: String,
+    /// The provider's `display_name` (Google, GitHub, the OIDC provider's own).
+    pub display_name: String,
+}
 
 /// An identity a provider vouched for.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -178,7 +189,7 @@ impl Logins {
     }
 
     /// `/auth/check`'s `providers`: name → login URL on auth-host, carrying `next`.
-    pub fn provider_links(&self, next: Option<&str>) -> BTreeMap<String, String> {
+    pub fn provider_links(&self, next: Option<&str>) -> BTreeMap<String, ProviderLink> {
         let Some(endpoints) = &self.settings.endpoints else {
             return BTreeMap::new();
         };
@@ -186,15 +197,23 @@ impl Logins {
             .settings
             .providers
             .iter()
-            .map(|p| p.name.as_str())
-            .chain(self.settings.dev_login.then_some(DEV_PROVIDER));
+            .map(|p| (p.name.as_str(), p.display_name.as_str()))
+            .chain(
+                self.settings
+                    .dev_login
+                    .then_some((DEV_PROVIDER, DEV_DISPLAY_NAME)),
+            );
         names
-            .map(|name| {
+            .map(|(name, display_name)| {
                 let mut url = format!("{}{name}", endpoints.login_prefix);
                 if let Some(next) = next {
                     url = with_param(&url, "next", next);
                 }
-                (name.to_owned(), url)
+                let link = ProviderLink {
+                    url,
+                    display_name: display_name.to_owned(),
+                };
+                (name.to_owned(), link)
             })
             .collect()
     }

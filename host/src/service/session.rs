@@ -4,6 +4,7 @@
 use std::collections::BTreeMap;
 
 use crate::error::{Error, Result};
+use crate::login::ProviderLink;
 use crate::tokens::ClientClaims;
 use crate::users::User;
 
@@ -14,9 +15,9 @@ use super::hooks::Hook;
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum CheckAnswer {
     Authenticated(User),
-    /// With the login link of each provider (name → URL carrying `next`).
+    /// With the login link of each provider, by name.
     NotAuthenticated {
-        providers: BTreeMap<String, String>,
+        providers: BTreeMap<String, ProviderLink>,
     },
 }
 

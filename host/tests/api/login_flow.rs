@@ -108,6 +108,15 @@ async fn google_github_and_oidc_logins_end_with_a_working_token(backend: Backend
     let (_, body) = world.server.get_json("/auth/check").await;
     let providers: Vec<&String> = body["providers"].as_object().unwrap().keys().collect();
     assert_eq!(providers, ["corp", "github", "google"]);
+    // What a login button may call each: the `display_name`, or the kind's own name.
+    let names: Vec<&Value> = ["corp", "github", "google"]
+        .iter()
+        .map(|p| &body["providers"][p]["name"])
+        .collect();
+    assert_eq!(
+        names,
+        [&json!("Corp SSO"), &json!("GitHub"), &json!("Google")]
+    );
 
     world.oidc_user("g-1", "Grace.Hopper@example.com", "Grace Hopper");
     let landed = world.login("google").await;

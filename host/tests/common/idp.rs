@@ -121,6 +121,12 @@ fn query(uri: &hyper::Uri) -> HashMap<String, String> {
 
 impl StandInIdp {
     pub async fn start() -> StandInIdp {
+        Self::start_on_host("127.0.0.1").await
+    }
+
+    /// Served on 127.0.0.1 and known as `http://<host>:<port>` (its issuer): `localhost`
+    /// makes it another site than an auth-host on 127.0.0.1, as a real provider is.
+    pub async fn start_on_host(host: &str) -> StandInIdp {
         let state = Arc::new(Mutex::new(State::default()));
         let keys = Arc::new(make_keys());
         let task_state = Arc::clone(&state);
@@ -137,7 +143,8 @@ impl StandInIdp {
                 handle(request, &state, &keys, &base).await
             }
         })
-        .await;
+        .await
+        .replace("127.0.0.1", host);
         base.set(served.clone()).unwrap();
         StandInIdp {
             base: served,

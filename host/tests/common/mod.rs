@@ -285,6 +285,7 @@ pub fn plugin_settings(
     }
 }
 
+pub mod browser;
 pub mod idp;
 pub mod receiver;
 pub mod server;

@@ -1,0 +1,290 @@
+//! What a user does in the example client app, and what the app must show.
+
+use serde_json::{Value, json};
+
+use crate::common;
+use common::browser::{Page, in_browser, serve_client_app};
+use common::idp::{OidcUser, StandInIdp};
+use common::server::{Backend, TestServer, authenticated_at};
+
+/// An auth-host that lets the app at `app` call it (CORS) and come back to it (`next`),
+/// with `extra` settings.
+async fn auth_host_for(app: &str, extra: Value) -> TestServer {
+    let mut settings = json!({
+        "dev_login": true,
+        "cors_origins": app,
+        "allowed_redirects": app,
+        "installed_extensions": "sample_extension",
+    });
+    if let (Value::Object(settings), Value::Object(extra)) = (&mut settings, extra) {
+        settings.extend(extra);
+    }
+    TestServer::start_with(Backend::Sqlite, settings).await
+}
+
+/// The app's address, talking to the auth-host at `auth`.
+fn app_url(app: &str, auth: &str) -> String {
+    let auth: String = form_urlencoded::byte_serialize(auth.as_bytes()).collect();
+    format!("{app}/?auth={auth}")
+}
+
+/// The client token the app keeps for this tab.
+async fn stored_token(page: &Page) -> Option<String> {
+    page.run("return sessionStorage.getItem('auth-host.jwt');")
+        .await
+        .as_str()
+        .map(str::to_owned)
+}
+
+/// Signs in through the development login form, from the app's login button.
+async fn dev_login(page: &Page, email: &str, name: &str) {
+    let button = page.wait_shown("login-dev").await;
+    assert_eq!(
+        button.text().await.unwrap(),
+        "Log in with Development login"
+    );
+    button.click().await.unwrap();
+    // auth-host's own form, with the email field focused for the keyboard.
+    let email_field = page.find("input#email").await;
+    assert_eq!(
+        page.run("return document.activeElement.id;").await,
+        "email",
+        "the form starts on its first field"
+    );
+    email_field.send_keys(email).await.unwrap();
+    page.fill("input#name", name).await;
+    page.find("button[type=submit]")
+        .await
+        .click()
+        .await
+        .unwrap();
+}
+
+#[tokio::test]
+async fn the_example_app_through_the_development_login() {
+    let app = serve_client_app().await;
+    let server = auth_host_for(&app, json!({})).await;
+    let start = app_url(&app, &server.base);
+    let screenshots = std::env::var_os("AUTH_SCREENSHOT_DIR").map(std::path::PathBuf::from);
+    let base = server.base.clone();
+    in_browser(
+        "the_example_app_through_the_development_login",
+        |page| async move {
+            page.goto(&start).await;
+            assert_eq!(
+                page.by_testid("auth-base").await.text().await.unwrap(),
+                base
+            );
+            // Before the login: one button per provider, no profile.
+            assert!(!page.is_shown("email").await);
+            let button = page.wait_shown("login-dev").await;
+            assert!(
+                button
+                    .attr("href")
+                    .await
+                    .unwrap()
+                    .unwrap()
+                    .starts_with(&format!("{base}/auth/login/dev?next=")),
+                "the button starts the login at auth-host, with this app as `next`"
+            );
+            if let Some(dir) = &screenshots {
+                button.click().await.unwrap();
+                page.find("input#email").await;
+                page.screenshot(&dir.join("dev-login.png")).await;
+                page.goto(&start).await;
+            }
+
+            dev_login(&page, "ada@example.com", "Ada Lovelace").await;
+
+            // Back in the app: the profile, and the token off the address bar.
+            page.wait_for_text("email", "ada@example.com").await;
+            assert_eq!(
+                page.by_testid("name").await.text().await.unwrap(),
+                "Ada Lovelace"
+            );
+            assert_eq!(
+                page.by_testid("username").await.text().await.unwrap(),
+                "ada"
+            );
+            let url = page.url().await;
+            assert!(
+                url.query_pairs().all(|(k, _)| k != "jwt"),
+                "the token is taken off the address bar: {url}"
+            );
+            assert_eq!(
+                url.query_pairs().find(|(k, _)| k == "auth").unwrap().1,
+                base
+            );
+            let token = stored_token(&page)
+                .await
+                .expect("the token is kept in sessionStorage");
+            assert!(authenticated_at(&base, &token).await);
+
+            // A reload keeps the session.
+            page.client.refresh().await.unwrap();
+            page.wait_for_text("email", "ada@example.com").await;
+
+            // The username, chosen once.
+            page.fill("[data-testid=new-username]", "countess").await;
+            page.click("save-username").await;
+            page.wait_for_text("username", "countess").await;
+            assert!(
+                !page.is_shown("new-username").await,
+                "no second choice offered"
+            );
+            page.client.refresh().await.unwrap();
+            page.wait_for_text("username", "countess").await;
+            page.fill("[data-testid=new-username]", "ada2").await;
+            page.click("save-username").await;
+            page.wait_for_text("error", "Cannot modify username, already set")
+                .await;
+            assert_eq!(
+                page.by_testid("username").await.text().await.unwrap(),
+                "countess"
+            );
+
+            // Permissions in a service: the provider's answer and the signed token's claims.
+            page.fill("[data-testid=service]", "example").await;
+            page.click("authorize").await;
+            let permissions = page.wait_for_text("permissions", "provider-token").await;
+            let permissions: Value = serde_json::from_str(&permissions).unwrap();
+            let userid = format!(
+                "{:x}",
+                <md5::Md5 as md5::Digest>::digest(b"ada@example.com")
+            );
+            assert_eq!(
+                permissions,
+                json!({"provider-token": format!("example-{userid}")})
+            );
+            let claims = page.wait_for_text("claims", "\"service\"").await;
+            let claims: Value = serde_json::from_str(&claims).unwrap();
+            assert_eq!(claims["userid"], userid);
+            assert_eq!(claims["service"], "example");
+            assert_eq!(claims["permissions"], permissions);
+            assert!(claims["exp"].as_u64().unwrap() > claims["iat"].as_u64().unwrap());
+            if let Some(dir) = &screenshots {
+                page.screenshot(&dir.join("signed-in.png")).await;
+            }
+            // A service auth-host does not offer: no permissions, no token.
+            page.fill("[data-testid=service]", "payroll").await;
+            page.click("authorize").await;
+            page.wait_for_text("claims", "(no permission token)").await;
+            assert_eq!(
+                page.by_testid("permissions").await.text().await.unwrap(),
+                "{}"
+            );
+
+            // Logout: back to the login buttons, and the token is dead at auth-host too.
+            page.click("logout").await;
+            page.wait_shown("login-dev").await;
+            assert!(!page.is_shown("email").await);
+            assert_eq!(stored_token(&page).await, None);
+            assert!(
+                !authenticated_at(&base, &token).await,
+                "logout revoked the token"
+            );
+        },
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn the_example_app_through_an_openid_connect_provider() {
+    // Three sites: the app and the provider on `localhost`, auth-host on `127.0.0.1`; the
+    // browser carries auth-host's login cookie across the provider's redirect back.
+    let idp = StandInIdp::start_on_host("localhost").await;
+    idp.set_oidc_user(OidcUser {
+        sub: "grace-1".into(),
+        email: Some("grace@corp.example".into()),
+        email_verified: Some(true),
+        name: Some("Grace Hopper".into()),
+        picture: None,
+    });
+    let app = serve_client_app().await;
+    let server = auth_host_for(&app, json!({"providers": idp.providers()})).await;
+    let start = app_url(&app, &server.base);
+    in_browser(
+        "the_example_app_through_an_openid_connect_provider",
+        |page| async move {
+            page.goto(&start).await;
+            for provider in ["corp", "github", "google", "dev"] {
+                page.wait_shown(&format!("login-{provider}")).await;
+            }
+            let corp = page.by_testid("login-corp").await;
+            assert_eq!(corp.text().await.unwrap(), "Log in with Corp SSO");
+            corp.click().await.unwrap();
+            page.wait_for_text("email", "grace@corp.example").await;
+            assert_eq!(
+                page.by_testid("name").await.text().await.unwrap(),
+                "Grace Hopper"
+            );
+            assert_eq!(
+                page.by_testid("username").await.text().await.unwrap(),
+                "grace"
+            );
+            assert!(!page.is_shown("error").await);
+            assert!(page.url().await.query_pairs().all(|(k, _)| k != "jwt"));
+        },
+    )
+    .await;
+    assert_eq!(
+        idp.authorize_requests(),
+        1,
+        "the browser went through the provider once"
+    );
+}
+
+#[tokio::test]
+async fn a_login_refused_by_an_extension_is_shown_by_the_app() {
+    let app = serve_client_app().await;
+    let server = auth_host_for(
+        &app,
+        json!({
+            "installed_extensions": "email_allowlist",
+            "plugins": {"email_allowlist": {"domains": ["example.com"]}},
+        }),
+    )
+    .await;
+    let start = app_url(&app, &server.base);
+    let base = server.base.clone();
+    in_browser(
+        "a_login_refused_by_an_extension_is_shown_by_the_app",
+        |page| async move {
+            page.goto(&start).await;
+            dev_login(&page, "mallory@elsewhere.test", "Mallory").await;
+            let error = page
+                .wait_for_text(
+                    "error",
+                    "mallory@elsewhere.test is not allowed to log in here",
+                )
+                .await;
+            assert!(error.starts_with("Login refused"), "{error}");
+            page.wait_shown("login-dev").await;
+            assert!(!page.is_shown("email").await, "no profile shown");
+            assert_eq!(stored_token(&page).await, None);
+            assert!(page.url().await.query_pairs().all(|(k, _)| k != "error"));
+
+            // A login that cannot say where it came from ends on auth-host's own error page,
+            // styled (its inline style passes its content security policy) and announced.
+            page.goto(&format!("{base}/auth/oauth_callback?state=forged&code=x"))
+                .await;
+            let alert = page.find("main [role=alert]").await;
+            assert!(
+                alert
+                    .text()
+                    .await
+                    .unwrap()
+                    .contains("this login is unknown or was already used"),
+                "{}",
+                alert.text().await.unwrap()
+            );
+            assert_eq!(page.find("h1").await.text().await.unwrap(), "Login failed");
+            let radius = page
+                .run("return getComputedStyle(document.querySelector('main')).borderRadius;")
+                .await;
+            assert_eq!(radius, "12px", "the page's style applies");
+        },
+    )
+    .await;
+    assert_eq!(server.service.store().count_users().await.unwrap(), 0);
+}
