@@ -9,11 +9,14 @@
 //    this page's origin in `cors_origins`, and in `allowed_redirects` for `next`.
 "use strict";
 
-const TOKEN_KEY = "auth-host.jwt";
-
-/// auth-host's base URL: `?auth=<url>`, else this page's own origin.
+/// auth-host's base URL: `?auth=<url>`, else this page's own origin. (A real app fixes its
+/// auth-host's address; this one takes it from its own, to run beside any auth-host.)
 const authBase = (new URL(location.href).searchParams.get("auth") || location.origin)
   .replace(/\/+$/, "");
+
+/// The token is kept per auth-host and only ever sent back to the auth-host whose login gave
+/// it: a link to this app with another `?auth=` must not carry it off elsewhere.
+const TOKEN_KEY = `auth-host.jwt@${authBase}`;
 
 const $ = (id) => document.getElementById(id);
 

@@ -1,5 +1,7 @@
 //! What a user does in the example client app, and what the app must show.
 
+use std::sync::{Arc, Mutex};
+
 use serde_json::{Value, json};
 
 use crate::common;
@@ -22,18 +24,48 @@ async fn auth_host_for(app: &str, extra: Value) -> TestServer {
     TestServer::start_with(Backend::Sqlite, settings).await
 }
 
+/// A stranger on another port: records the path and headers of every request it hears
+/// (a CORS preflight names the headers the real request would carry) and answers 404.
+async fn spy() -> (String, Arc<Mutex<Vec<String>>>) {
+    let heard = Arc::new(Mutex::new(Vec::new()));
+    let record = Arc::clone(&heard);
+    let base = common::serve_local(move |request| {
+        let record = Arc::clone(&record);
+        async move {
+            let headers: Vec<String> = request
+                .headers()
+                .iter()
+                .map(|(name, value)| format!("{name}={}", value.to_str().unwrap_or("")))
+                .collect();
+            let path = request.uri().path_and_query().map(ToString::to_string);
+            record.lock().unwrap().push(format!(
+                "{} {}",
+                path.unwrap_or_default(),
+                headers.join(" ")
+            ));
+            let mut response = hyper::Response::new(http_body_util::Full::default());
+            *response.status_mut() = hyper::StatusCode::NOT_FOUND;
+            response
+        }
+    })
+    .await;
+    (base, heard)
+}
+
 /// The app's address, talking to the auth-host at `auth`.
 fn app_url(app: &str, auth: &str) -> String {
     let auth: String = form_urlencoded::byte_serialize(auth.as_bytes()).collect();
     format!("{app}/?auth={auth}")
 }
 
-/// The client token the app keeps for this tab.
-async fn stored_token(page: &Page) -> Option<String> {
-    page.run("return sessionStorage.getItem('auth-host.jwt');")
-        .await
-        .as_str()
-        .map(str::to_owned)
+/// The client token the app keeps for this tab, for the auth-host at `auth`.
+async fn stored_token(page: &Page, auth: &str) -> Option<String> {
+    page.run(&format!(
+        "return sessionStorage.getItem('auth-host.jwt@{auth}');"
+    ))
+    .await
+    .as_str()
+    .map(str::to_owned)
 }
 
 /// Signs in through the development login form, from the app's login button.
@@ -115,13 +147,29 @@ async fn the_example_app_through_the_development_login() {
                 url.query_pairs().find(|(k, _)| k == "auth").unwrap().1,
                 base
             );
-            let token = stored_token(&page)
+            let token = stored_token(&page, &base)
                 .await
                 .expect("the token is kept in sessionStorage");
             assert!(authenticated_at(&base, &token).await);
 
             // A reload keeps the session.
             page.client.refresh().await.unwrap();
+            page.wait_for_text("email", "ada@example.com").await;
+
+            // A link to the app naming another auth-host: the token stays home.
+            let (spy, heard) = spy().await;
+            page.goto(&app_url(&app, &spy)).await;
+            page.wait_for_text("error", "cannot be reached").await;
+            let heard = heard.lock().unwrap().clone();
+            assert!(
+                heard.iter().any(|h| h.starts_with("/auth/check")),
+                "{heard:?}"
+            );
+            assert!(
+                heard.iter().all(|h| !h.contains("auth-token")),
+                "the token went to another auth-host: {heard:?}"
+            );
+            page.goto(&start).await;
             page.wait_for_text("email", "ada@example.com").await;
 
             // The username, chosen once.
@@ -178,7 +226,7 @@ async fn the_example_app_through_the_development_login() {
             page.click("logout").await;
             page.wait_shown("login-dev").await;
             assert!(!page.is_shown("email").await);
-            assert_eq!(stored_token(&page).await, None);
+            assert_eq!(stored_token(&page, &base).await, None);
             assert!(
                 !authenticated_at(&base, &token).await,
                 "logout revoked the token"
@@ -261,7 +309,7 @@ async fn a_login_refused_by_an_extension_is_shown_by_the_app() {
             assert!(error.starts_with("Login refused"), "{error}");
             page.wait_shown("login-dev").await;
             assert!(!page.is_shown("email").await, "no profile shown");
-            assert_eq!(stored_token(&page).await, None);
+            assert_eq!(stored_token(&page, &base).await, None);
             assert!(page.url().await.query_pairs().all(|(k, _)| k != "error"));
 
             // A login that cannot say where it came from ends on auth-host's own error page,
