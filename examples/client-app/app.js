@@ -203,7 +203,11 @@ async function logout() {
 
 /// Runs an event handler, showing what went wrong instead of failing silently.
 function guarded(handler) {
-  return (event) => handler(event).catch((error) => showError(error.message));
+  return (event) =>
+    handler(event).catch((error) => {
+      $("loading").hidden = true;
+      showError(error.message);
+    });
 }
 
 $("auth-base").textContent = authBase;

@@ -174,7 +174,9 @@ async fn isolated_plugins_crash_alone_and_answer_again_once_the_crashes_stop() {
         1.0
     );
     assert!(value(r#"auth_host_plugin_worker_exits_total{alias="abort",cause="signal"}"#) >= 5.0);
-    assert!(value(r#"auth_host_plugin_worker_exits_total{alias="exit",cause="exit"}"#) >= 2.0);
+    // The first call's worker exited; on a loaded machine the second call may come while the
+    // new worker is still starting (503, restarting) and crash nothing.
+    assert!(value(r#"auth_host_plugin_worker_exits_total{alias="exit",cause="exit"}"#) >= 1.0);
     // At least the first call's worker was killed at the time limit; on a loaded machine the
     // second call's fresh worker may miss its start-up limit instead (counted as a crash).
     assert!(value(r#"auth_host_plugin_worker_exits_total{alias="loop",cause="timeout"}"#) >= 1.0);
