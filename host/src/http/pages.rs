@@ -45,7 +45,7 @@ pub fn login_failed(message: &str) -> String {
         "Login failed",
         &format!(
             "<h1>Login failed</h1><p class=error role=alert>{}</p>\
-             <p>Go back to the application you came from and start the login again.</p>",
+             <p>Go back to the application you came from to log in.</p>",
             escape_html(message)
         ),
     )
