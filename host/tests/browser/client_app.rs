@@ -138,6 +138,9 @@ async fn the_example_app_through_the_development_login() {
                 page.by_testid("username").await.text().await.unwrap(),
                 "ada"
             );
+            // No picture from the development login: initials stand in for the avatar.
+            assert_eq!(page.find("#initials").await.text().await.unwrap(), "AL");
+            assert!(!page.is_shown("avatar").await);
             let url = page.url().await;
             assert!(
                 url.query_pairs().all(|(k, _)| k != "jwt"),
@@ -246,7 +249,7 @@ async fn the_example_app_through_an_openid_connect_provider() {
         email: Some("grace@corp.example".into()),
         email_verified: Some(true),
         name: Some("Grace Hopper".into()),
-        picture: None,
+        picture: Some("https://pictures.example/grace.png".into()),
     });
     let app = serve_client_app().await;
     let server = auth_host_for(&app, json!({"providers": idp.providers()})).await;
@@ -271,6 +274,20 @@ async fn the_example_app_through_an_openid_connect_provider() {
                 "grace"
             );
             assert!(!page.is_shown("error").await);
+            // The provider's picture is the avatar (no initials in its place).
+            let avatar = page.by_testid("avatar").await;
+            assert_eq!(
+                avatar.attr("src").await.unwrap().as_deref(),
+                Some("https://pictures.example/grace.png")
+            );
+            assert!(
+                page.find("#initials")
+                    .await
+                    .attr("hidden")
+                    .await
+                    .unwrap()
+                    .is_some()
+            );
             assert!(page.url().await.query_pairs().all(|(k, _)| k != "jwt"));
         },
     )
