@@ -55,12 +55,7 @@ pub async fn load_keys(
         move |keys: KeySet| keys.with_client_algorithm(algorithm, client_key.as_deref(), &data_dir)
     };
     match config.key_source() {
-        Some(KeySource::Environment) => {
-            let (Some(private), Some(public)) = (&config.private_key, &config.public_key) else {
-                return Err(
-                    KeyError::Invalid("PRIVATE_KEY and PUBLIC_KEY: set both".into()).into(),
-                );
-            };
+        Some(KeySource::Environment { private, public }) => {
             let mut keys = finish(KeySet::from_pem(
                 private.expose(),
                 public,

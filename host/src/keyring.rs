@@ -157,30 +157,27 @@ impl Keyring {
             .iter()
             .filter(|k| self.secrets.needs_resealing(&k.sealed_private_key))
         {
-            let resealed = self
-                .secrets
-                .open(&key.kid, &key.sealed_private_key)
-                .and_then(|plain| self.secrets.seal(&key.kid, &plain));
-            match resealed {
-                Ok(new) => {
-                    match self
-                        .store
-                        .reseal_signing_key(key.generation, &key.sealed_private_key, new)
-                        .await
-                    {
-                        Ok(true) => tracing::info!(
-                            kid = key.kid,
-                            "signing key sealed again under the first key secret"
-                        ),
-                        Ok(false) => {}
-                        Err(error) => {
-                            tracing::warn!(%error, kid = key.kid, "cannot seal a signing key again")
-                        }
-                    }
+            match self.reseal_one(key).await {
+                Ok(true) => tracing::info!(
+                    kid = key.kid,
+                    "signing key sealed again under the first key secret"
+                ),
+                // Another replica did it first.
+                Ok(false) => {}
+                Err(error) => {
+                    tracing::warn!(%error, kid = key.kid, "cannot seal a signing key again")
                 }
-                Err(error) => tracing::warn!(%error, "cannot seal a signing key again"),
             }
         }
+    }
+
+    async fn reseal_one(&self, key: &StoredKey) -> Result<bool, KeyringError> {
+        let plain = self.secrets.open(&key.kid, &key.sealed_private_key)?;
+        let resealed = self.secrets.seal(&key.kid, &plain)?;
+        Ok(self
+            .store
+            .reseal_signing_key(key.generation, &key.sealed_private_key, resealed)
+            .await?)
     }
 
     /// Forgets keys no token can need any more; how many.

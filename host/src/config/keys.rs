@@ -6,9 +6,12 @@ use crate::tokens::{LEEWAY_SECS, MIN_SECRET_CHARS};
 
 /// Where the signing keys come from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum KeySource {
+pub enum KeySource<'a> {
     /// `PRIVATE_KEY` / `PUBLIC_KEY` (what the old service used; they win when given).
-    Environment,
+    Environment {
+        private: &'a Secret,
+        public: &'a str,
+    },
     /// The database, private parts sealed under `key_secrets`: shared by every replica,
     /// rotated every `key_rotation_secs`.
     Database,
@@ -28,9 +31,9 @@ const MAX_PUBLISHED_KEYS: u64 = 64;
 impl Config {
     /// Where the signing keys come from; `None` when nothing says (PostgreSQL with neither
     /// keys nor secrets: each replica would make a key of its own).
-    pub fn key_source(&self) -> Option<KeySource> {
-        if self.private_key.is_some() && self.public_key.is_some() {
-            Some(KeySource::Environment)
+    pub fn key_source(&self) -> Option<KeySource<'_>> {
+        if let (Some(private), Some(public)) = (&self.private_key, &self.public_key) {
+            Some(KeySource::Environment { private, public })
         } else if self.key_secrets.is_some() {
             Some(KeySource::Database)
         } else if self.database_url().starts_with("sqlite:") {

@@ -178,26 +178,7 @@ pub async fn handle(
         }
         Route::GetProfile => get_profile(service, params).await?,
         Route::Jwks => Reply::json(service.jwks()?),
-        Route::Health => {
-            let health = service.health().await;
-            let mut body = match (health.draining, health.database) {
-                (true, _) => json!({"status": "draining"}),
-                (false, true) => json!({"status": "ok"}),
-                (false, false) => json!({"status": "unavailable", "database": "unreachable"}),
-            };
-            if !health.crash_loops.is_empty() {
-                body["plugins"] = health
-                    .crash_loops
-                    .iter()
-                    .map(|alias| (alias.clone(), json!("crash loop")))
-                    .collect::<serde_json::Map<_, _>>()
-                    .into();
-            }
-            match !health.draining && health.database {
-                true => Reply::json(body),
-                false => Reply::json_with(StatusCode::SERVICE_UNAVAILABLE, body),
-            }
-        }
+        Route::Health => health(service).await,
         Route::Metrics => Reply::text(
             "application/openmetrics-text; version=1.0.0; charset=utf-8",
             service.metrics().render(),
@@ -217,6 +198,32 @@ fn profile(user: &User) -> Value {
         "avatar_url": user.avatar_url,
         "join_date": user.join_date.as_ref().map(iso8601),
     })
+}
+
+/// `/auth/health`: 200 when this replica should get requests, else 503 saying why; isolated
+/// plugins in a crash loop are named either way.
+async fn health(service: &AuthService) -> Reply {
+    let health = service.health().await;
+    let (status, mut body) = match (health.draining, health.database) {
+        (true, _) => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            json!({"status": "draining"}),
+        ),
+        (false, true) => (StatusCode::OK, json!({"status": "ok"})),
+        (false, false) => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            json!({"status": "unavailable", "database": "unreachable"}),
+        ),
+    };
+    if !health.crash_loops.is_empty() {
+        body["plugins"] = health
+            .crash_loops
+            .iter()
+            .map(|alias| (alias.clone(), json!("crash loop")))
+            .collect::<serde_json::Map<_, _>>()
+            .into();
+    }
+    Reply::json_with(status, body)
 }
 
 async fn check(service: &AuthService, params: &Params) -> Result<Reply> {

@@ -275,9 +275,7 @@ impl Store {
         let result = users::Entity::delete_by_id(id.to_owned())
             .exec(&self.db)
             .await?;
-        if let Err(error) = self.announce(Change::UserChanged(id.to_owned())).await {
-            tracing::warn!(%error, "cannot tell the other replicas of a deleted user");
-        }
+        self.announce(Change::UserChanged(id.to_owned())).await;
         Ok(result.rows_affected > 0)
     }
 
@@ -444,13 +442,8 @@ impl Store {
             Ok(_) | Err(DbErr::RecordNotInserted) => {}
             Err(error) => return Err(error.into()),
         }
-        // Stored is what counts: the others' token cache bounds how late they learn it.
-        if let Err(error) = self
-            .announce(Change::TokenRevoked(token_id.to_owned()))
-            .await
-        {
-            tracing::warn!(%error, "cannot tell the other replicas of a logout");
-        }
+        self.announce(Change::TokenRevoked(token_id.to_owned()))
+            .await;
         Ok(())
     }
 

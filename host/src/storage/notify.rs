@@ -6,7 +6,7 @@ use std::time::Duration;
 use sea_orm::sqlx::postgres::PgListener;
 use sea_orm::{ConnectionTrait, DbBackend, Statement};
 
-use super::{Store, StoreError};
+use super::Store;
 
 const CHANNEL: &str = "auth_host_changes";
 
@@ -48,19 +48,24 @@ impl Store {
         self.db.get_database_backend() == DbBackend::Postgres
     }
 
-    /// Tells the other replicas (PostgreSQL only).
-    pub(super) async fn announce(&self, change: Change) -> Result<(), StoreError> {
+    /// Tells the other replicas (PostgreSQL only), after the change is stored. A failure
+    /// is logged, not returned: stored is what counts, and the others' token cache bounds
+    /// how late they learn it.
+    pub(super) async fn announce(&self, change: Change) {
         let Some(payload) = change.payload().filter(|_| self.announces_changes()) else {
-            return Ok(());
+            return;
         };
-        self.db
+        let sent = self
+            .db
             .execute_raw(Statement::from_sql_and_values(
                 DbBackend::Postgres,
                 "SELECT pg_notify($1, $2)",
                 [CHANNEL.into(), payload.into()],
             ))
-            .await?;
-        Ok(())
+            .await;
+        if let Err(error) = sent {
+            tracing::warn!(%error, "cannot tell the other replicas of a change");
+        }
     }
 
     /// Listens for the other replicas' changes until the process ends, handing each to
@@ -73,7 +78,7 @@ impl Store {
         let pool = self.db.get_postgres_connection_pool().clone();
         tokio::spawn(async move {
             loop {
-                let mut listener = match PgListener::connect_with(&pool).await {
+                let mut listener = match listen(&pool).await {
                     Ok(listener) => listener,
                     Err(error) => {
                         tracing::warn!(%error, "cannot listen for other replicas' changes");
@@ -82,12 +87,6 @@ impl Store {
                         continue;
                     }
                 };
-                if let Err(error) = listener.listen(CHANNEL).await {
-                    tracing::warn!(%error, "cannot listen for other replicas' changes");
-                    heard(Change::Deaf);
-                    tokio::time::sleep(RECONNECT_AFTER).await;
-                    continue;
-                }
                 heard(Change::Listening);
                 loop {
                     match listener.try_recv().await {
@@ -107,4 +106,11 @@ impl Store {
             }
         });
     }
+}
+
+/// A connection of its own, listening on the channel.
+async fn listen(pool: &sea_orm::sqlx::PgPool) -> Result<PgListener, sea_orm::sqlx::Error> {
+    let mut listener = PgListener::connect_with(pool).await?;
+    listener.listen(CHANNEL).await?;
+    Ok(listener)
 }

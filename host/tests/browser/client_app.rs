@@ -103,10 +103,7 @@ async fn the_example_app_through_the_development_login() {
         "the_example_app_through_the_development_login",
         |page| async move {
             page.goto(&start).await;
-            assert_eq!(
-                page.by_testid("auth-base").await.text().await.unwrap(),
-                base
-            );
+            assert_eq!(page.text("auth-base").await, base);
             // Before the login: one button per provider, no profile.
             assert!(!page.is_shown("email").await);
             let button = page.wait_shown("login-dev").await;
@@ -130,14 +127,8 @@ async fn the_example_app_through_the_development_login() {
 
             // Back in the app: the profile, and the token off the address bar.
             page.wait_for_text("email", "ada@example.com").await;
-            assert_eq!(
-                page.by_testid("name").await.text().await.unwrap(),
-                "Ada Lovelace"
-            );
-            assert_eq!(
-                page.by_testid("username").await.text().await.unwrap(),
-                "ada"
-            );
+            assert_eq!(page.text("name").await, "Ada Lovelace");
+            assert_eq!(page.text("username").await, "ada");
             // No picture from the development login: initials stand in for the avatar.
             assert_eq!(page.find("#initials").await.text().await.unwrap(), "AL");
             assert!(!page.is_shown("avatar").await);
@@ -189,10 +180,7 @@ async fn the_example_app_through_the_development_login() {
             page.click("save-username").await;
             page.wait_for_text("error", "Cannot modify username, already set")
                 .await;
-            assert_eq!(
-                page.by_testid("username").await.text().await.unwrap(),
-                "countess"
-            );
+            assert_eq!(page.text("username").await, "countess");
 
             // Permissions in a service: the provider's answer and the signed token's claims.
             page.fill("[data-testid=service]", "example").await;
@@ -220,10 +208,7 @@ async fn the_example_app_through_the_development_login() {
             page.fill("[data-testid=service]", "payroll").await;
             page.click("authorize").await;
             page.wait_for_text("claims", "(no permission token)").await;
-            assert_eq!(
-                page.by_testid("permissions").await.text().await.unwrap(),
-                "{}"
-            );
+            assert_eq!(page.text("permissions").await, "{}");
 
             // Logout: back to the login buttons, and the token is dead at auth-host too.
             page.click("logout").await;
@@ -265,14 +250,8 @@ async fn the_example_app_through_an_openid_connect_provider() {
             assert_eq!(corp.text().await.unwrap(), "Log in with Corp SSO");
             corp.click().await.unwrap();
             page.wait_for_text("email", "grace@corp.example").await;
-            assert_eq!(
-                page.by_testid("name").await.text().await.unwrap(),
-                "Grace Hopper"
-            );
-            assert_eq!(
-                page.by_testid("username").await.text().await.unwrap(),
-                "grace"
-            );
+            assert_eq!(page.text("name").await, "Grace Hopper");
+            assert_eq!(page.text("username").await, "grace");
             assert!(!page.is_shown("error").await);
             // The provider's picture is the avatar (no initials in its place).
             let avatar = page.by_testid("avatar").await;

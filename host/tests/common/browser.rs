@@ -199,46 +199,56 @@ impl Page {
         self.find(&testid(id)).await
     }
 
+    /// The text of the element marked `id`.
+    pub async fn text(&self, id: &str) -> String {
+        self.by_testid(id).await.text().await.unwrap()
+    }
+
+    /// The element marked `id`, when it is on the page and shown, now.
+    async fn shown(&self, id: &str) -> Option<Element> {
+        let element = self.client.find(Locator::Css(&testid(id))).await.ok()?;
+        element
+            .is_displayed()
+            .await
+            .unwrap_or(false)
+            .then_some(element)
+    }
+
+    pub async fn is_shown(&self, id: &str) -> bool {
+        self.shown(id).await.is_some()
+    }
+
     /// Waits until the element marked `id` is shown with text containing `expected`;
-    /// returns its whole text.
-    pub async fn wait_for_text(&self, id: &str, expected: &str) -> String {
+    /// returns it and its whole text.
+    async fn wait_until_shown(&self, id: &str, expected: &str) -> (Element, String) {
         let started = Instant::now();
-        let mut seen = String::new();
+        let mut seen = None;
         while started.elapsed() < WAIT {
-            if let Ok(element) = self.client.find(Locator::Css(&testid(id))).await
-                && element.is_displayed().await.unwrap_or(false)
+            if let Some(element) = self.shown(id).await
                 && let Ok(text) = element.text().await
             {
                 if text.contains(expected) {
-                    return text;
+                    return (element, text);
                 }
-                seen = text;
+                seen = Some(text);
             }
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
-        panic!("`{id}` never showed {expected:?} (last seen: {seen:?})");
+        match seen {
+            Some(seen) => panic!("`{id}` never showed {expected:?} (last seen: {seen:?})"),
+            None => panic!("`{id}` was never shown on {}", self.url().await),
+        }
+    }
+
+    /// Waits until the element marked `id` is shown with text containing `expected`;
+    /// returns its whole text.
+    pub async fn wait_for_text(&self, id: &str, expected: &str) -> String {
+        self.wait_until_shown(id, expected).await.1
     }
 
     /// Waits until the element marked `id` is shown.
     pub async fn wait_shown(&self, id: &str) -> Element {
-        let started = Instant::now();
-        while started.elapsed() < WAIT {
-            if let Ok(element) = self.client.find(Locator::Css(&testid(id))).await
-                && element.is_displayed().await.unwrap_or(false)
-            {
-                return element;
-            }
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
-        panic!("`{id}` was never shown on {}", self.url().await);
-    }
-
-    /// Whether the element marked `id` is on the page and shown, now.
-    pub async fn is_shown(&self, id: &str) -> bool {
-        match self.client.find(Locator::Css(&testid(id))).await {
-            Ok(element) => element.is_displayed().await.unwrap_or(false),
-            Err(_) => false,
-        }
+        self.wait_until_shown(id, "").await.0
     }
 
     pub async fn click(&self, id: &str) {
