@@ -41,9 +41,11 @@ fn plugin_messages(outcomes: &[LoadOutcome]) -> String {
 /// The signing keys: `PRIVATE_KEY`/`PUBLIC_KEY`, those kept in the database (then also the
 /// keyring that keeps them current), or the pair kept in the data directory (made on first
 /// start).
+/// `metrics` counts the database rows the keyring refuses.
 pub async fn load_keys(
     config: &Config,
     store: &Store,
+    metrics: &Metrics,
 ) -> Result<(KeySet, Option<Arc<Keyring>>), StartupError> {
     let finish = {
         let algorithm = config.client_token_algorithm;
@@ -67,7 +69,12 @@ pub async fn load_keys(
             Ok((keys, None))
         }
         Some(KeySource::Database) => {
-            let keyring = Keyring::new(config, store.clone(), finish)?;
+            let keyring = Keyring::new(
+                config,
+                store.clone(),
+                finish,
+                metrics.signing_key_rows_refused.clone(),
+            )?;
             let keys = keyring.current().await?.ok_or_else(|| {
                 StartupError::Io("signing keys: none read from the database".into())
             })?;
@@ -150,9 +157,9 @@ impl App {
         config_file: Option<&std::path::Path>,
     ) -> Result<App, StartupError> {
         let store = open_store(config).await?;
-        let (keys, keyring) = load_keys(config, &store).await?;
-        let tokens = token_service(config, keys);
         let metrics = Arc::new(Metrics::new());
+        let (keys, keyring) = load_keys(config, &store, &metrics).await?;
+        let tokens = token_service(config, keys);
         let settings = PluginSettings {
             worker_metrics: metrics.workers.clone(),
             ..PluginSettings::from_config(config)

@@ -1,12 +1,22 @@
 //! Signing keys kept in the database, shared by every replica: made once (one replica,
 //! under a lock), rotated on a schedule every replica computes alike, sealed at rest.
+//!
+//! A row is trusted only when it is authenticated under `key_secrets`: its sealed private
+//! key opens with the whole row bound in (see [`RowBinding`]), and its `kid` is the
+//! thumbprint of its public key. Whoever can write the table but knows no secret cannot
+//! publish a key of their own; the rows they write are left out and reported.
 
 use std::sync::Arc;
 
+use prometheus_client::metrics::gauge::Gauge;
+
 use crate::clock::{time_until, unix_now_i64};
 use crate::config::Config;
-use crate::storage::{Store, StoreError, StoredKey};
-use crate::tokens::{KeyError, KeySecrets, KeySet, KeyWindow, Plan, Schedule, new_rsa_key_pair};
+use crate::storage::{KeyTransaction, Store, StoreError, StoredKey};
+use crate::tokens::{
+    KeyError, KeySecrets, KeySet, KeyWindow, Plan, RowBinding, Schedule, new_rsa_key_pair, rsa_kid,
+    rsa_kid_of_private,
+};
 
 #[derive(Debug, thiserror::Error)]
 pub enum KeyringError {
@@ -23,6 +33,19 @@ struct InUse {
     published: Vec<String>,
 }
 
+/// The stored rows, sorted by what may be done with them.
+#[derive(Debug, Default)]
+struct Sorted {
+    /// Authenticated: may sign, be published and verify.
+    trusted: Vec<StoredKey>,
+    /// Authenticated, to be sealed again under the first secret, with the whole row bound:
+    /// sealed under an older secret (also trusted), or in the format that bound only the
+    /// `kid`, whose private key matches its public key (trusted once sealed again).
+    to_reseal: Vec<StoredKey>,
+    /// Rows not authenticated: generation and why.
+    refused: Vec<(i64, String)>,
+}
+
 pub struct Keyring {
     store: Store,
     secrets: KeySecrets,
@@ -33,6 +56,8 @@ pub struct Keyring {
     in_use: std::sync::Mutex<InUse>,
     /// Unix seconds: when the keys in use change next (see [`Plan::next_change`]).
     next_change: std::sync::atomic::AtomicI64,
+    /// Rows refused at the last look (a metric).
+    refused_rows: Gauge,
 }
 
 impl std::fmt::Debug for Keyring {
@@ -45,11 +70,12 @@ impl std::fmt::Debug for Keyring {
 
 impl Keyring {
     /// `finish` adds what the configuration asks beyond the main key pair (client-token
-    /// algorithm).
+    /// algorithm); `refused_rows` is set to the number of rows refused at each look.
     pub fn new(
         config: &Config,
         store: Store,
         finish: impl Fn(KeySet) -> Result<KeySet, KeyError> + Send + Sync + 'static,
+        refused_rows: Gauge,
     ) -> Result<Keyring, KeyError> {
         Ok(Keyring {
             store,
@@ -62,33 +88,35 @@ impl Keyring {
             previous_public_keys: config.previous_public_keys.clone(),
             in_use: std::sync::Mutex::new(InUse::default()),
             next_change: std::sync::atomic::AtomicI64::new(i64::MAX),
+            refused_rows,
         })
     }
 
-    /// The keys as they stand now, making those missing; `None` when nothing changed since
-    /// the last call.
+    /// The keys as they stand now, making those missing and sealing again those that need
+    /// it; `None` when nothing changed since the last call.
     pub async fn current(&self) -> Result<Option<KeySet>, KeyringError> {
-        let mut stored = self.store.signing_keys().await?;
-        let mut plan = self.schedule.plan(&windows(&stored), unix_now_i64());
-        if !plan.missing.is_empty() {
-            stored = self.make_missing().await?;
-            plan = self.schedule.plan(&windows(&stored), unix_now_i64());
+        let mut sorted = self.sort(self.store.signing_keys().await?);
+        let mut plan = self.plan(&sorted);
+        if !plan.missing.is_empty() || !sorted.to_reseal.is_empty() {
+            sorted = self.sort(self.repair().await?);
+            plan = self.plan(&sorted);
         }
-        self.reseal(&stored).await;
+        self.report(&sorted.refused);
         self.next_change.store(
             plan.next_change.unwrap_or(i64::MAX),
             std::sync::atomic::Ordering::SeqCst,
         );
+        let trusted = &sorted.trusted;
         let Some(signing) = plan
             .signing
-            .and_then(|g| stored.iter().find(|k| k.generation == g))
+            .and_then(|g| trusted.iter().find(|k| k.generation == g))
         else {
             return Err(KeyError::Invalid("no signing key in the database".into()).into());
         };
         let published: Vec<&StoredKey> = plan
             .published
             .iter()
-            .filter_map(|g| stored.iter().find(|k| k.generation == *g))
+            .filter_map(|g| trusted.iter().find(|k| k.generation == *g))
             .collect();
         let in_use = InUse {
             signing: Some(signing.kid.clone()),
@@ -99,8 +127,8 @@ impl Keyring {
         }
         let private = self
             .secrets
-            .open(&signing.kid, &signing.sealed_private_key)?;
-        let private = String::from_utf8(private)
+            .open(&binding(signing), &signing.sealed_private_key)?;
+        let private = String::from_utf8(private.private_key)
             .map_err(|_| KeyError::Invalid(format!("signing key {}: not PEM", signing.kid)))?;
         let others: Vec<String> = published
             .iter()
@@ -115,75 +143,159 @@ impl Keyring {
         Ok(Some(keys))
     }
 
-    /// Makes the keys the schedule lacks, under the lock: a replica that waited for it
-    /// finds them made and makes none.
-    async fn make_missing(&self) -> Result<Vec<StoredKey>, KeyringError> {
+    /// Sorts rows by whether they are authenticated under `key_secrets`.
+    fn sort(&self, stored: Vec<StoredKey>) -> Sorted {
+        let mut sorted = Sorted::default();
+        for key in stored {
+            match self.authenticate(&key) {
+                Ok(Authenticated::WholeRow) => {
+                    if self.secrets.needs_resealing(&key.sealed_private_key) {
+                        sorted.to_reseal.push(key.clone());
+                    }
+                    sorted.trusted.push(key);
+                }
+                Ok(Authenticated::KidOnly) => sorted.to_reseal.push(key),
+                Err(why) => sorted.refused.push((key.generation, why)),
+            }
+        }
+        sorted
+    }
+
+    /// Whether a row is what its sealed private key was sealed for. Cheap checks first: a
+    /// table filled with junk costs little to sort.
+    fn authenticate(&self, key: &StoredKey) -> Result<Authenticated, String> {
+        if key.algorithm != "RS256" {
+            return Err(format!("algorithm {:?} is not RS256", key.algorithm));
+        }
+        let opened = self
+            .secrets
+            .open(&binding(key), &key.sealed_private_key)
+            .map_err(|e| e.to_string())?;
+        let kid = rsa_kid(&key.public_pem).map_err(|e| e.to_string())?;
+        if kid != key.kid {
+            return Err("its kid is not the thumbprint of its public key".into());
+        }
+        if opened.bound_to_row {
+            return Ok(Authenticated::WholeRow);
+        }
+        // Sealed before whole rows were bound: the sealed private key vouches for the public
+        // key only if it is its other half.
+        let private = String::from_utf8(opened.private_key)
+            .map_err(|_| "its private key is not PEM".to_owned())?;
+        match rsa_kid_of_private(&private) {
+            Ok(of_private) if of_private == key.kid => Ok(Authenticated::KidOnly),
+            Ok(_) => Err("its public key is not its private key's".into()),
+            Err(e) => Err(e.to_string()),
+        }
+    }
+
+    fn plan(&self, sorted: &Sorted) -> Plan {
+        self.schedule
+            .plan(&windows(&sorted.trusted), unix_now_i64())
+    }
+
+    /// One warning per look, however many rows: a table filled with junk does not fill the
+    /// log.
+    fn report(&self, refused: &[(i64, String)]) {
+        self.refused_rows
+            .set(i64::try_from(refused.len()).unwrap_or(i64::MAX));
+        if let Some((generation, why)) = refused.first() {
+            tracing::warn!(
+                refused = refused.len(),
+                first_generation = generation,
+                first_reason = why.as_str(),
+                "signing_keys rows not authenticated under key_secrets: never published, never \
+                 used (written by someone without the secret, or sealed under a secret this \
+                 replica does not have)"
+            );
+        }
+    }
+
+    /// Under the lock: seals again the keys that need it, then makes the keys the schedule
+    /// lacks. A replica that waited for the lock finds the work done and does none. The rows
+    /// afterwards.
+    async fn repair(&self) -> Result<Vec<StoredKey>, KeyringError> {
         let transaction = self.store.lock_signing_keys().await?;
-        let stored = transaction.keys().await?;
-        let Plan { missing, .. } = self.schedule.plan(&windows(&stored), unix_now_i64());
-        for window in missing {
-            let (private_pem, public_pem, kid) = tokio::task::spawn_blocking(new_rsa_key_pair)
-                .await
-                .map_err(|e| KeyError::Invalid(format!("key generation stopped: {e}")))??;
-            let sealed = self.secrets.seal(&kid, private_pem.as_bytes())?;
-            let stored = transaction
-                .insert(StoredKey {
-                    generation: window.generation,
-                    kid: kid.clone(),
-                    algorithm: "RS256".into(),
-                    public_pem,
-                    sealed_private_key: sealed,
-                    signs_from: window.signs_from,
-                    signs_until: window.signs_until,
-                    created_at: unix_now_i64(),
-                })
-                .await?;
-            if stored {
+        let sorted = self.sort(transaction.keys().await?);
+        let mut trusted = sorted.trusted;
+        for key in sorted.to_reseal {
+            if self.reseal(&transaction, &key).await? {
                 tracing::info!(
-                    kid,
-                    generation = window.generation,
-                    signs_from = window.signs_from,
-                    "created a signing key in the database"
+                    kid = key.kid,
+                    generation = key.generation,
+                    "signing key sealed again under the first key secret, bound to its row"
                 );
             }
+            if trusted.iter().all(|k| k.generation != key.generation) {
+                trusted.push(key);
+            }
+        }
+        let Plan { missing, .. } = self.schedule.plan(&windows(&trusted), unix_now_i64());
+        for window in missing {
+            self.make(&transaction, window).await?;
         }
         transaction.commit().await?;
         Ok(self.store.signing_keys().await?)
     }
 
-    /// Seals again, under the first secret, keys sealed under an older one.
-    async fn reseal(&self, stored: &[StoredKey]) {
-        for key in stored
-            .iter()
-            .filter(|k| self.secrets.needs_resealing(&k.sealed_private_key))
-        {
-            match self.reseal_one(key).await {
-                Ok(true) => tracing::info!(
-                    kid = key.kid,
-                    "signing key sealed again under the first key secret"
-                ),
-                // Another replica did it first.
-                Ok(false) => {}
-                Err(error) => {
-                    tracing::warn!(%error, kid = key.kid, "cannot seal a signing key again")
-                }
-            }
-        }
-    }
-
-    async fn reseal_one(&self, key: &StoredKey) -> Result<bool, KeyringError> {
-        let plain = self.secrets.open(&key.kid, &key.sealed_private_key)?;
-        let resealed = self.secrets.seal(&key.kid, &plain)?;
-        Ok(self
-            .store
-            .reseal_signing_key(key.generation, &key.sealed_private_key, resealed)
+    async fn reseal(
+        &self,
+        transaction: &KeyTransaction,
+        key: &StoredKey,
+    ) -> Result<bool, KeyringError> {
+        let row = binding(key);
+        let plain = self.secrets.open(&row, &key.sealed_private_key)?;
+        let resealed = self.secrets.seal(&row, &plain.private_key)?;
+        Ok(transaction
+            .reseal(key.generation, &key.sealed_private_key, resealed)
             .await?)
     }
 
+    /// Makes the key of `window` and stores it.
+    async fn make(
+        &self,
+        transaction: &KeyTransaction,
+        window: KeyWindow,
+    ) -> Result<(), KeyringError> {
+        let (private_pem, public_pem, kid) =
+            tokio::task::spawn_blocking(new_rsa_key_pair)
+                .await
+                .map_err(|e| KeyError::Invalid(format!("key generation stopped: {e}")))??;
+        let mut key = StoredKey {
+            generation: window.generation,
+            kid: kid.clone(),
+            algorithm: "RS256".into(),
+            public_pem,
+            sealed_private_key: String::new(),
+            signs_from: window.signs_from,
+            signs_until: window.signs_until,
+            created_at: unix_now_i64(),
+        };
+        key.sealed_private_key = self.secrets.seal(&binding(&key), private_pem.as_bytes())?;
+        if !transaction.insert(key).await? {
+            // Under the lock, only a row that is not trusted can hold a generation missing
+            // from the trusted ones.
+            return Err(KeyError::Invalid(format!(
+                "generation {} is taken by a signing_keys row not authenticated under \
+                 key_secrets; delete that row",
+                window.generation
+            ))
+            .into());
+        }
+        tracing::info!(
+            kid,
+            generation = window.generation,
+            signs_from = window.signs_from,
+            "created a signing key in the database"
+        );
+        Ok(())
+    }
+
     /// Forgets keys no token can need any more; how many.
+    /// Only trusted rows are judged: what is not authenticated is the operator's to look at.
     pub async fn delete_expired(&self) -> Result<u64, StoreError> {
-        let stored = self.store.signing_keys().await?;
-        let plan = self.schedule.plan(&windows(&stored), unix_now_i64());
+        let sorted = self.sort(self.store.signing_keys().await?);
+        let plan = self.plan(&sorted);
         self.store.delete_signing_keys(&plan.expired).await
     }
 
@@ -212,6 +324,27 @@ impl Keyring {
                 }
             }
         });
+    }
+}
+
+/// How a row was authenticated.
+enum Authenticated {
+    /// Its sealed private key opens with the whole row bound in.
+    WholeRow,
+    /// Sealed in the older format (the `kid` bound only), its private key matching its
+    /// public key: trusted once sealed again with the whole row bound.
+    KidOnly,
+}
+
+/// What a stored row's sealed private key is bound to.
+pub fn binding(key: &StoredKey) -> RowBinding<'_> {
+    RowBinding {
+        generation: key.generation,
+        kid: &key.kid,
+        algorithm: &key.algorithm,
+        public_pem: &key.public_pem,
+        signs_from: key.signs_from,
+        signs_until: key.signs_until,
     }
 }
 

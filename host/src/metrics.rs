@@ -82,6 +82,8 @@ pub struct Metrics {
     pub maintenance_runs: Counter,
     /// Times this replica put a new set of signing keys in use (rotation).
     pub signing_key_changes: Counter,
+    /// `signing_keys` rows not authenticated under `key_secrets` at the last look.
+    pub signing_key_rows_refused: Gauge,
 }
 
 impl std::fmt::Debug for Metrics {
@@ -173,8 +175,16 @@ impl Metrics {
             "New sets of signing keys put in use (rotation, keys made by another replica)",
             signing_key_changes.clone(),
         );
+        let signing_key_rows_refused = Gauge::default();
+        registry.register(
+            "signing_key_rows_refused",
+            "signing_keys rows not authenticated under key_secrets at the last look (never \
+             published, never used)",
+            signing_key_rows_refused.clone(),
+        );
         Metrics {
             registry,
+            signing_key_rows_refused,
             maintenance_runs,
             signing_key_changes,
             legacy_client_tokens,

@@ -57,25 +57,6 @@ impl Store {
         })
     }
 
-    /// Replaces a key's sealed private key, unless another replica changed it meanwhile.
-    pub async fn reseal_signing_key(
-        &self,
-        generation: i64,
-        old: &str,
-        new: String,
-    ) -> Result<bool, StoreError> {
-        let updated = signing_keys::Entity::update_many()
-            .col_expr(
-                signing_keys::Column::SealedPrivateKey,
-                sea_orm::sea_query::Expr::val(new),
-            )
-            .filter(signing_keys::Column::Generation.eq(generation))
-            .filter(signing_keys::Column::SealedPrivateKey.eq(old))
-            .exec(&self.db)
-            .await?;
-        Ok(updated.rows_affected == 1)
-    }
-
     /// Forgets keys no token can need any more.
     pub async fn delete_signing_keys(&self, generations: &[i64]) -> Result<u64, StoreError> {
         if generations.is_empty() {
@@ -93,6 +74,25 @@ impl KeyTransaction {
     /// The stored keys, as seen under the lock.
     pub async fn keys(&self) -> Result<Vec<StoredKey>, StoreError> {
         keys_in(&self.tx).await
+    }
+
+    /// Replaces a key's sealed private key, unless it changed meanwhile.
+    pub async fn reseal(
+        &self,
+        generation: i64,
+        old: &str,
+        new: String,
+    ) -> Result<bool, StoreError> {
+        let updated = signing_keys::Entity::update_many()
+            .col_expr(
+                signing_keys::Column::SealedPrivateKey,
+                sea_orm::sea_query::Expr::val(new),
+            )
+            .filter(signing_keys::Column::Generation.eq(generation))
+            .filter(signing_keys::Column::SealedPrivateKey.eq(old))
+            .exec(&self.tx)
+            .await?;
+        Ok(updated.rows_affected == 1)
     }
 
     /// Stores a new key; `false` if its generation exists already.

@@ -337,6 +337,16 @@ pub fn new_rsa_key_pair() -> Result<(String, String, String), KeyError> {
     Ok((private_pem, public_pem, kid))
 }
 
+/// The `kid` of an RSA public key (PEM): its RFC 7638 thumbprint.
+pub fn rsa_kid(public_pem: &str) -> Result<String, KeyError> {
+    Ok(verifying_key(public_pem, "public key")?.kid)
+}
+
+/// The `kid` of the public half of an RSA private key (PKCS#8 PEM).
+pub fn rsa_kid_of_private(private_pem: &str) -> Result<String, KeyError> {
+    rsa_kid(&rsa_public_pem(private_pem, &"private key")?)
+}
+
 /// The public key (PEM) of an RSA private key (PKCS#8 PEM); `what` names it in errors.
 fn rsa_public_pem(private_pem: &str, what: &dyn std::fmt::Display) -> Result<String, KeyError> {
     let pair = RsaKeyPair::from_pkcs8(&pem_contents(private_pem, what)?)

@@ -24,9 +24,11 @@ use auth_host_plugin_api::Permissions;
 pub use claims::{
     CLIENT_TOKEN_TYPE, ClientClaims, PERMISSION_TOKEN_TYPE, PermissionClaims, TokenKind,
 };
-pub use keys::{ClientAlgorithm, KeyError, KeySet, LEEWAY_SECS, new_rsa_key_pair};
+pub use keys::{
+    ClientAlgorithm, KeyError, KeySet, LEEWAY_SECS, new_rsa_key_pair, rsa_kid, rsa_kid_of_private,
+};
 pub use schedule::{KeyWindow, Plan, Schedule};
-pub use sealing::{KeySecrets, MIN_SECRET_CHARS};
+pub use sealing::{KeySecrets, MIN_SECRET_CHARS, Opened, RowBinding};
 
 use crate::clock::unix_now;
 

@@ -10,7 +10,7 @@ use serde_json::Value;
 
 use crate::common::server::{
     Backend, TEST_KEY_SECRETS, TestDatabase, authenticated_at, client, dev_login_across, get_json,
-    get_text, params_of, postgres_skipped,
+    get_text, metric_value, params_of, postgres_skipped,
 };
 use crate::common::{PluginDir, ServerProcess, workspace_root};
 
@@ -244,14 +244,6 @@ impl Load {
     }
 }
 
-fn metric(text: &str, name: &str) -> f64 {
-    text.lines()
-        .find(|l| l.starts_with(name) && !l.starts_with('#'))
-        .and_then(|l| l.split_whitespace().last())
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(0.0)
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn three_replicas_behind_haproxy_share_keys_logins_and_logouts_and_restart_without_loss() {
     if postgres_skipped() {
@@ -367,7 +359,7 @@ async fn three_replicas_behind_haproxy_share_keys_logins_and_logouts_and_restart
     let mut runs = Vec::new();
     for i in 0..3 {
         let text = get_text(&format!("{}/auth/metrics", cluster.base(i))).await;
-        runs.push(metric(&text, "auth_host_maintenance_runs_total"));
+        runs.push(metric_value(&text, "auth_host_maintenance_runs_total"));
     }
     assert_eq!(runs.iter().filter(|r| **r > 0.0).count(), 1, "{runs:?}");
 

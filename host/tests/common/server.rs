@@ -269,7 +269,10 @@ impl TestServer {
         let stored = self.service.store().signing_keys().await.unwrap();
         let key = stored.iter().find(|k| k.kid == kid).unwrap();
         let secrets = auth_host::tokens::KeySecrets::new([TEST_KEY_SECRETS]).unwrap();
-        String::from_utf8(secrets.open(&kid, &key.sealed_private_key).unwrap()).unwrap()
+        let opened = secrets
+            .open(&auth_host::keyring::binding(key), &key.sealed_private_key)
+            .unwrap();
+        String::from_utf8(opened.private_key).unwrap()
     }
 
     pub fn database(&self) -> &TestDatabase {
@@ -416,6 +419,16 @@ pub async fn get_text(url: &str) -> String {
         .text()
         .await
         .unwrap()
+}
+
+/// The value of the metric line starting with `name` (labels included) in OpenMetrics text;
+/// 0 when absent.
+pub fn metric_value(text: &str, name: &str) -> f64 {
+    text.lines()
+        .find(|l| l.starts_with(name) && !l.starts_with('#'))
+        .and_then(|l| l.split_whitespace().last())
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0.0)
 }
 
 pub fn client() -> reqwest::Client {
