@@ -82,6 +82,7 @@ const WORKSPACE_PLUGINS: &[&str] = &[
     "test_provider",
     "test_extension",
     "test_crash_provider",
+    "test_hostile_provider",
     "email_allowlist",
     "static_permissions",
     "webhook",

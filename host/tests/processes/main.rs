@@ -7,5 +7,6 @@ mod common;
 
 mod cli;
 mod crashing_plugins;
+mod hostile_plugins;
 mod hot_reload;
 mod plugin_worker;

@@ -3,7 +3,7 @@
 //! its address space capped, its end (and how it ended) told to the calls it held.
 
 use std::collections::HashMap;
-use std::io::{BufRead, BufReader};
+use std::io::BufReader;
 use std::process::{Child, ChildStdin, Command, Stdio};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -69,7 +69,7 @@ impl Worker {
             let _ = child.kill();
             return Err(LoadError::Create("the worker has no pipes".into()));
         };
-        forward_log(&spec.alias, stderr);
+        super::worker_log::forward(&spec.alias, stderr);
         let setup = Setup {
             timeout_ms: u64::try_from(spec.call_timeout.as_millis()).unwrap_or(u64::MAX),
             threads: spec.threads,
@@ -310,29 +310,6 @@ fn parse_summary(text: &str, kind: PluginKind) -> Result<PluginSummary, LoadErro
         version: field("version"),
         api_version: field("api_version"),
     })
-}
-
-/// The worker's log lines (JSON, from its stderr) in the host's log, tagged with the alias.
-fn forward_log(alias: &str, stderr: std::process::ChildStderr) {
-    let alias = alias.to_owned();
-    let _ = std::thread::Builder::new()
-        .name(format!("plugin-log-{alias}"))
-        .spawn(move || {
-            for line in BufReader::new(stderr).lines() {
-                let Ok(line) = line else { break };
-                let event: serde_json::Value = serde_json::from_str(&line)
-                    .unwrap_or_else(|_| serde_json::json!({"message": line}));
-                let message = event["message"].as_str().unwrap_or(&line);
-                match event["level"].as_str() {
-                    Some("ERROR") => tracing::error!(plugin = alias, worker = true, "{message}"),
-                    Some("WARN") => tracing::warn!(plugin = alias, worker = true, "{message}"),
-                    Some("DEBUG" | "TRACE") => {
-                        tracing::debug!(plugin = alias, worker = true, "{message}")
-                    }
-                    _ => tracing::info!(plugin = alias, worker = true, "{message}"),
-                }
-            }
-        });
 }
 
 /// Caps the worker's address space, so that a plugin that allocates without end fails there.

@@ -1,0 +1,84 @@
+//! A provider built for the test suite that means harm to the host it runs in, in ways
+//! short of crashing: what the host's boundaries with an isolated plugin are tested with.
+//!
+//! Settings: `mode` =
+//! - `flood_output`: writes `bytes` bytes with no newline to stdout, then to stderr, then a
+//!   line that is not UTF-8 to stderr, then prints an ordinary line; answers
+//!   `{"printed": true}` once all that was written.
+//!
+//! Otherwise it answers `{"ok": true}`.
+
+use std::io::Write;
+
+use auth_host_plugin_api::{
+    PermissionProvider, Permissions, PluginContext, PluginError, UserInfo, export_plugin,
+    serde_json::json,
+};
+use serde::Deserialize;
+
+#[derive(Debug, Clone, Copy, Deserialize)]
+#[serde(rename_all = "snake_case")]
+enum Mode {
+    FloodOutput,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Settings {
+    mode: Mode,
+    #[serde(default)]
+    bytes: usize,
+}
+
+struct HostileProvider {
+    settings: Settings,
+}
+
+fn object(value: auth_host_plugin_api::serde_json::Value) -> Result<Permissions, PluginError> {
+    match value {
+        auth_host_plugin_api::serde_json::Value::Object(map) => Ok(map),
+        _ => Err(PluginError::new("not an object")),
+    }
+}
+
+/// `total` bytes of `x` written in 1 MiB pieces, with no newline.
+fn flood(out: &mut impl Write, total: usize) -> std::io::Result<()> {
+    let piece = vec![b'x'; 1 << 20];
+    let mut left = total;
+    while left > 0 {
+        let now = left.min(piece.len());
+        out.write_all(&piece[..now])?;
+        left -= now;
+    }
+    out.flush()
+}
+
+impl PermissionProvider for HostileProvider {
+    fn new(context: PluginContext) -> Result<Self, PluginError> {
+        Ok(HostileProvider {
+            settings: context.parse_settings()?,
+        })
+    }
+
+    fn get_permissions(
+        &self,
+        _service: &str,
+        _user: &UserInfo,
+    ) -> Result<Permissions, PluginError> {
+        match self.settings.mode {
+            Mode::FloodOutput => {
+                let failed = |e: std::io::Error| PluginError::new(format!("writing: {e}"));
+                flood(&mut std::io::stdout().lock(), self.settings.bytes).map_err(failed)?;
+                flood(&mut std::io::stderr().lock(), self.settings.bytes).map_err(failed)?;
+                std::io::stderr()
+                    .write_all(b"\n\xff\xfe not UTF-8\n")
+                    .map_err(failed)?;
+                // Panics (an error for this call) if nobody reads the output any more.
+                println!("an ordinary line after the flood");
+                object(json!({"printed": true}))
+            }
+        }
+    }
+}
+
+export_plugin!(permission_provider: HostileProvider);
