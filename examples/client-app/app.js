@@ -3,7 +3,10 @@
 // 1. Ask `/auth/check` who is logged in. Not logged in: it answers a login link per provider,
 //    each carrying `next` (this page), which auth-host sends the browser back to.
 // 2. Back from a login, the address bar holds `?jwt=<client token>` (or `?error=<why>`): take
-//    it off at once (history API) and keep the token in sessionStorage, for this tab only.
+//    it off at once (history API) and keep the token in sessionStorage, for this tab only —
+//    but only when this tab started that login with this auth-host (a one-time value the app
+//    put in `next` and remembered): a link that lands here with a token, or that names
+//    another auth-host, hands nothing over.
 // 3. Send the token in the `auth-token` header (never in a URL) to /auth/check,
 //    /auth/update, /auth/authorize and /auth/logout. Calls cross origins: auth-host must list
 //    this page's origin in `cors_origins`, and in `allowed_redirects` for `next`.
@@ -18,27 +21,58 @@ const authBase = (new URL(location.href).searchParams.get("auth") || location.or
 /// it: a link to this app with another `?auth=` must not carry it off elsewhere.
 const TOKEN_KEY = `auth-host.jwt@${authBase}`;
 
+/// The login this tab started: `{ base, nonce }`, the nonce also in `next` as `login=`.
+const PENDING_KEY = "auth-host.pending-login";
+
 const $ = (id) => document.getElementById(id);
 
 function token() {
   return sessionStorage.getItem(TOKEN_KEY);
 }
 
-/// Takes `jwt` and `error` off the address bar; returns the error, if a login failed.
+/// Takes `jwt`, `error` and `login` off the address bar, keeping the token only if this tab
+/// started that login with this auth-host; returns the error to show, if any.
 function takeLanding() {
   const url = new URL(location.href);
   const jwt = url.searchParams.get("jwt");
   const error = url.searchParams.get("error");
+  const nonce = url.searchParams.get("login");
   if (jwt === null && error === null) {
     return null;
+  }
+  let pending = null;
+  try {
+    pending = JSON.parse(sessionStorage.getItem(PENDING_KEY) || "null");
+  } catch {
+    pending = null;
+  }
+  // Single use, whatever comes of it.
+  sessionStorage.removeItem(PENDING_KEY);
+  const ours = pending !== null && pending.base === authBase && pending.nonce === nonce;
+  url.searchParams.delete("jwt");
+  url.searchParams.delete("error");
+  url.searchParams.delete("login");
+  history.replaceState(history.state, "", url);
+  if (jwt && !ours) {
+    return "This login was not started from this page with this auth-host; its token was not kept.";
   }
   if (jwt) {
     sessionStorage.setItem(TOKEN_KEY, jwt);
   }
-  url.searchParams.delete("jwt");
-  url.searchParams.delete("error");
-  history.replaceState(history.state, "", url);
   return error;
+}
+
+/// Starts the login behind a provider's link: remembers a one-time value for this
+/// auth-host, and adds it to `next`, so that only the answer to this login is taken.
+function startLogin(event) {
+  event.preventDefault();
+  const nonce = crypto.randomUUID();
+  sessionStorage.setItem(PENDING_KEY, JSON.stringify({ base: authBase, nonce }));
+  const login = new URL(event.currentTarget.href);
+  const next = new URL(login.searchParams.get("next") || thisPage());
+  next.searchParams.set("login", nonce);
+  login.searchParams.set("next", next.toString());
+  location.assign(login.toString());
 }
 
 /// This page, as the place a login comes back to.
@@ -95,6 +129,7 @@ function showProviders(providers) {
     link.href = provider.url;
     link.dataset.testid = `login-${name}`;
     link.textContent = `Log in with ${provider.name || name}`;
+    link.addEventListener("click", startLogin);
     const item = document.createElement("li");
     item.append(link);
     list.append(item);
@@ -219,7 +254,13 @@ const loginError = takeLanding();
 if (loginError) {
   showError(loginError);
 }
-guarded(refresh)().then(() => {
-  // Marks the first answer shown, for scripts (and tests) that wait for the app.
-  document.body.dataset.ready = "true";
-});
+refresh()
+  .catch((error) => {
+    $("loading").hidden = true;
+    // Both said, when the login's answer was refused and auth-host cannot be reached.
+    showError([loginError, error.message].filter(Boolean).join(" "));
+  })
+  .then(() => {
+    // Marks the first answer shown, for scripts (and tests) that wait for the app.
+    document.body.dataset.ready = "true";
+  });

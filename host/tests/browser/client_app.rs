@@ -332,3 +332,48 @@ async fn a_login_refused_by_an_extension_is_shown_by_the_app() {
     .await;
     assert_eq!(server.service.store().count_users().await.unwrap(), 0);
 }
+
+/// The probe's attack: a link to a real login whose `next` is the app with `?auth=<attacker>`.
+/// The victim logs in at the real auth-host and lands on `app/?auth=EVIL&jwt=<real token>`;
+/// the app did not start that login, so it keeps nothing and sends nothing to the attacker.
+#[tokio::test]
+async fn a_login_link_naming_another_auth_host_hands_it_nothing() {
+    let app = serve_client_app().await;
+    let server = auth_host_for(&app, json!({})).await;
+    let (spy, heard) = spy().await;
+    let next: String = form_urlencoded::byte_serialize(app_url(&app, &spy).as_bytes()).collect();
+    let link = format!("{}/auth/login/dev?next={next}", server.base);
+    let (heard_in, spy_in) = (Arc::clone(&heard), spy.clone());
+    in_browser(
+        "a_login_link_naming_another_auth_host_hands_it_nothing",
+        |page| async move {
+            page.goto(&link).await;
+            page.fill("input#email", "victim@example.com").await;
+            page.find("button[type=submit]")
+                .await
+                .click()
+                .await
+                .unwrap();
+            let error = page.wait_for_text("error", "cannot be reached").await;
+            let url = page.url().await;
+            assert!(
+                url.query_pairs().all(|(k, _)| k != "jwt"),
+                "the token is off the address bar: {url}"
+            );
+            assert_eq!(stored_token(&page, &spy_in).await, None);
+            let heard = heard_in.lock().unwrap().clone();
+            assert!(
+                heard.iter().any(|h| h.starts_with("/auth/check")),
+                "the app did call the host it was given: {heard:?}"
+            );
+            assert!(
+                heard.iter().all(|h| !h.contains("auth-token")),
+                "the token went to the attacker's host: {heard:?}"
+            );
+            assert!(error.contains("its token was not kept"), "{error}");
+        },
+    )
+    .await;
+    // The victim's login did happen at the real auth-host; its token simply went nowhere.
+    assert_eq!(server.service.store().count_users().await.unwrap(), 1);
+}
