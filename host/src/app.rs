@@ -201,6 +201,7 @@ impl App {
                 max_body_bytes: config.max_body_bytes,
                 request_timeout: Duration::from_millis(config.request_timeout_ms),
                 trusted_proxies: config.trusted_proxies(),
+                client_ip_header: config.client_ip_header,
                 shutdown_grace: Duration::from_millis(config.shutdown_grace_ms),
                 cors_origins: config
                     .cors_origins

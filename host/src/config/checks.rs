@@ -70,6 +70,22 @@ impl Config {
                 problems.push(format!("trusted_proxies: {problem}"));
             }
         }
+        // Either setting alone believes nothing, or the wrong thing: say so rather than
+        // count every client as the balancer.
+        match (self.trusted_proxies.0.is_empty(), self.client_ip_header) {
+            (false, ClientIpHeader::None) => problems.push(
+                "client_ip_header (AUTH_CLIENT_IP_HEADER): trusted_proxies is set, so name the \
+                 one header those proxies set: `x-forwarded-for` or `forwarded` (and have them \
+                 remove the other)"
+                    .into(),
+            ),
+            (true, ClientIpHeader::XForwardedFor | ClientIpHeader::Forwarded) => problems.push(
+                "trusted_proxies (AUTH_TRUSTED_PROXIES): client_ip_header is set, so list the \
+                 proxies (addresses or CIDR blocks) whose header is believed"
+                    .into(),
+            ),
+            _ => {}
+        }
         if let Err(mut provider_problems) = self.login_providers() {
             problems.append(&mut provider_problems);
         }

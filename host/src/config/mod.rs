@@ -26,7 +26,7 @@ use serde::Deserialize;
 
 pub use keys::{KeySource, NO_KEY_SOURCE};
 pub use lists::{EntryList, List, PluginEntry};
-pub use networks::IpRange;
+pub use networks::{ClientIpHeader, IpRange, client_key};
 pub use providers::{LoginProvider, LoginProviderKind, ProviderTable};
 pub use urls::{is_loopback_url, normalize_external_address, normalize_origin, origin_of};
 
@@ -139,9 +139,12 @@ pub struct Config {
     pub token_cache_ms: u64,
     /// Origins allowed to call the API from a browser (CORS).
     pub cors_origins: List,
-    /// Proxies (addresses or CIDR blocks) whose `X-Forwarded-For` / `Forwarded` say who the
-    /// client is; any other peer is the client itself.
+    /// Proxies (addresses or CIDR blocks) whose `client_ip_header` says who the client is;
+    /// any other peer is the client itself.
     pub trusted_proxies: List,
+    /// The one header trusted proxies name the client in: `x-forwarded-for` or `forwarded`
+    /// (default `none`: no header is read).
+    pub client_ip_header: ClientIpHeader,
     /// Logins one client may have started and not finished (429 beyond).
     pub max_unfinished_logins_per_client: usize,
     /// Largest request body accepted.
@@ -283,6 +286,7 @@ impl Config {
                 .unwrap_or(defaults::TOKEN_CACHE_MS),
             cors_origins: keys.get("cors_origins").unwrap_or_default(),
             trusted_proxies: keys.get("trusted_proxies").unwrap_or_default(),
+            client_ip_header: keys.get("client_ip_header").unwrap_or_default(),
             max_unfinished_logins_per_client: keys
                 .get("max_unfinished_logins_per_client")
                 .unwrap_or(defaults::MAX_UNFINISHED_LOGINS_PER_CLIENT),

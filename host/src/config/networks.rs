@@ -1,6 +1,37 @@
-//! Address ranges (`trusted_proxies`): an IP address, or a CIDR block `address/prefix`.
+//! Address ranges (`trusted_proxies`): an IP address, or a CIDR block `address/prefix`; the
+//! one header proxies name the client in (`client_ip_header`); and the key a client is
+//! counted under.
 
-use std::net::IpAddr;
+use std::net::{IpAddr, Ipv6Addr};
+
+/// The header trusted proxies name the client in. Only this one is read: a client that
+/// sends the other one cannot have it preferred over what the proxy wrote.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum ClientIpHeader {
+    /// No header is read: the peer is the client.
+    #[default]
+    None,
+    /// `X-Forwarded-For: client, proxy1, …`
+    XForwardedFor,
+    /// `Forwarded: for=client, for=proxy1, …` (RFC 7239)
+    Forwarded,
+}
+
+/// What a client is counted under (per-client limits): an IPv4 address, or the /64 of an
+/// IPv6 one, since one IPv6 client commonly holds a whole /64.
+pub fn client_key(address: IpAddr) -> String {
+    match address {
+        IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
+            Some(v4) => v4.to_string(),
+            None => {
+                let network = Ipv6Addr::from_bits(v6.to_bits() & (u128::MAX << 64));
+                format!("{network}/64")
+            }
+        },
+        IpAddr::V4(v4) => v4.to_string(),
+    }
+}
 
 /// One IP address or CIDR block.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -59,7 +90,17 @@ fn same_prefix(a: u128, b: u128, prefix: u8) -> bool {
 
 #[cfg(test)]
 mod tests {
-    use super::IpRange;
+    use super::{IpRange, client_key};
+
+    #[test]
+    fn ipv6_clients_are_counted_by_their_64() {
+        let key = |text: &str| client_key(text.parse().unwrap());
+        assert_eq!(key("2001:db8:1:2::1"), "2001:db8:1:2::/64");
+        assert_eq!(key("2001:db8:1:2:ffff:1:2:3"), key("2001:db8:1:2::1"));
+        assert_ne!(key("2001:db8:1:3::1"), key("2001:db8:1:2::1"));
+        assert_eq!(key("203.0.113.7"), "203.0.113.7");
+        assert_eq!(key("::ffff:203.0.113.7"), "203.0.113.7");
+    }
 
     #[test]
     fn addresses_and_blocks() {

@@ -373,3 +373,31 @@ fn where_the_signing_keys_come_from_and_what_rotation_needs() {
 }
 
 const MIN_SECRET_CHARS_FOR_TESTS: usize = crate::tokens::MIN_SECRET_CHARS;
+
+#[test]
+fn trusted_proxies_and_the_client_ip_header_come_together() {
+    let load = |settings: serde_json::Value| {
+        Config::from_figment(Figment::from(figment::providers::Serialized::defaults(
+            settings,
+        )))
+    };
+    let alone = load(serde_json::json!({"trusted_proxies": "10.0.0.1"})).unwrap_err();
+    assert!(alone.to_string().contains("client_ip_header"), "{alone}");
+    let header_alone = load(serde_json::json!({"client_ip_header": "forwarded"})).unwrap_err();
+    assert!(
+        header_alone.to_string().contains("trusted_proxies"),
+        "{header_alone}"
+    );
+    let unknown =
+        load(serde_json::json!({"trusted_proxies": "10.0.0.1", "client_ip_header": "x-real-ip"}))
+            .unwrap_err();
+    assert!(
+        unknown.to_string().contains("client_ip_header"),
+        "{unknown}"
+    );
+    let both = load(
+        serde_json::json!({"trusted_proxies": "10.0.0.1", "client_ip_header": "x-forwarded-for"}),
+    )
+    .unwrap();
+    assert_eq!(both.client_ip_header, super::ClientIpHeader::XForwardedFor);
+}

@@ -68,7 +68,6 @@ pub async fn callback(service: &AuthService, params: &Params) -> Reply {
                 params.get("code"),
                 params.get("error"),
                 params.browser(),
-                params.client(),
             )
             .await,
     )
@@ -95,7 +94,6 @@ pub async fn dev(
                 params.get("email"),
                 params.get("name"),
                 params.browser(),
-                params.client(),
             )
             .await;
         return Ok(render_end(end));

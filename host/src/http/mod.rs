@@ -26,7 +26,7 @@ use tokio::net::TcpListener;
 use tracing::Instrument;
 
 use crate::admin::AdminAccess;
-use crate::config::IpRange;
+use crate::config::{ClientIpHeader, IpRange};
 use crate::metrics::{RequestLabels, RouteLabels};
 use crate::service::AuthService;
 use request::Params;
@@ -46,6 +46,8 @@ pub struct HttpSettings {
     pub secure_cookies: bool,
     /// Peers whose forwarding headers say who the client is.
     pub trusted_proxies: Vec<IpRange>,
+    /// The one header trusted proxies name the client in.
+    pub client_ip_header: ClientIpHeader,
     /// How long requests in flight may finish once serving stops.
     pub shutdown_grace: Duration,
 }
@@ -184,8 +186,12 @@ impl HttpApi {
             };
             return (route.name(), Reply::from(error).render(None));
         }
-        let client =
-            request::client_address(peer, request.headers(), &self.settings.trusted_proxies);
+        let client = request::client_address(
+            peer,
+            request.headers(),
+            &self.settings.trusted_proxies,
+            self.settings.client_ip_header,
+        );
         let params = match Params::read(request, self.settings.max_body_bytes, client).await {
             Ok(params) => params,
             Err(error) => return (route.name(), Reply::from(error).render(None)),

@@ -11,7 +11,7 @@ use std::net::IpAddr;
 use hyper::header::HeaderMap;
 
 use super::response::Rejection;
-use crate::config::IpRange;
+use crate::config::{ClientIpHeader, IpRange};
 
 /// The request's parameters: query first, then form fields (as Flask's `request.values`).
 #[derive(Debug)]
@@ -148,38 +148,52 @@ impl Params {
 }
 
 /// Who sent a request that reached us from `peer`: the peer itself, unless it is a trusted
-/// proxy; then the nearest address in `Forwarded` (`for=`), else `X-Forwarded-For`, that is
-/// not a trusted proxy itself. Addresses a client wrote itself (left of the first untrusted
-/// hop) are never believed.
-pub fn client_address(peer: IpAddr, headers: &HeaderMap, trusted: &[IpRange]) -> IpAddr {
+/// proxy; then, reading only `header` (the one the operator named), the right-most address
+/// that is not a trusted proxy. Addresses left of it were written by the client and are never
+/// believed; the other forwarding header is never read.
+pub fn client_address(
+    peer: IpAddr,
+    headers: &HeaderMap,
+    trusted: &[IpRange],
+    header: ClientIpHeader,
+) -> IpAddr {
     let is_trusted = |address: IpAddr| trusted.iter().any(|range| range.contains(address));
     if !is_trusted(peer) {
         return peer;
     }
-    let forwarded: Vec<String> = match headers.get_all("forwarded").iter().next() {
-        Some(_) => headers
-            .get_all("forwarded")
+    let values = |name: &str| {
+        headers
+            .get_all(name)
             .iter()
             .filter_map(|v| v.to_str().ok())
             .flat_map(|v| v.split(','))
-            .filter_map(|element| {
-                element.split(';').find_map(|pair| {
-                    let (key, value) = pair.trim().split_once('=')?;
-                    key.eq_ignore_ascii_case("for")
-                        .then(|| value.trim().trim_matches('"').to_owned())
-                })
-            })
+            .collect::<Vec<&str>>()
+    };
+    let hops: Vec<&str> = match header {
+        ClientIpHeader::None => return peer,
+        ClientIpHeader::XForwardedFor => values("x-forwarded-for")
+            .into_iter()
+            .map(str::trim)
             .collect(),
-        None => headers
-            .get_all("x-forwarded-for")
-            .iter()
-            .filter_map(|v| v.to_str().ok())
-            .flat_map(|v| v.split(','))
-            .map(|hop| hop.trim().to_owned())
+        ClientIpHeader::Forwarded => values("forwarded")
+            .into_iter()
+            // An element without `for=` says nothing about the client: nothing more can
+            // be believed past it.
+            .map(|element| {
+                element
+                    .split(';')
+                    .find_map(|pair| {
+                        let (key, value) = pair.trim().split_once('=')?;
+                        key.trim()
+                            .eq_ignore_ascii_case("for")
+                            .then(|| value.trim().trim_matches('"'))
+                    })
+                    .unwrap_or("")
+            })
             .collect(),
     };
     let mut client = peer;
-    for hop in forwarded.iter().rev() {
+    for hop in hops.iter().rev() {
         match parse_hop(hop) {
             Some(address) => {
                 client = address;
@@ -187,7 +201,7 @@ pub fn client_address(peer: IpAddr, headers: &HeaderMap, trusted: &[IpRange]) ->
                     break;
                 }
             }
-            // `unknown`, an obfuscated name: nothing more can be believed.
+            // `unknown`, an obfuscated name, a missing `for`: nothing more can be believed.
             None => break,
         }
     }
@@ -221,49 +235,86 @@ fn is_callback_name(name: &str) -> bool {
 mod tests {
     use super::*;
 
+    fn ip(text: &str) -> IpAddr {
+        text.parse().unwrap()
+    }
+
+    fn headers(pairs: &[(&'static str, &str)]) -> HeaderMap {
+        let mut map = HeaderMap::new();
+        for (name, value) in pairs {
+            map.append(*name, value.parse().unwrap());
+        }
+        map
+    }
+
     #[test]
     fn the_client_is_the_peer_unless_a_trusted_proxy_says_otherwise() {
-        let ip = |text: &str| -> IpAddr { text.parse().unwrap() };
         let proxies = [IpRange::parse("10.0.0.0/8").unwrap()];
-        let headers = |pairs: &[(&'static str, &str)]| {
-            let mut map = HeaderMap::new();
-            for (name, value) in pairs {
-                map.append(*name, value.parse().unwrap());
-            }
-            map
-        };
+        let xff = ClientIpHeader::XForwardedFor;
         let spoofed = headers(&[("x-forwarded-for", "1.2.3.4")]);
         assert_eq!(
-            client_address(ip("198.51.100.9"), &spoofed, &proxies),
+            client_address(ip("198.51.100.9"), &spoofed, &proxies, xff),
             ip("198.51.100.9")
         );
         let chain = headers(&[("x-forwarded-for", "1.2.3.4, 203.0.113.7, 10.0.0.2")]);
         assert_eq!(
-            client_address(ip("10.0.0.1"), &chain, &proxies),
+            client_address(ip("10.0.0.1"), &chain, &proxies, xff),
             ip("203.0.113.7")
         );
-        let forwarded = headers(&[
-            (
-                "forwarded",
-                "for=1.2.3.4, for=\"[2001:db8::7]:4711\";proto=https",
-            ),
-            ("x-forwarded-for", "9.9.9.9"),
+        // Two header lines (the client's own, then the proxy's): the proxy's is right-most.
+        let appended = headers(&[
+            ("x-forwarded-for", "1.2.3.4"),
+            ("x-forwarded-for", "203.0.113.7"),
         ]);
         assert_eq!(
-            client_address(ip("10.0.0.1"), &forwarded, &proxies),
+            client_address(ip("10.0.0.1"), &appended, &proxies, xff),
+            ip("203.0.113.7")
+        );
+        let forwarded = headers(&[(
+            "forwarded",
+            "for=1.2.3.4, for=\"[2001:db8::7]:4711\";proto=https",
+        )]);
+        assert_eq!(
+            client_address(
+                ip("10.0.0.1"),
+                &forwarded,
+                &proxies,
+                ClientIpHeader::Forwarded
+            ),
             ip("2001:db8::7")
         );
         let none = headers(&[]);
         assert_eq!(
-            client_address(ip("10.0.0.1"), &none, &proxies),
+            client_address(ip("10.0.0.1"), &none, &proxies, xff),
             ip("10.0.0.1")
         );
         let unknown = headers(&[("forwarded", "for=unknown")]);
         assert_eq!(
-            client_address(ip("10.0.0.1"), &unknown, &proxies),
+            client_address(
+                ip("10.0.0.1"),
+                &unknown,
+                &proxies,
+                ClientIpHeader::Forwarded
+            ),
             ip("10.0.0.1")
         );
         assert_eq!(parse_hop("203.0.113.7:80"), Some(ip("203.0.113.7")));
+    }
+
+    /// The probe's attack: behind a proxy that sets `X-Forwarded-For`, a client's own
+    /// `Forwarded: for=<victim>` is not read, and neither header is read unless named.
+    #[test]
+    fn only_the_named_header_is_read() {
+        let proxies = [IpRange::parse("10.0.0.0/8").unwrap()];
+        let both = headers(&[
+            ("forwarded", "for=198.51.100.66"),
+            ("x-forwarded-for", "203.0.113.7"),
+        ]);
+        let peer = ip("10.0.0.1");
+        let read = |header| client_address(peer, &both, &proxies, header);
+        assert_eq!(read(ClientIpHeader::XForwardedFor), ip("203.0.113.7"));
+        assert_eq!(read(ClientIpHeader::Forwarded), ip("198.51.100.66"));
+        assert_eq!(read(ClientIpHeader::None), peer);
     }
 
     proptest::proptest! {
@@ -274,6 +325,7 @@ mod tests {
             forwarded in "\\PC{0,120}",
             x_forwarded_for in "[0-9a-f.:, \\[\\]]{0,120}",
             trusted_peer in proptest::bool::ANY,
+            named in 0..3u8,
         ) {
             let proxies = [IpRange::parse("10.0.0.0/8").unwrap()];
             let peer: IpAddr = if trusted_peer { "10.0.0.1" } else { "198.51.100.1" }.parse().unwrap();
@@ -283,11 +335,18 @@ mod tests {
                     headers.insert(name, value);
                 }
             }
-            let client = client_address(peer, &headers, &proxies);
+            let header = [ClientIpHeader::None, ClientIpHeader::XForwardedFor, ClientIpHeader::Forwarded][usize::from(named)];
+            let client = client_address(peer, &headers, &proxies, header);
             if !trusted_peer {
                 proptest::prop_assert_eq!(client, peer);
             } else if client != peer {
-                let named: Vec<IpAddr> = format!("{forwarded},{x_forwarded_for}")
+                // Only the named header's addresses.
+                let text = match header {
+                    ClientIpHeader::Forwarded => &forwarded,
+                    _ => &x_forwarded_for,
+                };
+                proptest::prop_assert!(header != ClientIpHeader::None);
+                let named: Vec<IpAddr> = text
                     .split([',', ';', ' '])
                     .map(|hop| {
                         let hop = hop.trim();

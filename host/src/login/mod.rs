@@ -8,7 +8,6 @@
 //! endpoints come from the HTTP routes ([`Endpoints`]).
 
 mod github;
-mod limiter;
 mod oidc;
 mod redirects;
 
@@ -19,6 +18,7 @@ use std::time::Duration;
 use oauth2::{PkceCodeChallenge, RedirectUrl};
 
 use crate::clock::unix_now_i64;
+use crate::config::client_key;
 use crate::config::{LoginProvider, LoginProviderKind};
 use crate::crypto::{random_token, sha256_hex};
 use crate::storage::{LoginState, Store, StoreError};
@@ -144,7 +144,6 @@ pub struct LoginSettings {
 
 pub struct Logins {
     settings: LoginSettings,
-    limiter: limiter::LoginLimiter,
     store: Store,
     http: reqwest::Client,
     oidc: oidc::DiscoveryCache,
@@ -167,7 +166,6 @@ impl Logins {
             .build()
             .map_err(|e| format!("cannot build the HTTP client: {e}"))?;
         Ok(Logins {
-            limiter: limiter::LoginLimiter::new(settings.max_unfinished_per_client, LOGIN_LIFETIME),
             settings,
             store,
             http,
@@ -245,14 +243,23 @@ impl Logins {
         }
         // Refused before anything else: a token is never sent to an unlisted site.
         let next = self.check_next(next).map_err(StartError::BadNext)?;
-        self.limiter
-            .start(client)
-            .map_err(|retry_after| StartError::TooManyLogins { retry_after })?;
-        let started = self.remember(provider_name, provider, next).await;
-        if started.is_err() {
-            self.limiter.finished(client);
+        // Counted in the database, so that the limit holds across replicas. Logins started
+        // at the same moment on several replicas may each see the count before the others'
+        // rows: the limit may be passed by that many, never more.
+        let client = client_key(client);
+        let (unfinished, oldest) = self.store.unfinished_logins(&client).await?;
+        if unfinished >= self.settings.max_unfinished_per_client as u64 {
+            let now = unix_now_i64();
+            let retry_after = oldest.map_or(LOGIN_LIFETIME, |oldest| {
+                Duration::from_secs(
+                    u64::try_from(oldest.saturating_sub(now))
+                        .unwrap_or(0)
+                        .max(1),
+                )
+            });
+            return Err(StartError::TooManyLogins { retry_after });
         }
-        started
+        self.remember(provider_name, provider, next, client).await
     }
 
     /// Stores a new login and gives where the browser goes first.
@@ -261,6 +268,7 @@ impl Logins {
         provider_name: &str,
         provider: Option<&LoginProvider>,
         next: String,
+        client_key: String,
     ) -> Result<LoginStart, StartError> {
         let (Some(endpoints), Some(callback)) = (&self.settings.endpoints, self.callback_url())
         else {
@@ -302,6 +310,7 @@ impl Logins {
                 pkce_verifier: verifier.secret().clone(),
                 nonce,
                 expires_at: unix_now_i64() + LOGIN_LIFETIME.as_secs() as i64,
+                client_key: Some(client_key),
             })
             .await?;
         Ok(LoginStart {
@@ -315,7 +324,6 @@ impl Logins {
         &self,
         state: Option<&str>,
         browser: Option<&str>,
-        client: IpAddr,
     ) -> Result<LoginState, LoginFailure> {
         let state = state
             .filter(|s| !s.is_empty())
@@ -334,8 +342,6 @@ impl Logins {
                     "this login is unknown or was already used; start again",
                 )
             })?;
-        // Whatever comes of it now, the login is no longer unfinished.
-        self.limiter.finished(client);
         let next = Some(saved.next.as_str());
         if saved.expires_at < unix_now_i64() {
             return Err(LoginFailure::new(next, "the login expired; start again"));
@@ -358,9 +364,8 @@ impl Logins {
         code: Option<&str>,
         provider_error: Option<&str>,
         browser: Option<&str>,
-        client: IpAddr,
     ) -> Result<(Identity, String), LoginFailure> {
-        let saved = self.take_state(state, browser, client).await?;
+        let saved = self.take_state(state, browser).await?;
         let next = Some(saved.next.as_str());
         if let Some(error) = provider_error {
             return Err(LoginFailure::new(
@@ -418,7 +423,6 @@ impl Logins {
         email: Option<&str>,
         name: Option<&str>,
         browser: Option<&str>,
-        client: IpAddr,
     ) -> Result<(Identity, String), LoginFailure> {
         if !self.settings.dev_login {
             return Err(LoginFailure::new(
@@ -426,7 +430,7 @@ impl Logins {
                 "the development login is not enabled",
             ));
         }
-        let saved = self.take_state(state, browser, client).await?;
+        let saved = self.take_state(state, browser).await?;
         let next = Some(saved.next.as_str());
         if saved.provider != DEV_PROVIDER {
             return Err(LoginFailure::new(

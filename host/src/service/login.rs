@@ -61,11 +61,10 @@ impl AuthService {
         code: Option<&str>,
         provider_error: Option<&str>,
         browser: Option<&str>,
-        client: IpAddr,
     ) -> LoginEnd {
         let finished = self
             .logins
-            .finish(state, code, provider_error, browser, client)
+            .finish(state, code, provider_error, browser)
             .await;
         self.complete(finished).await
     }
@@ -77,12 +76,8 @@ impl AuthService {
         email: Option<&str>,
         name: Option<&str>,
         browser: Option<&str>,
-        client: IpAddr,
     ) -> LoginEnd {
-        let finished = self
-            .logins
-            .finish_dev(state, email, name, browser, client)
-            .await;
+        let finished = self.logins.finish_dev(state, email, name, browser).await;
         self.complete(finished).await
     }
 

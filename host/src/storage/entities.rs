@@ -55,6 +55,7 @@ pub mod login_states {
         pub pkce_verifier: String,
         pub nonce: String,
         pub expires_at: i64,
+        pub client_key: Option<String>,
     }
 
     #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]

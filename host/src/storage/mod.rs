@@ -39,6 +39,8 @@ pub struct LoginState {
     pub nonce: String,
     /// Unix seconds.
     pub expires_at: i64,
+    /// Who started it (see `config::client_key`); none in rows of an earlier release.
+    pub client_key: Option<String>,
 }
 
 impl From<users::Model> for User {
@@ -81,6 +83,7 @@ impl From<login_states::Model> for LoginState {
             pkce_verifier: m.pkce_verifier,
             nonce: m.nonce,
             expires_at: m.expires_at,
+            client_key: m.client_key,
         }
     }
 }
@@ -95,6 +98,7 @@ impl From<LoginState> for login_states::ActiveModel {
             pkce_verifier: ActiveValue::Set(s.pkce_verifier),
             nonce: ActiveValue::Set(s.nonce),
             expires_at: ActiveValue::Set(s.expires_at),
+            client_key: ActiveValue::Set(s.client_key),
         }
     }
 }
@@ -329,6 +333,31 @@ impl Store {
             .exec(&self.db)
             .await?;
         Ok(())
+    }
+
+    /// Logins `client_key` started that are neither finished nor expired, on every replica;
+    /// and when the oldest of them expires (Unix seconds).
+    pub async fn unfinished_logins(
+        &self,
+        client_key: &str,
+    ) -> Result<(u64, Option<i64>), StoreError> {
+        #[derive(Debug, sea_orm::FromQueryResult)]
+        struct Unfinished {
+            count: i64,
+            oldest: Option<i64>,
+        }
+        let found = login_states::Entity::find()
+            .select_only()
+            .column_as(login_states::Column::StateHash.count(), "count")
+            .column_as(login_states::Column::ExpiresAt.min(), "oldest")
+            .filter(login_states::Column::ClientKey.eq(client_key))
+            .filter(login_states::Column::ExpiresAt.gte(unix_now_i64()))
+            .into_model::<Unfinished>()
+            .one(&self.db)
+            .await?;
+        Ok(found.map_or((0, None), |f| {
+            (u64::try_from(f.count).unwrap_or(0), f.oldest)
+        }))
     }
 
     /// Forgets logins never finished and revocations of tokens that have expired anyway;

@@ -114,7 +114,7 @@ async fn unfinished_logins_are_bounded_per_client(backend: Backend) {
     let server = TestServer::start_with(
         backend,
         json!({"dev_login": true, "max_unfinished_logins_per_client": 5,
-               "trusted_proxies": "127.0.0.0/8"}),
+               "trusted_proxies": "127.0.0.0/8", "client_ip_header": "x-forwarded-for"}),
     )
     .await;
     let next = server.url("/app");
@@ -138,6 +138,30 @@ async fn unfinished_logins_are_bounded_per_client(backend: Backend) {
         .parse()
         .unwrap();
     assert!((1..=600).contains(&wait), "{wait}");
+    // A `Forwarded` header of the client's own is not read (only the one header named).
+    let disguised = flooder
+        .get(server.url(&format!(
+            "/auth/login/dev?next={}",
+            form_urlencoded::byte_serialize(next.as_bytes()).collect::<String>()
+        )))
+        .header("forwarded", "for=198.51.100.50")
+        .header("x-forwarded-for", "203.0.113.7")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(disguised.status(), 429);
+    // An IPv6 client is counted by its /64: rotating addresses within it gains nothing.
+    for i in 1..=6 {
+        let address = format!("2001:db8:7:7::{i:x}");
+        let response = start_dev_login(&server, &flooder, &address, &next).await;
+        assert_eq!(
+            response.status(),
+            if i <= 5 { 302 } else { 429 },
+            "{address}"
+        );
+    }
+    let neighbour = start_dev_login(&server, &flooder, "2001:db8:7:8::1", &next).await;
+    assert_eq!(neighbour.status(), 302, "another /64 is another client");
     // …while a user behind another address logs in meanwhile.
     let user = browser();
     let started = start_dev_login(&server, &user, "198.51.100.9", &next).await;

@@ -78,6 +78,7 @@ impl Cluster {
             ("AUTH_PLUGIN_DIR", self.plugins.path().to_str().unwrap()),
             ("ALLOWED_SERVICES", "example:sample_permission_provider"),
             ("AUTH_TRUSTED_PROXIES", "127.0.0.1"),
+            ("AUTH_CLIENT_IP_HEADER", "x-forwarded-for"),
             ("AUTH_MAX_UNFINISHED_LOGINS_PER_CLIENT", "1000"),
         ];
         envs.extend(self.extra.iter().map(|(k, v)| (*k, v.as_str())));
@@ -565,4 +566,51 @@ async fn a_server_on_postgresql_without_keys_or_secrets_refuses_to_start() {
         !data.path().join("signing-key.pem").exists(),
         "no key of its own made"
     );
+}
+
+/// A client of the balancer, connecting from `address` (any of 127.0.0.0/8), so that
+/// HAProxy sees clients apart.
+fn client_from(address: &str) -> reqwest::Client {
+    reqwest::Client::builder()
+        .local_address(address.parse::<std::net::IpAddr>().unwrap())
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap()
+}
+
+/// The probe's attacks on the per-client login limit, through `examples/cluster/haproxy.cfg`
+/// with `trusted_proxies` = the balancer and `client_ip_header = x-forwarded-for`: a client
+/// rotating its own `X-Forwarded-For` gains nothing, its `Forwarded: for=<victim>` locks no
+/// one out, and the limit holds across the three replicas the balancer spreads it over.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn behind_the_shipped_haproxy_configuration_each_client_gets_its_own_login_limit() {
+    if postgres_skipped() {
+        return;
+    }
+    let cluster = Cluster::start(&[("AUTH_MAX_UNFINISHED_LOGINS_PER_CLIENT", "5")], true).await;
+    let next: String =
+        form_urlencoded::byte_serialize(format!("{}/app", cluster.front).as_bytes()).collect();
+    let start = format!("{}/auth/login/dev?next={next}", cluster.front);
+    let attacker = client_from("127.0.0.3");
+    let mut statuses = Vec::new();
+    for i in 0..7 {
+        let answer = attacker
+            .get(&start)
+            .header("x-forwarded-for", format!("10.0.{i}.1"))
+            .header("forwarded", "for=127.0.0.4")
+            .send()
+            .await
+            .unwrap();
+        statuses.push(answer.status().as_u16());
+    }
+    assert_eq!(
+        statuses,
+        [302, 302, 302, 302, 302, 429, 429],
+        "the attacker's own limit"
+    );
+    // The victim the attacker named, and a bystander, are not locked out.
+    for address in ["127.0.0.4", "127.0.0.5"] {
+        let answer = client_from(address).get(&start).send().await.unwrap();
+        assert_eq!(answer.status(), 302, "{address}");
+    }
 }
