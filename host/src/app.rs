@@ -16,7 +16,7 @@ use crate::metrics::Metrics;
 use crate::plugins::{LoadOutcome, PluginRegistry, PluginSettings};
 use crate::reload::{PluginReloader, failure_messages};
 use crate::service::AuthService;
-use crate::storage::{Store, StoreError, redact_url};
+use crate::storage::{ChangeKeys, Store, StoreError, redact_url};
 use crate::tokens::{KeyError, KeySet, TokenService};
 
 /// Why auth-host cannot start; each problem is one message.
@@ -121,9 +121,17 @@ pub async fn open_store(config: &Config) -> Result<Store, StartupError> {
             ))
         })?;
     }
-    let store = Store::connect(&url, config.database_max_connections)
+    let mut store = Store::connect(&url, config.database_max_connections)
         .await
         .map_err(failed)?;
+    // The secret every replica shares authenticates what they announce to one another.
+    let shared = match config.key_secrets() {
+        secrets if !secrets.is_empty() => secrets,
+        _ => config.private_key.iter().map(|k| k.expose()).collect(),
+    };
+    if let Some(keys) = ChangeKeys::new(shared) {
+        store = store.with_change_keys(keys);
+    }
     let applied = store.migrate().await.map_err(failed)?;
     if !applied.is_empty() {
         tracing::info!(?applied, "database migrated");

@@ -84,6 +84,8 @@ pub struct Metrics {
     pub signing_key_changes: Counter,
     /// `signing_keys` rows not authenticated under `key_secrets` at the last look.
     pub signing_key_rows_refused: Gauge,
+    /// Notifications heard that were not authenticated (ignored).
+    pub notifications_refused: Counter,
 }
 
 impl std::fmt::Debug for Metrics {
@@ -182,9 +184,17 @@ impl Metrics {
              published, never used)",
             signing_key_rows_refused.clone(),
         );
+        let notifications_refused = Counter::default();
+        registry.register(
+            "notifications_refused",
+            "Notifications from the database that were not authenticated under the shared \
+             secret (ignored)",
+            notifications_refused.clone(),
+        );
         Metrics {
             registry,
             signing_key_rows_refused,
+            notifications_refused,
             maintenance_runs,
             signing_key_changes,
             legacy_client_tokens,

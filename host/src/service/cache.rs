@@ -71,6 +71,7 @@ impl AuthCache {
                 }
                 self.forget_where(|_| true);
             }
+            Change::Refused => {}
         }
     }
 

@@ -152,6 +152,11 @@ impl AuthService {
 
     /// A change another replica made (or the state of the listener hearing them).
     pub fn heard(&self, change: Change) {
+        if change == Change::Refused {
+            // Counted, and nothing else: a forged notification changes nothing here.
+            self.metrics.notifications_refused.inc();
+            return;
+        }
         self.cache.heard(&change);
     }
 

@@ -23,7 +23,7 @@ mod redact;
 mod schema;
 
 pub use keys::{KeyTransaction, StoredKey};
-pub use notify::Change;
+pub use notify::{Change, ChangeKeys};
 pub use redact::redact_url;
 
 use entities::{login_states, revoked_tokens, users};
@@ -169,6 +169,8 @@ const ACQUIRE_TIMEOUT: Duration = Duration::from_secs(5);
 #[derive(Debug, Clone)]
 pub struct Store {
     db: DatabaseConnection,
+    /// Authenticates the changes announced to other replicas (PostgreSQL).
+    change_keys: Option<std::sync::Arc<ChangeKeys>>,
 }
 
 impl Store {
@@ -209,7 +211,16 @@ impl Store {
             });
         }
         let db = Database::connect(options).await?;
-        Ok(Store { db })
+        Ok(Store {
+            db,
+            change_keys: None,
+        })
+    }
+
+    /// Announces changes authenticated under `keys`, and hears only those so authenticated.
+    pub fn with_change_keys(mut self, keys: ChangeKeys) -> Store {
+        self.change_keys = Some(std::sync::Arc::new(keys));
+        self
     }
 
     /// A transaction that first takes `lock` on PostgreSQL (SQLite serves one process).

@@ -7,4 +7,5 @@
 mod common;
 
 mod key_rows;
+mod notifications;
 mod replicas;
