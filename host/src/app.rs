@@ -295,11 +295,18 @@ pub async fn serve(
                 // still send meanwhile is served.
                 service.start_draining();
                 tracing::info!(?delay, "SIGTERM: draining, then stopping");
-                tokio::time::sleep(delay).await;
+                tokio::select! {
+                    _ = tokio::time::sleep(delay) => {}
+                    _ = tokio::signal::ctrl_c() => {
+                        tracing::info!("SIGINT: stopping without waiting out the drain");
+                    }
+                }
             }
             tracing::info!("no longer accepting connections");
         })
         .await;
+    // Calls still held by isolated plugins end with the host, and so does what they started.
+    crate::plugins::isolation::lifetime::end_all();
     tracing::info!("stopped");
     Ok(())
 }

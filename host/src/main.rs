@@ -133,7 +133,9 @@ fn main() -> ExitCode {
         command: PluginsCommand::Check { files },
     } = &cli.command
     {
-        return check_plugins(&config, files);
+        let code = check_plugins(&config, files);
+        plugins::isolation::lifetime::end_all();
+        return code;
     }
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -161,6 +163,8 @@ fn main() -> ExitCode {
             Command::Plugins { .. } | Command::PluginWorker { .. } => Ok(ExitCode::SUCCESS),
         }
     });
+    // Whatever ended the command, no plugin worker outlives it.
+    plugins::isolation::lifetime::end_all();
     match result {
         Ok(code) => code,
         Err(error) => {

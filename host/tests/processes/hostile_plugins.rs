@@ -72,3 +72,147 @@ async fn an_isolated_plugins_output_cannot_exhaust_the_hosts_memory_nor_stop_its
         "long lines are said to be cut"
     );
 }
+
+/// Whether a process runs (exists and is not a zombie).
+fn running(pid: u64) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .ok()
+        .and_then(|stat| {
+            let state = stat
+                .rsplit_once(')')?
+                .1
+                .split_whitespace()
+                .next()?
+                .to_owned();
+            Some(state != "Z")
+        })
+        .unwrap_or(false)
+}
+
+/// Waits up to 3 s for every process of `pids` to be gone.
+async fn all_gone(pids: &[u64]) -> Vec<u64> {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(3);
+    loop {
+        let alive: Vec<u64> = pids.iter().copied().filter(|p| running(*p)).collect();
+        if alive.is_empty() || std::time::Instant::now() > deadline {
+            return alive;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+}
+
+/// A server with two isolated aliases: `spawner` leaves a child process running, `stuck`
+/// never answers.
+fn server_with_workers(
+    data: &std::path::Path,
+    plugins: &PluginDir,
+    delay_ms: &str,
+) -> ServerProcess {
+    ServerProcess::start(&[
+        ("AUTH_DATA_DIR", data.to_str().unwrap()),
+        ("AUTH_PLUGIN_DIR", plugins.path().to_str().unwrap()),
+        (
+            "ALLOWED_SERVICES",
+            "spawner:test_hostile_provider;stuck:test_crash_provider",
+        ),
+        ("AUTH_PLUGIN_ISOLATION", "process"),
+        ("AUTH_PLUGINS__SPAWNER__MODE", "spawn_child"),
+        ("AUTH_PLUGINS__STUCK__MODE", "hang"),
+        ("AUTH_PLUGIN_TIMEOUT_MS", "30000"),
+        ("AUTH_SHUTDOWN_DELAY_MS", delay_ms),
+        ("AUTH_SHUTDOWN_GRACE_MS", "500"),
+    ])
+}
+
+/// Calls `spawner` and starts a call to `stuck` that stays in flight; the pids of the
+/// spawner's worker, its child, and the stuck worker.
+async fn workers_in_use(server: &ServerProcess, token: &str) -> Vec<u64> {
+    let (status, body) = common::server::get_json(&format!(
+        "{}/auth/authorize?service=spawner&jwt={token}",
+        server.base
+    ))
+    .await;
+    assert_eq!(status, 200, "{body}");
+    let child = body["permissions"]["child"].as_u64().unwrap();
+    let worker = body["permissions"]["worker"].as_u64().unwrap();
+    let stuck = format!("{}/auth/authorize?service=stuck&jwt={token}", server.base);
+    tokio::spawn(async move { common::server::client().get(stuck).send().await });
+    // The stuck worker's pid, from the log.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    let stuck_worker = loop {
+        let found = server.log().lines().find_map(|line| {
+            let event: serde_json::Value = serde_json::from_str(line).ok()?;
+            (event["message"] == "plugin worker started" && event["plugin"] == "stuck")
+                .then(|| event["pid"].as_u64())
+                .flatten()
+        });
+        if let Some(pid) = found {
+            break pid;
+        }
+        assert!(std::time::Instant::now() < deadline, "{}", server.log());
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    };
+    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    let pids = vec![worker, child, stuck_worker];
+    assert!(pids.iter().all(|p| running(*p)), "{pids:?}");
+    pids
+}
+
+/// SIGTERM with a call in flight: the host drains, exits 0, and its workers end with it,
+/// the child a plugin started included.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn workers_and_what_their_plugins_start_end_with_the_host() {
+    let plugins =
+        PluginDir::with_workspace_plugins(&["test_hostile_provider", "test_crash_provider"]);
+    let data = tempfile::tempdir().unwrap();
+    let token = common::user_token(data.path(), "ada@example.com");
+    let mut server = server_with_workers(data.path(), &plugins, "200");
+    let pids = workers_in_use(&server, &token).await;
+    server.terminate();
+    let status = server
+        .wait_exit(std::time::Duration::from_secs(10))
+        .expect("the host stops after SIGTERM");
+    assert!(status.success(), "{status:?}");
+    assert_eq!(
+        all_gone(&pids).await,
+        Vec::<u64>::new(),
+        "left behind after SIGTERM"
+    );
+
+    // Killed outright, the host has no say: each worker hears of it from the kernel and
+    // ends its own group.
+    let mut server = server_with_workers(data.path(), &plugins, "200");
+    let pids = workers_in_use(&server, &token).await;
+    std::process::Command::new("kill")
+        .args(["-KILL", &server.pid().to_string()])
+        .status()
+        .unwrap();
+    server.wait_exit(std::time::Duration::from_secs(5)).unwrap();
+    assert_eq!(
+        all_gone(&pids).await,
+        Vec::<u64>::new(),
+        "left behind after SIGKILL"
+    );
+}
+
+/// Ctrl-C during the drain stops at once, as the README says.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigint_during_the_drain_stops_at_once() {
+    let plugins =
+        PluginDir::with_workspace_plugins(&["test_hostile_provider", "test_crash_provider"]);
+    let data = tempfile::tempdir().unwrap();
+    let mut server = server_with_workers(data.path(), &plugins, "20000");
+    server.terminate();
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    assert!(server.is_running(), "draining for 20 s");
+    let interrupted = std::time::Instant::now();
+    std::process::Command::new("kill")
+        .args(["-INT", &server.pid().to_string()])
+        .status()
+        .unwrap();
+    let status = server
+        .wait_exit(std::time::Duration::from_secs(5))
+        .expect("SIGINT ends the drain");
+    assert!(status.success(), "{status:?}");
+    assert!(interrupted.elapsed() < std::time::Duration::from_secs(3));
+}

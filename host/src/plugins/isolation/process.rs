@@ -4,14 +4,15 @@
 
 use std::collections::HashMap;
 use std::io::BufReader;
-use std::process::{Child, ChildStdin, Command, Stdio};
+use std::process::{ChildStdin, Command, Stdio};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use auth_host_plugin_api::PluginKind;
 use tokio::sync::oneshot;
 
+use super::lifetime::{self, GroupLeader};
 use super::protocol::{Hello, Request, Response, Setup, read_frame, write_frame};
 use super::supervisor::WorkerSpec;
 use crate::plugins::PluginSummary;
@@ -22,7 +23,7 @@ pub(super) struct Worker {
     pub(super) pid: u32,
     alias: String,
     /// Shared with the answer reader, which reads the exit status once the pipe ends.
-    process: Arc<Mutex<Child>>,
+    process: Arc<Mutex<GroupLeader>>,
     /// Closed (taken) to tell the worker to leave.
     stdin: Mutex<Option<ChildStdin>>,
     pending: Arc<Mutex<Pending>>,
@@ -60,13 +61,13 @@ impl Worker {
             .stdout(Stdio::piped())
             .stderr(Stdio::piped());
         limit_memory(&mut command, spec.memory_limit);
-        let mut child = command
-            .spawn()
+        let mut child = lifetime::spawn(command)
             .map_err(|e| LoadError::Create(format!("cannot start a worker process: {e}")))?;
-        let (Some(mut stdin), Some(stdout), Some(stderr)) =
-            (child.stdin.take(), child.stdout.take(), child.stderr.take())
-        else {
-            let _ = child.kill();
+        let pid = child.id();
+        let pipes = child.take_pipes();
+        let process = Arc::new(Mutex::new(child));
+        let (Some(mut stdin), Some(stdout), Some(stderr)) = pipes else {
+            let _ = lifetime::reap_within(&process, Duration::ZERO);
             return Err(LoadError::Create("the worker has no pipes".into()));
         };
         super::worker_log::forward(&spec.alias, stderr);
@@ -81,19 +82,20 @@ impl Worker {
         let (summary, stdout) = match hello {
             Ok((Hello::Ready(summary), stdout)) => (parse_summary(&summary, spec.kind)?, stdout),
             Ok((Hello::Failed(reason), _)) => {
-                let _ = child.wait();
+                // It leaves by itself after saying why.
+                let _ = lifetime::reap_within(&process, Duration::from_secs(2));
                 return Err(LoadError::Create(reason));
             }
             Err(reason) => {
-                let _ = child.kill();
-                let status = child.wait().map(|s| describe_exit(&s)).unwrap_or_default();
+                let (status, _) = lifetime::reap_within(&process, Duration::ZERO);
+                let status = status.map(|s| describe_exit(&s)).unwrap_or_default();
                 return Err(LoadError::Create(format!("the worker {status}: {reason}")));
             }
         };
         let worker = Worker {
-            pid: child.id(),
+            pid,
             alias: spec.alias.clone(),
-            process: Arc::new(Mutex::new(child)),
+            process,
             stdin: Mutex::new(Some(stdin)),
             pending: Arc::new(Mutex::new(Pending::default())),
             next_id: AtomicU64::new(1),
@@ -208,7 +210,7 @@ impl Worker {
 
     pub(super) fn kill(&self) {
         if let Ok(mut process) = self.process.lock() {
-            let _ = process.kill();
+            process.kill();
         }
     }
 }
@@ -225,47 +227,18 @@ impl Drop for Worker {
         let _ = std::thread::Builder::new()
             .name("plugin-worker-reaper".into())
             .spawn(move || {
-                let deadline = Instant::now() + Duration::from_secs(1);
-                loop {
-                    let Ok(mut child) = process.lock() else {
-                        return;
-                    };
-                    match child.try_wait() {
-                        Ok(None) if Instant::now() < deadline => {}
-                        Ok(None) => {
-                            let _ = child.kill();
-                            let _ = child.wait();
-                            return;
-                        }
-                        _ => return,
-                    }
-                    drop(child);
-                    std::thread::sleep(Duration::from_millis(20));
-                }
+                let _ = lifetime::reap_within(&process, Duration::from_secs(1));
             });
     }
 }
 
 /// How the worker ended, once its stdout closed: its exit status (waited for up to 2 s; a
 /// worker that closed its stdout but lives on is killed).
-fn wait_for_exit(process: &Mutex<Child>) -> String {
-    let deadline = Instant::now() + Duration::from_secs(2);
-    loop {
-        let Ok(mut child) = process.lock() else {
-            return "ended".into();
-        };
-        match child.try_wait() {
-            Ok(Some(status)) => return describe_exit(&status),
-            Ok(None) if Instant::now() >= deadline => {
-                let _ = child.kill();
-                let _ = child.wait();
-                return "stopped answering and was killed".into();
-            }
-            Ok(None) => {}
-            Err(e) => return format!("ended ({e})"),
-        }
-        drop(child);
-        std::thread::sleep(Duration::from_millis(5));
+fn wait_for_exit(process: &Mutex<GroupLeader>) -> String {
+    match lifetime::reap_within(process, Duration::from_secs(2)) {
+        (_, true) => "stopped answering and was killed".into(),
+        (Ok(status), false) => describe_exit(&status),
+        (Err(e), false) => format!("ended ({e})"),
     }
 }
 

@@ -22,6 +22,7 @@ const EXIT_REFUSED: i32 = 3;
 /// Runs the worker for `alias` of `file`, which must be a plugin of `kind`. Returns the
 /// process' exit status.
 pub fn run(alias: &str, file: &Path, kind: PluginKind) -> i32 {
+    end_with_the_host();
     let Some(protocol) = protocol_output() else {
         return EXIT_REFUSED;
     };
@@ -89,6 +90,22 @@ pub fn run(alias: &str, file: &Path, kind: PluginKind) -> i32 {
 }
 
 type Output = Mutex<BufWriter<std::fs::File>>;
+
+/// The kernel sends this worker SIGTERM when the host dies (its parent-death signal, see
+/// `lifetime`); the worker then ends its whole process group: itself and whatever the plugin
+/// started.
+fn end_with_the_host() {
+    extern "C" fn end_group(_signal: libc::c_int) {
+        // SAFETY: kill is async-signal-safe; 0 names this process' own group.
+        unsafe {
+            libc::kill(0, libc::SIGKILL);
+        }
+    }
+    // SAFETY: installs a handler that only calls an async-signal-safe function.
+    unsafe {
+        libc::signal(libc::SIGTERM, end_group as *const () as libc::sighandler_t);
+    }
+}
 
 /// The pipe the answers go to. Standard output is the host's pipe, but a plugin may print:
 /// the pipe is kept on a file descriptor of its own, and fd 1 now writes to stderr, which

@@ -5,6 +5,8 @@
 //! - `flood_output`: writes `bytes` bytes with no newline to stdout, then to stderr, then a
 //!   line that is not UTF-8 to stderr, then prints an ordinary line; answers
 //!   `{"printed": true}` once all that was written.
+//! - `spawn_child`: starts `/bin/sleep 600` and leaves it running; answers
+//!   `{"child": <its pid>, "worker": <this process' pid>}`.
 //!
 //! Otherwise it answers `{"ok": true}`.
 
@@ -20,6 +22,7 @@ use serde::Deserialize;
 #[serde(rename_all = "snake_case")]
 enum Mode {
     FloodOutput,
+    SpawnChild,
 }
 
 #[derive(Debug, Deserialize)]
@@ -76,6 +79,13 @@ impl PermissionProvider for HostileProvider {
                 // Panics (an error for this call) if nobody reads the output any more.
                 println!("an ordinary line after the flood");
                 object(json!({"printed": true}))
+            }
+            Mode::SpawnChild => {
+                let child = std::process::Command::new("/bin/sleep")
+                    .arg("600")
+                    .spawn()
+                    .map_err(|e| PluginError::new(format!("cannot start a child: {e}")))?;
+                object(json!({"child": child.id(), "worker": std::process::id()}))
             }
         }
     }
