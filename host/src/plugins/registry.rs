@@ -401,7 +401,7 @@ fn load_all(settings: &PluginSettings) -> (Vec<LoadOutcome>, Vec<Arc<LoadedPlugi
                     kind,
                     settings: plugin_settings.to_string(),
                     call_timeout: settings.call_timeout,
-                    threads: u32::try_from(settings.max_in_flight.clamp(1, 64)).unwrap_or(64),
+                    threads: worker_threads(settings.max_in_flight),
                     memory_limit: settings.worker_memory_limit,
                     metrics: settings.worker_metrics.clone(),
                 })
@@ -465,3 +465,12 @@ pub fn check_files(files: &[PathBuf]) -> Vec<LoadOutcome> {
         })
         .collect()
 }
+
+/// Threads a worker answers calls on: as many as calls may be in flight, up to
+/// [`MAX_WORKER_THREADS`]; further calls wait in the pipe. Each thread costs address space
+/// (its stack), which counts against `plugin_memory_limit_mb`.
+fn worker_threads(max_in_flight: usize) -> u32 {
+    u32::try_from(max_in_flight.clamp(1, MAX_WORKER_THREADS)).unwrap_or(1)
+}
+
+const MAX_WORKER_THREADS: usize = 16;

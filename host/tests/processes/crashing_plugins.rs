@@ -381,3 +381,64 @@ async fn a_worker_that_stops_reading_never_blocks_the_server() {
         "{statuses:?}\n{log}"
     );
 }
+
+/// A worker sized for a modest limit: 128 MiB of address space is enough for the sample
+/// provider with the default call threads (the old worker reserved over 1 GB and aborted
+/// most calls even at 384 MiB); a worker that dies while idle is counted when it dies.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_worker_fits_a_modest_memory_limit_and_an_idle_death_is_counted() {
+    let plugins = PluginDir::with_workspace_plugins(&["sample_permission_provider"]);
+    let data = tempfile::tempdir().unwrap();
+    let token = common::user_token(data.path(), "ada@example.com");
+    let server = ServerProcess::start(&[
+        ("AUTH_DATA_DIR", data.path().to_str().unwrap()),
+        ("AUTH_PLUGIN_DIR", plugins.path().to_str().unwrap()),
+        ("ALLOWED_SERVICES", "example:sample_permission_provider"),
+        ("AUTH_PLUGIN_ISOLATION", "process"),
+        ("AUTH_PLUGIN_MEMORY_LIMIT_MB", "128"),
+    ]);
+    let url = format!("{}/auth/authorize?service=example&jwt={token}", server.base);
+    let mut refused = Vec::new();
+    for _ in 0..60 {
+        let (status, body) = common::server::get_json(&url).await;
+        if status != 200 {
+            refused.push(body);
+        }
+    }
+    assert!(
+        refused.is_empty(),
+        "{} of 60 refused: {refused:?}",
+        refused.len()
+    );
+
+    let worker = server
+        .log()
+        .lines()
+        .find_map(|line| {
+            let event: serde_json::Value = serde_json::from_str(line).ok()?;
+            (event["message"] == "plugin worker started")
+                .then(|| event["pid"].as_u64())
+                .flatten()
+        })
+        .unwrap();
+    std::process::Command::new("kill")
+        .args(["-KILL", &worker.to_string()])
+        .status()
+        .unwrap();
+    let exits = r#"auth_host_plugin_worker_exits_total{alias="example",cause="signal"}"#;
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    loop {
+        let metrics = common::server::get_text(&format!("{}/auth/metrics", server.base)).await;
+        if common::server::metric_value(&metrics, exits) == 1.0 {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "an idle worker's death is not counted:\n{metrics}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    // The next call starts a new worker.
+    let (status, _) = common::server::get_json(&url).await;
+    assert_eq!(status, 200);
+}

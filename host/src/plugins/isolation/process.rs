@@ -28,7 +28,15 @@ pub(super) struct Worker {
     stdin: Mutex<Option<ChildStdin>>,
     pending: Arc<Mutex<Pending>>,
     next_id: AtomicU64,
+    /// Why the host killed it, when it did; told to `on_exit` in place of the signal.
+    killed_because: Arc<Mutex<Option<String>>>,
+    /// Set once the host no longer needs it: its end is then no crash.
+    retiring: Arc<std::sync::atomic::AtomicBool>,
 }
+
+/// Told how a worker ended, when it ended while in service (in a call or idle): not when
+/// it was retired.
+pub(super) type OnExit = Arc<dyn Fn(u32, &str) + Send + Sync>;
 
 /// Calls awaiting their answer; once the worker is gone, how it ended.
 #[derive(Default)]
@@ -39,7 +47,10 @@ struct Pending {
 
 impl Worker {
     /// Spawns `auth-host plugin-worker` for the spec and waits for its hello.
-    pub(super) fn start(spec: &WorkerSpec) -> Result<(Worker, PluginSummary), LoadError> {
+    pub(super) fn start(
+        spec: &WorkerSpec,
+        on_exit: OnExit,
+    ) -> Result<(Worker, PluginSummary), LoadError> {
         let exe = std::env::current_exe()
             .map_err(|e| LoadError::Create(format!("cannot find the auth-host binary: {e}")))?;
         let mut command = Command::new(exe);
@@ -57,6 +68,10 @@ impl Worker {
                 "RUST_LOG",
                 std::env::var("RUST_LOG").unwrap_or_else(|_| "info".into()),
             )
+            // glibc gives threads that allocate arenas of their own, each reserving 64 MiB
+            // of address space (up to 8 per core), all counted against the memory limit:
+            // one arena serves a worker's short calls and keeps it inside a modest limit.
+            .env("MALLOC_ARENA_MAX", "1")
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped());
@@ -99,8 +114,10 @@ impl Worker {
             stdin: Mutex::new(Some(stdin)),
             pending: Arc::new(Mutex::new(Pending::default())),
             next_id: AtomicU64::new(1),
+            killed_because: Arc::new(Mutex::new(None)),
+            retiring: Arc::new(std::sync::atomic::AtomicBool::new(false)),
         };
-        worker.read_answers(stdout);
+        worker.read_answers(stdout, on_exit);
         worker.never_block_on_stdin()?;
         tracing::info!(
             plugin = spec.alias,
@@ -173,10 +190,12 @@ impl Worker {
 
     /// Reads answers on a thread of its own until the worker's stdout ends; then every call
     /// still waiting fails with how the worker ended.
-    fn read_answers(&self, stdout: std::process::ChildStdout) {
+    fn read_answers(&self, stdout: std::process::ChildStdout, on_exit: OnExit) {
         let pending = Arc::clone(&self.pending);
         let process = Arc::clone(&self.process);
         let alias = self.alias.clone();
+        let (pid, killed_because) = (self.pid, Arc::clone(&self.killed_because));
+        let retiring = Arc::clone(&self.retiring);
         let _ = std::thread::Builder::new()
             .name(format!("plugin-worker-{alias}"))
             .spawn(move || {
@@ -198,7 +217,17 @@ impl Worker {
                         }
                     }
                 }
-                let cause = wait_for_exit(&process);
+                let ended = wait_for_exit(&process);
+                let cause = killed_because
+                    .lock()
+                    .ok()
+                    .and_then(|mut reason| reason.take())
+                    .unwrap_or(ended);
+                // Counted before the calls it held fail, so that their callers see the
+                // back-off this end adds to.
+                if !retiring.load(Ordering::SeqCst) {
+                    on_exit(pid, &cause);
+                }
                 if let Ok(mut pending) = pending.lock() {
                     for (_, waiting) in pending.waiting.drain() {
                         let _ = waiting.send(Err(cause.clone()));
@@ -208,7 +237,11 @@ impl Worker {
             });
     }
 
-    pub(super) fn kill(&self) {
+    /// Kills the worker (and what its plugin started); `because` is how its end is told.
+    pub(super) fn kill(&self, because: String) {
+        if let Ok(mut reason) = self.killed_because.lock() {
+            reason.get_or_insert(because);
+        }
         if let Ok(mut process) = self.process.lock() {
             process.kill();
         }
@@ -220,6 +253,14 @@ impl Drop for Worker {
     /// live worker leaves by itself; one that does not within a second is killed. Never
     /// blocks the caller.
     fn drop(&mut self) {
+        // Killed by the host (a time-out, a broken pipe), its end is still told.
+        if self
+            .killed_because
+            .lock()
+            .is_ok_and(|reason| reason.is_none())
+        {
+            self.retiring.store(true, Ordering::SeqCst);
+        }
         if let Ok(mut stdin) = self.stdin.lock() {
             drop(stdin.take());
         }

@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 
 use auth_host_plugin_api::PluginKind;
 
-use super::process::Worker;
+use super::process::{OnExit, Worker};
 use super::protocol::{Call, Request, Response};
 use crate::metrics::{AliasLabels, WorkerExitLabels, WorkerMetrics, WorkerStartLabels};
 use crate::plugins::library::LoadError;
@@ -46,6 +46,14 @@ pub struct IsolatedPlugin {
     current: Mutex<Option<Arc<Worker>>>,
     /// Held while a new worker starts.
     restarting: tokio::sync::Mutex<()>,
+    exits: Arc<Exits>,
+}
+
+/// How the alias' workers ended: counted when each ends (in a call or idle), for the
+/// metrics, the back-off and the crash loop.
+struct Exits {
+    alias: String,
+    metrics: WorkerMetrics,
     crashes: Mutex<Crashes>,
 }
 
@@ -69,7 +77,12 @@ impl IsolatedPlugin {
     /// Starts the alias' worker and waits for its hello (blocking, bounded by the call time
     /// limit): a plugin that cannot load is refused here, as it would be in-process.
     pub fn start(spec: WorkerSpec) -> Result<IsolatedPlugin, LoadError> {
-        let (worker, summary) = Worker::start(&spec)?;
+        let exits = Arc::new(Exits {
+            alias: spec.alias.clone(),
+            metrics: spec.metrics.clone(),
+            crashes: Mutex::new(Crashes::default()),
+        });
+        let (worker, summary) = Worker::start(&spec, exits.on_exit())?;
         spec.metrics
             .starts
             .get_or_create(&WorkerStartLabels {
@@ -82,7 +95,7 @@ impl IsolatedPlugin {
             summary,
             current: Mutex::new(Some(Arc::new(worker))),
             restarting: tokio::sync::Mutex::new(()),
-            crashes: Mutex::new(Crashes::default()),
+            exits,
         })
     }
 
@@ -104,7 +117,7 @@ impl IsolatedPlugin {
 
     /// Whether the alias keeps crashing (several times a minute).
     pub fn in_crash_loop(&self) -> bool {
-        self.crashes.lock().is_ok_and(|c| {
+        self.exits.crashes.lock().is_ok_and(|c| {
             c.recent
                 .iter()
                 .filter(|at| at.elapsed() <= CRASH_WINDOW)
@@ -130,7 +143,7 @@ impl IsolatedPlugin {
         };
         if let Err(cause) = worker.send(&request) {
             // A part of the frame may be in the pipe: the worker cannot be talked to again.
-            worker.kill();
+            worker.kill(cause.clone());
             return Err(self.crashed(&worker, cause));
         }
         match tokio::time::timeout(self.spec.call_timeout, answer).await {
@@ -139,11 +152,8 @@ impl IsolatedPlugin {
             Ok(Err(_)) => Err(self.crashed(&worker, "ended".into())),
             Err(_) => {
                 // A real cut-off: the worker and whatever it was running are gone.
-                worker.kill();
-                self.forget(
-                    &worker,
-                    format!("killed after {:?}", self.spec.call_timeout),
-                );
+                worker.kill(format!("killed after {:?}", self.spec.call_timeout));
+                self.forget(&worker);
                 Err(PluginCallError::TimedOut {
                     alias: self.spec.alias.clone(),
                     timeout: self.spec.call_timeout,
@@ -170,7 +180,8 @@ impl IsolatedPlugin {
             });
         }
         let spec = self.spec.clone();
-        let started = tokio::task::spawn_blocking(move || Worker::start(&spec))
+        let on_exit = self.exits.on_exit();
+        let started = tokio::task::spawn_blocking(move || Worker::start(&spec, on_exit))
             .await
             .map_err(|e| e.to_string())
             .and_then(|started| started.map_err(|e| e.to_string()));
@@ -196,7 +207,8 @@ impl IsolatedPlugin {
                 Ok(worker)
             }
             Err(reason) => {
-                self.note_crash(format!("could not restart: {reason}"));
+                self.exits
+                    .note_crash(format!("could not restart: {reason}"));
                 Err(PluginCallError::Crashed {
                     alias: self.spec.alias.clone(),
                     cause: format!("could not restart: {reason}"),
@@ -213,45 +225,76 @@ impl IsolatedPlugin {
             .filter(|worker| worker.alive())
     }
 
-    /// The error for calls a dead worker held; the worker is forgotten (once).
+    /// The error for calls a dead worker held; the worker is forgotten.
     fn crashed(&self, worker: &Arc<Worker>, cause: String) -> PluginCallError {
-        self.forget(worker, cause.clone());
+        self.forget(worker);
         PluginCallError::Crashed {
             alias: self.spec.alias.clone(),
             cause,
         }
     }
 
-    /// Drops `worker` as the current one, counting its end as a crash.
-    fn forget(&self, worker: &Arc<Worker>, cause: String) {
-        let was_current = self.current.lock().is_ok_and(|mut current| {
-            let same = current.as_ref().is_some_and(|c| Arc::ptr_eq(c, worker));
-            if same {
-                *current = None;
-            }
-            same
-        });
-        if was_current {
-            tracing::warn!(plugin = self.spec.alias, pid = worker.pid, %cause, "plugin worker ended");
-            let kind = if cause.starts_with("killed after") {
-                "timeout"
-            } else if cause.contains("signal") {
-                "signal"
-            } else if cause.contains("exited with status") {
-                "exit"
-            } else {
-                "other"
-            };
-            self.spec
-                .metrics
-                .exits
-                .get_or_create(&WorkerExitLabels {
-                    alias: self.spec.alias.clone(),
-                    cause: kind,
-                })
-                .inc();
-            self.note_crash(cause);
+    /// Drops `worker` as the current one (its end is counted by [`Exits`]).
+    fn forget(&self, worker: &Arc<Worker>) {
+        if let Ok(mut current) = self.current.lock()
+            && current.as_ref().is_some_and(|c| Arc::ptr_eq(c, worker))
+        {
+            *current = None;
         }
+    }
+
+    /// How long until the next start is allowed: nothing after one crash, then doubling
+    /// from 100 ms with each crash in the window, up to 30 s.
+    fn backoff_left(&self) -> Option<Duration> {
+        let crashes = self.exits.crashes.lock().ok()?;
+        let count = crashes.recent.len();
+        let last = crashes.recent.back()?;
+        if count < 2 {
+            return None;
+        }
+        let exponent = u32::try_from(count - 2).unwrap_or(u32::MAX).min(16);
+        let delay = (Duration::from_millis(100) * 2u32.pow(exponent)).min(MAX_BACKOFF);
+        delay
+            .checked_sub(last.elapsed())
+            .filter(|left| !left.is_zero())
+    }
+
+    fn last_cause(&self) -> String {
+        self.exits
+            .crashes
+            .lock()
+            .ok()
+            .and_then(|c| c.last_cause.clone())
+            .unwrap_or_default()
+    }
+}
+
+impl Exits {
+    fn on_exit(self: &Arc<Self>) -> OnExit {
+        let exits = Arc::clone(self);
+        Arc::new(move |pid, cause| exits.ended(pid, cause))
+    }
+
+    /// A worker in service ended: logged, counted by cause, and noted for the back-off.
+    fn ended(&self, pid: u32, cause: &str) {
+        tracing::warn!(plugin = self.alias, pid, %cause, "plugin worker ended");
+        let kind = if cause.starts_with("killed after") {
+            "timeout"
+        } else if cause.contains("signal") {
+            "signal"
+        } else if cause.contains("exited with status") {
+            "exit"
+        } else {
+            "other"
+        };
+        self.metrics
+            .exits
+            .get_or_create(&WorkerExitLabels {
+                alias: self.alias.clone(),
+                cause: kind,
+            })
+            .inc();
+        self.note_crash(cause.to_owned());
     }
 
     fn note_crash(&self, cause: String) {
@@ -271,43 +314,18 @@ impl IsolatedPlugin {
         let in_loop = crashes.recent.len() >= CRASH_LOOP;
         if in_loop && !crashes.in_loop {
             tracing::error!(
-                plugin = self.spec.alias,
+                plugin = self.alias,
                 crashes = crashes.recent.len(),
                 %cause,
                 "plugin worker is in a crash loop; restarting it with growing delays"
             );
         }
         crashes.in_loop = in_loop;
-        self.spec
-            .metrics
+        self.metrics
             .crash_loop
             .get_or_create(&AliasLabels {
-                alias: self.spec.alias.clone(),
+                alias: self.alias.clone(),
             })
             .set(i64::from(in_loop));
-    }
-
-    /// How long until the next start is allowed: nothing after one crash, then doubling
-    /// from 100 ms with each crash in the window, up to 30 s.
-    fn backoff_left(&self) -> Option<Duration> {
-        let crashes = self.crashes.lock().ok()?;
-        let count = crashes.recent.len();
-        let last = crashes.recent.back()?;
-        if count < 2 {
-            return None;
-        }
-        let exponent = u32::try_from(count - 2).unwrap_or(u32::MAX).min(16);
-        let delay = (Duration::from_millis(100) * 2u32.pow(exponent)).min(MAX_BACKOFF);
-        delay
-            .checked_sub(last.elapsed())
-            .filter(|left| !left.is_zero())
-    }
-
-    fn last_cause(&self) -> String {
-        self.crashes
-            .lock()
-            .ok()
-            .and_then(|c| c.last_cause.clone())
-            .unwrap_or_default()
     }
 }

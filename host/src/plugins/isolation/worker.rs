@@ -48,6 +48,34 @@ pub fn run(alias: &str, file: &Path, kind: PluginKind) -> i32 {
             return EXIT_REFUSED;
         }
     };
+    // A fixed set of threads takes turns reading a request and running it, several calls
+    // at once with no hand-over between threads; the host bounds how many it sends and
+    // kills a worker whose call runs too long. They are started before the hello, so that a
+    // memory limit too small for them refuses the load, saying so, instead of leaving the
+    // worker short of threads.
+    drop(stdin);
+    let mut threads = Vec::new();
+    for n in 0..setup.threads.max(1) {
+        let (plugin, stdout) = (Arc::clone(&plugin), Arc::clone(&stdout));
+        let started = std::thread::Builder::new()
+            .name(format!("plugin-call-{n}"))
+            .spawn(move || serve_calls(&plugin, &stdout));
+        match started {
+            Ok(thread) => threads.push(thread),
+            Err(error) => {
+                send(
+                    Hello::Failed(format!(
+                        "cannot start call thread {} of {} ({error}): raise \
+                         plugin_memory_limit_mb or lower plugin_max_in_flight",
+                        n + 1,
+                        setup.threads
+                    ))
+                    .frame(),
+                );
+                return EXIT_REFUSED;
+            }
+        }
+    }
     let summary = plugin.summary();
     send(
         Hello::Ready(
@@ -64,26 +92,8 @@ pub fn run(alias: &str, file: &Path, kind: PluginKind) -> i32 {
         )
         .frame(),
     );
-    // A fixed set of threads takes turns reading a request and running it, several calls
-    // at once with no hand-over between threads; the host bounds how many it sends and
-    // kills a worker whose call runs too long.
-    drop(stdin);
-    let threads: Vec<_> = (0..setup.threads.max(1))
-        .map(|n| {
-            let plugin = Arc::clone(&plugin);
-            let stdout = Arc::clone(&stdout);
-            std::thread::Builder::new()
-                .name(format!("plugin-call-{n}"))
-                .spawn(move || serve_calls(&plugin, &stdout))
-        })
-        .collect();
     for thread in threads {
-        match thread {
-            Ok(thread) => {
-                let _ = thread.join();
-            }
-            Err(_) => return EXIT_REFUSED,
-        }
+        let _ = thread.join();
     }
     // The host closed the pipe: it no longer needs this worker.
     0
