@@ -41,6 +41,70 @@ impl Config {
                 problems.push(format!("{key}: must be at least 1"));
             }
         }
+        // Upper bounds: beyond them a duration is a mistake, and sums with the clock would
+        // overflow (an `exp` before its `iat`, or past what a JWT consumer reads).
+        const DAY_SECS: u64 = 24 * 3600;
+        const HOUR_MS: u64 = 3600 * 1000;
+        for (key, value, max, unit) in [
+            (
+                "client_token_lifetime_secs",
+                self.client_token_lifetime_secs,
+                366 * DAY_SECS,
+                "s (366 days)",
+            ),
+            (
+                "permission_token_lifetime_secs",
+                self.permission_token_lifetime_secs,
+                366 * DAY_SECS,
+                "s (366 days)",
+            ),
+            (
+                "key_rotation_secs",
+                self.key_rotation_secs,
+                366 * DAY_SECS,
+                "s (366 days)",
+            ),
+            (
+                "maintenance_interval_secs",
+                self.maintenance_interval_secs,
+                DAY_SECS,
+                "s (a day)",
+            ),
+            (
+                "token_cache_ms",
+                self.token_cache_ms,
+                HOUR_MS,
+                "ms (an hour)",
+            ),
+            (
+                "request_timeout_ms",
+                self.request_timeout_ms,
+                HOUR_MS,
+                "ms (an hour)",
+            ),
+            (
+                "plugin_timeout_ms",
+                self.plugin_timeout_ms,
+                10 * 60 * 1000,
+                "ms (10 minutes)",
+            ),
+            (
+                "shutdown_delay_ms",
+                self.shutdown_delay_ms,
+                HOUR_MS,
+                "ms (an hour)",
+            ),
+            (
+                "shutdown_grace_ms",
+                self.shutdown_grace_ms,
+                HOUR_MS,
+                "ms (an hour)",
+            ),
+        ] {
+            if value > max {
+                problems.push(format!("{key}: {value} is too long; at most {max} {unit}"));
+            }
+        }
         problems.extend(self.key_problems());
         if let Some(address) = &self.external_address
             && let Err(problem) = normalize_external_address(address)

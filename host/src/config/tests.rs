@@ -401,3 +401,31 @@ fn trusted_proxies_and_the_client_ip_header_come_together() {
     .unwrap();
     assert_eq!(both.client_ip_header, super::ClientIpHeader::XForwardedFor);
 }
+
+#[test]
+fn durations_beyond_their_bounds_are_refused_by_key() {
+    let load = |settings: serde_json::Value| {
+        Config::from_figment(Figment::from(figment::providers::Serialized::defaults(
+            settings,
+        )))
+    };
+    let errors = load(serde_json::json!({
+        "client_token_lifetime_secs": u64::MAX,
+        "permission_token_lifetime_secs": 1u64 << 63,
+        "token_cache_ms": u64::MAX,
+        "plugin_timeout_ms": 3_600_000,
+        "shutdown_grace_ms": u64::MAX,
+    }))
+    .unwrap_err()
+    .to_string();
+    for key in [
+        "client_token_lifetime_secs: 18446744073709551615 is too long; at most 31622400 s",
+        "permission_token_lifetime_secs: 9223372036854775808 is too long",
+        "token_cache_ms",
+        "plugin_timeout_ms: 3600000 is too long; at most 600000 ms",
+        "shutdown_grace_ms",
+    ] {
+        assert!(errors.contains(key), "{key}: {errors}");
+    }
+    assert!(load(serde_json::json!({"client_token_lifetime_secs": 366 * 24 * 3600})).is_ok());
+}

@@ -51,6 +51,11 @@ pub enum TokenError {
     WrongKind,
 }
 
+/// The longest the old service's client tokens lived (its fixed 14 days): one of its tokens
+/// whose `exp` lies further ahead was not made by it, whatever its signature, and would
+/// keep a revocation row alive for as long.
+pub const LEGACY_CLIENT_TOKEN_LIFETIME: Duration = Duration::from_secs(14 * 24 * 3600);
+
 /// Issues and verifies tokens.
 #[derive(Debug)]
 pub struct TokenService {
@@ -96,7 +101,7 @@ impl TokenService {
         let claims = ClientClaims {
             userid: userid.to_owned(),
             iat,
-            exp: iat + self.client_lifetime.as_secs(),
+            exp: iat.saturating_add(self.client_lifetime.as_secs()),
             jti: Some(uuid::Uuid::new_v4().simple().to_string()),
             legacy: false,
         };
@@ -111,7 +116,17 @@ impl TokenService {
     /// service's business (it needs the database).
     pub fn verify_client_token(&self, token: &str) -> Result<ClientClaims, TokenError> {
         let (signed_by, verified) = self.keys().verify(token, true)?;
-        claims::client_claims(signed_by, verified.header.typ.as_deref(), verified.claims)
+        let claims =
+            claims::client_claims(signed_by, verified.header.typ.as_deref(), verified.claims)?;
+        let latest = unix_now()
+            .saturating_add(LEGACY_CLIENT_TOKEN_LIFETIME.as_secs())
+            .saturating_add(LEEWAY_SECS);
+        if claims.legacy && claims.exp > latest {
+            return Err(TokenError::Invalid(
+                "an old-service token expiring later than that service's tokens lived".into(),
+            ));
+        }
+        Ok(claims)
     }
 
     pub fn issue_permission_token(
@@ -126,7 +141,7 @@ impl TokenService {
             permissions: permissions.clone(),
             service: service.to_owned(),
             iat,
-            exp: iat + self.permission_lifetime.as_secs(),
+            exp: iat.saturating_add(self.permission_lifetime.as_secs()),
         };
         self.keys()
             .sign(TokenKind::Permission, &claims)

@@ -349,6 +349,13 @@ fn the_old_services_client_tokens_only_as_client_tokens_and_only_with_its_key() 
         (claims.userid.as_str(), claims.legacy, claims.jti),
         ("u1", true, None)
     );
+    // As long as the old service's tokens lived, and no longer.
+    let fortnight = hs256(
+        &key,
+        None,
+        serde_json::json!({"userid": "u1", "exp": now() + 14 * 24 * 3600}),
+    );
+    assert!(legacy.verify_client_token(&fortnight).is_ok());
     for (what, token, expected) in [
         (
             "expired",
@@ -403,6 +410,28 @@ fn the_old_services_client_tokens_only_as_client_tokens_and_only_with_its_key() 
                 serde_json::json!({"userid": "u1", "exp": exp}),
             ),
             TokenError::Invalid("InvalidSignature".into()),
+        ),
+        (
+            "expiring far beyond the old service's 14 days",
+            hs256(
+                &key,
+                None,
+                serde_json::json!({"userid": "u1", "exp": u64::MAX}),
+            ),
+            TokenError::Invalid(
+                "an old-service token expiring later than that service's tokens lived".into(),
+            ),
+        ),
+        (
+            "expiring in 15 days",
+            hs256(
+                &key,
+                None,
+                serde_json::json!({"userid": "u1", "exp": now() + 15 * 24 * 3600}),
+            ),
+            TokenError::Invalid(
+                "an old-service token expiring later than that service's tokens lived".into(),
+            ),
         ),
         (
             "with a kid",
