@@ -26,9 +26,13 @@ rm -rf "$OUT/data"
 mkdir -p "$OUT/data"
 PLUGIN_DIR=target/release
 . tools/sample-server-env.sh
-# The sample provider twice: in-process (`example`) and in a worker process (`isolated`).
-export ALLOWED_SERVICES="example:sample_permission_provider;isolated:sample_permission_provider"
+# The sample provider three times: in-process (`example`), in a worker process without the
+# sandbox (`isolated`) and in a sandboxed one (`sandboxed`).
+export ALLOWED_SERVICES="example:sample_permission_provider;isolated:sample_permission_provider;sandboxed:sample_permission_provider"
 export AUTH_PLUGINS__ISOLATED__ISOLATION=process
+export AUTH_PLUGINS__ISOLATED__SANDBOX=off
+export AUTH_PLUGINS__SANDBOXED__ISOLATION=process
+export AUTH_PLUGINS__SANDBOXED__SANDBOX=strict
 # The login benchmark is one client with up to 64 logins in flight at once.
 export AUTH_MAX_UNFINISHED_LOGINS_PER_CLIENT=1000
 case "$DB" in
@@ -110,6 +114,7 @@ run "GET /auth/check (no token)" "$BASE/auth/check"
 run "GET /auth/check (valid token)" "$BASE/auth/check?jwt=$TOKEN"
 run "GET /auth/authorize (sample provider)" "$BASE/auth/authorize?service=example&jwt=$TOKEN"
 run "GET /auth/authorize (sample provider, isolated)" "$BASE/auth/authorize?service=isolated&jwt=$TOKEN"
+run "GET /auth/authorize (sample provider, isolated, sandboxed)" "$BASE/auth/authorize?service=sandboxed&jwt=$TOKEN"
 run "POST /auth/update" "$BASE/auth/update" "$OUT/update.lua"
 
 # A whole login (start, then callback: state, user refresh, hooks, client token) cannot be
@@ -128,6 +133,22 @@ rss_kb=$(awk '/^VmHWM:/ {print $2}' "/proc/$PID/status")
 kill $PID
 wait $PID 2>/dev/null || true
 trap - EXIT
+
+# A worker's start, with and without the sandbox: `plugins check` of one isolated alias (the
+# host's own start included), the mean of 5.
+check_ms() {
+  local total=0 started
+  for _ in 1 2 3 4 5; do
+    started=$(date +%s%N)
+    ALLOWED_SERVICES="w:sample_permission_provider" INSTALLED_EXTENSIONS="" \
+      AUTH_PLUGINS__W__ISOLATION=process AUTH_PLUGINS__W__SANDBOX="$1" \
+      "$BIN" plugins check >/dev/null
+    total=$((total + $(date +%s%N) - started))
+  done
+  awk -v t="$total" 'BEGIN { printf "%.1f", t / 5 / 1e6 }'
+}
+check_off_ms=$(check_ms off)
+check_sandboxed_ms=$(check_ms strict)
 
 # The machine's signing bound, one core, same run.
 speed=$(openssl speed -seconds 3 rsa2048 ecdsap256 ed25519 2>/dev/null)
@@ -148,6 +169,7 @@ ed_sign=$(awk '/253 bits EdDSA \(Ed25519\)/ {printf "%.0f", $7}' <<<"$speed")
   echo
   echo "- ready to serve: ${ready_ms} ms after start (sample plugins, $DB)"
   echo "- peak RSS: $((rss_kb / 1024)) MB"
+  echo "- \`plugins check\` of one isolated alias (auth-host's start, the worker's start and hello): ${check_off_ms} ms without the sandbox, ${check_sandboxed_ms} ms sandboxed (mean of 5)"
   echo "- signing bound (openssl speed, 1 core): RSA-2048 sign ${rsa_sign}/s, verify ${rsa_verify}/s;"
   echo "  ECDSA P-256 sign ${ecdsa_sign}/s; Ed25519 sign ${ed_sign}/s"
 } >"$REPORT"

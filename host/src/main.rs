@@ -121,6 +121,9 @@ fn main() -> ExitCode {
         let status = plugins::isolation::worker::run(alias, file, kind);
         return ExitCode::from(u8::try_from(status).unwrap_or(1));
     }
+    // Nothing of this process — keys, secrets, its environment — is readable by another
+    // process of the same user, a plugin worker included.
+    plugins::isolation::sandbox::make_undumpable();
     let config = match Config::load(cli.config.as_deref()) {
         Ok(config) => config,
         Err(errors) => {
@@ -311,8 +314,13 @@ fn check_plugins(config: &Config, files: &[PathBuf]) -> ExitCode {
                     None => "",
                 };
                 let isolated = match outcome.isolation {
-                    plugins::Isolation::Process => "isolated in a worker process, ",
-                    plugins::Isolation::None => "",
+                    plugins::Isolation::Process => {
+                        format!(
+                            "isolated in a worker process (sandbox: {}), ",
+                            summary.sandbox
+                        )
+                    }
+                    plugins::Isolation::None => String::new(),
                 };
                 println!(
                     "OK    {role}`{}`: {}, {} {}, plugin-api {}, {isolated}{}",

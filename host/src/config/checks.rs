@@ -185,6 +185,36 @@ impl Config {
                     "plugins.{alias}.isolation: expected `none` or `process`, found {isolation}"
                 ));
             }
+            if let Some(sandbox) = settings.get(crate::plugins::SANDBOX_KEY)
+                && serde_json::from_value::<crate::plugins::SandboxMode>(sandbox.clone()).is_err()
+            {
+                problems.push(format!(
+                    "plugins.{alias}.sandbox: expected `strict`, `available` or `off`, found \
+                     {sandbox}"
+                ));
+            }
+            if let Some(paths) = settings.get(crate::plugins::READ_PATHS_KEY) {
+                let absolute = serde_json::from_value::<Vec<PathBuf>>(paths.clone())
+                    .is_ok_and(|paths| paths.iter().all(|p| p.is_absolute()));
+                if !absolute {
+                    problems.push(format!(
+                        "plugins.{alias}.read_paths: expected a list of absolute paths, found \
+                         {paths}"
+                    ));
+                }
+            }
+            if let Some(network) = settings.get(crate::plugins::NETWORK_KEY)
+                && !network.is_boolean()
+            {
+                problems.push(format!(
+                    "plugins.{alias}.network: expected true or false, found {network}"
+                ));
+            }
+        }
+        if let Some(user) = &self.plugin_user
+            && let Err(problem) = resolve_user(user)
+        {
+            problems.push(format!("plugin_user (AUTH_PLUGIN_USER): {problem}"));
         }
         for extension in self.installed_extensions.iter() {
             if self
@@ -201,4 +231,52 @@ impl Config {
         }
         problems
     }
+}
+
+impl Config {
+    /// `plugin_user` as uid and gid (checked at start-up).
+    pub fn plugin_user_ids(&self) -> Option<(u32, u32)> {
+        self.plugin_user
+            .as_deref()
+            .and_then(|u| resolve_user(u).ok())
+    }
+}
+
+/// `name`, `uid` or `uid:gid` → uid and gid (a name's own group; a bare uid's group is the
+/// same number).
+fn resolve_user(user: &str) -> Result<(u32, u32), String> {
+    let numbers = match user.split_once(':') {
+        Some((uid, gid)) => uid.parse().ok().zip(gid.parse().ok()),
+        None => user.parse().ok().map(|uid| (uid, uid)),
+    };
+    if let Some(ids) = numbers {
+        return Ok(ids);
+    }
+    let name = std::ffi::CString::new(user).map_err(|_| format!("`{user}`: not a user name"))?;
+    let mut entry: libc::passwd = unsafe_zeroed_passwd();
+    let mut buffer = vec![0 as libc::c_char; 4096];
+    let mut found: *mut libc::passwd = std::ptr::null_mut();
+    // SAFETY: getpwnam_r writes the entry into `entry` and its strings into `buffer`, both
+    // alive and of the sizes given, and sets `found` to `&entry` or null.
+    let status = unsafe {
+        libc::getpwnam_r(
+            name.as_ptr(),
+            &mut entry,
+            buffer.as_mut_ptr(),
+            buffer.len(),
+            &mut found,
+        )
+    };
+    if status != 0 || found.is_null() {
+        return Err(format!(
+            "no user `{user}` on this system (give a name, a uid or uid:gid)"
+        ));
+    }
+    Ok((entry.pw_uid, entry.pw_gid))
+}
+
+fn unsafe_zeroed_passwd() -> libc::passwd {
+    // SAFETY: `passwd` is plain data (integers and pointers); all-zero is a valid value that
+    // getpwnam_r overwrites.
+    unsafe { std::mem::zeroed() }
 }

@@ -166,6 +166,12 @@ pub struct Config {
     pub plugin_isolation: crate::plugins::Isolation,
     /// Address-space limit of each plugin worker process, in MiB (0: none).
     pub plugin_memory_limit_mb: u64,
+    /// How isolated plugins are confined (`strict`, `available` or `off`), unless their
+    /// `[plugins.<alias>] sandbox` says otherwise.
+    pub plugin_sandbox: crate::plugins::SandboxMode,
+    /// The user isolated workers run as when auth-host runs as root: a name, `uid` or
+    /// `uid:gid`.
+    pub plugin_user: Option<String>,
     /// `[plugins.<alias>]`: settings handed to that alias' plugin at load.
     pub plugins: BTreeMap<String, serde_json::Value>,
     /// Bearer token of `POST /admin/reload`; without it there is no admin endpoint.
@@ -309,6 +315,8 @@ impl Config {
             plugin_memory_limit_mb: keys
                 .get("plugin_memory_limit_mb")
                 .unwrap_or(defaults::PLUGIN_MEMORY_LIMIT_MB),
+            plugin_sandbox: keys.get("plugin_sandbox").unwrap_or_default(),
+            plugin_user: keys.get("plugin_user"),
             plugins: keys.get("plugins").unwrap_or_default(),
             admin_token: keys.get("admin_token"),
             log_format: keys.get("log_format").unwrap_or_default(),

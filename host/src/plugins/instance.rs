@@ -196,6 +196,7 @@ pub(super) fn summary_of(library: &Library) -> PluginSummary {
         name: library.name.to_owned(),
         version: library.version.to_owned(),
         api_version: library.api_version.to_owned(),
+        sandbox: String::new(),
     }
 }
 

@@ -171,7 +171,26 @@ fn opened() -> &'static std::sync::Mutex<std::collections::HashMap<[u8; 32], Lib
 
 fn open_bytes(path: &Path, bytes: &[u8]) -> Result<Library, LoadError> {
     let copy = PrivateCopy::write(path, bytes)?;
-    let header = lib_header_from_path(copy.path()).map_err(|e| match e {
+    let library = open_copy(copy.path());
+    drop(copy);
+    library
+}
+
+/// Reads and checks the plugin file at `path` and writes the private copy to open: what the
+/// host does for a worker, which then opens the copy ([`open_copy`]) inside its sandbox and
+/// never writes a file itself.
+pub fn private_copy(path: &Path) -> Result<PrivateCopy, LoadError> {
+    let bytes = read_plugin_file(path)?;
+    check_shared_object(&bytes)?;
+    PrivateCopy::write(path, &bytes)
+}
+
+/// Opens a private copy made from checked bytes, and checks its ABI.
+pub fn open_copy(copy: &Path) -> Result<Library, LoadError> {
+    if !copy.exists() {
+        return Err(LoadError::Missing);
+    }
+    let header = lib_header_from_path(copy).map_err(|e| match e {
         LibraryError::GetSymbolError { .. } => LoadError::NoEntryPoint,
         LibraryError::InvalidAbiHeader(_) => LoadError::IncompatibleApi {
             expected: format!("abi_stable 0.11 (plugin-api {API_VERSION})"),
@@ -180,7 +199,6 @@ fn open_bytes(path: &Path, bytes: &[u8]) -> Result<Library, LoadError> {
         },
         other => LoadError::Open(first_line(&other.to_string())),
     })?;
-    drop(copy);
     let module = root_module(header)?;
     if !module.unwinds() {
         return Err(LoadError::AbortsOnPanic);
@@ -361,8 +379,9 @@ fn first_line(text: &str) -> String {
     text.lines().next().unwrap_or_default().trim().to_owned()
 }
 
-/// A copy of a plugin file in a directory only this process can write, removed on drop.
-struct PrivateCopy {
+/// A copy of a plugin file in a directory only this process can write (others may read it:
+/// a worker running as `plugin_user` opens it), removed on drop.
+pub struct PrivateCopy {
     // Dropping the directory removes it and the copy inside.
     _dir: tempfile::TempDir,
     path: PathBuf,
@@ -378,6 +397,11 @@ impl PrivateCopy {
             .prefix("auth-host-plugin-")
             .tempdir()
             .map_err(failed)?;
+        {
+            use std::os::unix::fs::PermissionsExt;
+            std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755))
+                .map_err(failed)?;
+        }
         // A distinct path per load, so that the system loader never reuses an older mapping
         // of another version of the same file.
         let file_name = original
@@ -394,7 +418,7 @@ impl PrivateCopy {
         Ok(PrivateCopy { _dir: dir, path })
     }
 
-    fn path(&self) -> &Path {
+    pub fn path(&self) -> &Path {
         &self.path
     }
 }

@@ -11,6 +11,7 @@ mod loaded;
 pub mod registry;
 
 pub use instance::Plugin;
+pub use isolation::sandbox::{NETWORK_KEY, READ_PATHS_KEY, SANDBOX_KEY, SandboxMode, SandboxSpec};
 pub use library::LoadError;
 pub use registry::{
     HookDecision, ISOLATION_KEY, Isolation, LoadOutcome, LoadedPlugin, PluginCallError,

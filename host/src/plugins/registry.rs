@@ -9,6 +9,9 @@ use auth_host_plugin_api::{Amendment, PluginKind, UserInfo};
 
 use super::instance::{Plugin, instantiate, summary_of};
 use super::isolation::protocol::{Answer, Call};
+use super::isolation::sandbox::{
+    NETWORK_KEY, READ_PATHS_KEY, SANDBOX_KEY, SandboxMode, SandboxSpec,
+};
 use super::isolation::supervisor::{IsolatedPlugin, WorkerSpec};
 use super::library::{self, Library, LoadError};
 pub use super::loaded::LoadedPlugin;
@@ -31,6 +34,11 @@ pub struct PluginSettings {
     pub isolation: Isolation,
     /// Address-space limit of each worker process, in bytes (0: none).
     pub worker_memory_limit: u64,
+    /// How isolated aliases are confined unless their `[plugins.<alias>] sandbox` says
+    /// otherwise.
+    pub sandbox: SandboxMode,
+    /// The user and group isolated workers switch to (auth-host running as root).
+    pub plugin_user: Option<(u32, u32)>,
     /// Where isolated plugins' supervisors count starts, exits and crash loops.
     pub worker_metrics: crate::metrics::WorkerMetrics,
 }
@@ -49,19 +57,37 @@ pub enum Isolation {
 /// The host's own key in `[plugins.<alias>]`, never handed to the plugin.
 pub const ISOLATION_KEY: &str = "isolation";
 
+/// Where an alias runs, how it is confined there, and the settings its plugin is given.
+struct Placement {
+    isolation: Isolation,
+    sandbox: SandboxSpec,
+    settings: serde_json::Value,
+}
+
 impl PluginSettings {
-    /// Where `alias` runs, and the settings its plugin is given (without the host's key).
-    fn placement(&self, alias: &str) -> (Isolation, serde_json::Value) {
+    /// Where `alias` runs; the host's own keys (`isolation`, `sandbox`, `read_paths`,
+    /// `network`) are taken out of the settings its plugin is given.
+    fn placement(&self, alias: &str) -> Placement {
         let mut settings = self
             .settings
             .get(alias)
             .cloned()
             .unwrap_or_else(|| serde_json::Value::Object(Default::default()));
-        let chosen = settings
-            .as_object_mut()
-            .and_then(|table| table.remove(ISOLATION_KEY))
-            .and_then(|value| serde_json::from_value(value).ok());
-        (chosen.unwrap_or(self.isolation), settings)
+        let mut take = |key: &str| settings.as_object_mut().and_then(|table| table.remove(key));
+        let isolation = take(ISOLATION_KEY).and_then(|v| serde_json::from_value(v).ok());
+        let mode = take(SANDBOX_KEY).and_then(|v| serde_json::from_value(v).ok());
+        let read_paths = take(READ_PATHS_KEY).and_then(|v| serde_json::from_value(v).ok());
+        let network = take(NETWORK_KEY).and_then(|v| v.as_bool());
+        Placement {
+            isolation: isolation.unwrap_or(self.isolation),
+            sandbox: SandboxSpec {
+                mode: mode.unwrap_or(self.sandbox),
+                read_paths: read_paths.unwrap_or_default(),
+                network: network.unwrap_or(false),
+                user: self.plugin_user,
+            },
+            settings,
+        }
     }
 }
 
@@ -77,6 +103,8 @@ impl PluginSettings {
             max_in_flight: config.plugin_max_in_flight,
             isolation: config.plugin_isolation,
             worker_memory_limit: config.plugin_memory_limit_mb * 1024 * 1024,
+            sandbox: config.plugin_sandbox,
+            plugin_user: config.plugin_user_ids(),
             worker_metrics: Default::default(),
         }
     }
@@ -126,6 +154,9 @@ pub struct PluginSummary {
     pub name: String,
     pub version: String,
     pub api_version: String,
+    /// An isolated alias' sandbox as its worker entered it (layers, or `off`); empty
+    /// in-process.
+    pub sandbox: String,
 }
 
 /// A failed plugin call; it concerns that one call only.
@@ -393,13 +424,18 @@ fn load_all(settings: &PluginSettings) -> (Vec<LoadOutcome>, Vec<Arc<LoadedPlugi
     for (list, kind) in wanted {
         for entry in list.iter() {
             let file = settings.dir.join(library::file_name(&entry.name));
-            let (isolation, plugin_settings) = settings.placement(&entry.alias);
+            let Placement {
+                isolation,
+                sandbox,
+                settings: plugin_settings,
+            } = settings.placement(&entry.alias);
             let loaded = match isolation {
                 Isolation::Process => IsolatedPlugin::start(WorkerSpec {
                     alias: entry.alias.clone(),
                     file: file.clone(),
                     kind,
                     settings: plugin_settings.to_string(),
+                    sandbox,
                     call_timeout: settings.call_timeout,
                     threads: worker_threads(settings.max_in_flight),
                     memory_limit: settings.worker_memory_limit,

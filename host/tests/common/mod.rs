@@ -83,6 +83,7 @@ const WORKSPACE_PLUGINS: &[&str] = &[
     "test_extension",
     "test_crash_provider",
     "test_hostile_provider",
+    "test_hostile_extension",
     "email_allowlist",
     "static_permissions",
     "webhook",
@@ -282,6 +283,8 @@ pub fn plugin_settings(
         max_in_flight: 16,
         isolation: Default::default(),
         worker_memory_limit: 0,
+        sandbox: Default::default(),
+        plugin_user: None,
         worker_metrics: Default::default(),
     }
 }
@@ -340,8 +343,22 @@ impl ServerProcess {
 
     /// Like `start`, with other arguments (e.g. `--config FILE serve`).
     pub fn start_with_args(args: &[&str], envs: &[(&str, &str)]) -> ServerProcess {
+        Self::start_as(None, args, envs)
+    }
+
+    /// Like `start_with_args`, as `user` (a name; with `setpriv`, from root) when given.
+    pub fn start_as(user: Option<&str>, args: &[&str], envs: &[(&str, &str)]) -> ServerProcess {
         use std::io::BufRead;
-        let mut command = Command::new(auth_host_bin());
+        let mut command = match user {
+            Some(user) => {
+                let mut setpriv = Command::new("setpriv");
+                setpriv
+                    .args(["--reuid", user, "--regid", user, "--clear-groups", "--"])
+                    .arg(auth_host_bin());
+                setpriv
+            }
+            None => Command::new(auth_host_bin()),
+        };
         command
             .args(args)
             .env_clear()

@@ -190,6 +190,8 @@ impl TestServer {
             extra["external_address"] = json!(base);
         }
         let config = test_config(&database, &plugins, data_dir.path(), extra);
+        // Isolated plugins run in workers of the real binary, not of this test program.
+        auth_host::plugins::isolation::set_worker_program(crate::common::auth_host_bin().into());
         let app = App::build(&config, None).await.unwrap();
         let (shutdown, stopped) = oneshot::channel::<()>();
         let http = Arc::clone(&app.http);

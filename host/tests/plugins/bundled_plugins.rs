@@ -10,17 +10,24 @@ use common::server::{Backend, TestServer};
 use serde_json::{Value, json};
 
 async fn email_allowlist_lets_in_listed_emails_and_domains_only(backend: Backend) {
-    let server = TestServer::start_with(
-        backend,
-        json!({
-            "dev_login": true,
-            "installed_extensions": "email_allowlist",
-            "plugins": {"email_allowlist": {
-                "emails": ["Guest@Gmail.example"], "domains": ["@corp.example"]
-            }},
-        }),
-    )
-    .await;
+    email_allowlist_in(backend, Placement::InProcess).await;
+}
+
+/// The email allowlist reads nothing and needs no network: its sandbox is the default one.
+async fn email_allowlist_in(backend: Backend, placement: Placement) {
+    let server = placement
+        .start(
+            backend,
+            json!({}),
+            json!({
+                "dev_login": true,
+                "installed_extensions": "email_allowlist",
+                "plugins": {"email_allowlist": {
+                    "emails": ["Guest@Gmail.example"], "domains": ["@corp.example"]
+                }},
+            }),
+        )
+        .await;
     for allowed in [
         "ada@corp.example",
         "BOB@Corp.Example",
@@ -46,9 +53,16 @@ async fn email_allowlist_lets_in_listed_emails_and_domains_only(backend: Backend
 }
 
 async fn static_permissions_follow_the_rules_file_and_its_changes(backend: Backend) {
-    let rules = tempfile::NamedTempFile::new().unwrap();
+    static_permissions_in(backend, Placement::InProcess).await;
+}
+
+async fn static_permissions_in(backend: Backend, placement: Placement) {
+    // The rules in a directory of their own: the sandbox lets the plugin read that directory
+    // (`read_paths`), so that a rules file replaced by an editor (a new file) is read too.
+    let rules_dir = tempfile::tempdir().unwrap();
+    let rules = rules_dir.path().join("rules.toml");
     std::fs::write(
-        rules.path(),
+        &rules,
         r#"
             [defaults]
             role = "reader"
@@ -64,14 +78,16 @@ async fn static_permissions_follow_the_rules_file_and_its_changes(backend: Backe
         "#,
     )
     .unwrap();
-    let server = TestServer::start_with(
-        backend,
-        json!({
-            "allowed_services": "wiki:static_permissions;blog:static_permissions",
-            "plugins": {"wiki": {"file": rules.path()}, "blog": {"file": rules.path()}},
-        }),
-    )
-    .await;
+    let server = placement
+        .start(
+            backend,
+            json!({"read_paths": [rules_dir.path()]}),
+            json!({
+                "allowed_services": "wiki:static_permissions;blog:static_permissions",
+                "plugins": {"wiki": {"file": rules}, "blog": {"file": rules}},
+            }),
+        )
+        .await;
     let ada = server.add_user("ada@corp.example", "ada").await;
     let zoe = server.add_user("zoe@elsewhere.example", "zoe").await;
     let permissions = |userid: String, service: &'static str| {
@@ -102,8 +118,10 @@ async fn static_permissions_follow_the_rules_file_and_its_changes(backend: Backe
     );
 
     // The file changes: the new rules apply (checked at most once a second).
+    // Replaced, as an editor saves: a new file under the same name.
+    let replacement = rules_dir.path().join("rules.toml.new");
     std::fs::write(
-        rules.path(),
+        &replacement,
         r#"
             [defaults]
             role = "nobody"
@@ -114,6 +132,7 @@ async fn static_permissions_follow_the_rules_file_and_its_changes(backend: Backe
         "#,
     )
     .unwrap();
+    std::fs::rename(&replacement, &rules).unwrap();
     let deadline = std::time::Instant::now() + Duration::from_secs(5);
     while permissions(zoe.id.clone(), "wiki").await != json!({"role": "owner"}) {
         assert!(
@@ -136,7 +155,7 @@ async fn static_permissions_follow_the_rules_file_and_its_changes(backend: Backe
     }
 
     // A broken file keeps the last good rules.
-    std::fs::write(rules.path(), "[defaults\nrole = ").unwrap();
+    std::fs::write(&rules, "[defaults\nrole = ").unwrap();
     tokio::time::sleep(Duration::from_millis(1300)).await;
     assert_eq!(
         permissions(zoe.id.clone(), "wiki").await,
@@ -164,6 +183,11 @@ fn owned(expected: &[(&str, &str, u16)]) -> Vec<(String, String, u16)> {
 }
 
 async fn webhook_posts_signed_events_and_a_blocking_refusal_refuses_the_login(backend: Backend) {
+    webhook_in(backend, Placement::InProcess).await;
+}
+
+/// The webhook plugin posts over the network: its sandbox has `network = true`.
+async fn webhook_in(backend: Backend, placement: Placement) {
     let receiver = WebhookReceiver::start(|attempt| {
         if attempt.email().starts_with("eve@") {
             (403, json!({"reason": "eve's account is closed"}))
@@ -172,15 +196,17 @@ async fn webhook_posts_signed_events_and_a_blocking_refusal_refuses_the_login(ba
         }
     })
     .await;
-    let server = TestServer::start_with(
-        backend,
-        receiver.server_settings(json!({"hooks": {
-            "on_new_user": "blocking",
-            "on_user_login": "blocking",
-            "on_user_logout": "fire_and_forget",
-        }})),
-    )
-    .await;
+    let server = placement
+        .start(
+            backend,
+            json!({"network": true}),
+            receiver.server_settings(json!({"hooks": {
+                "on_new_user": "blocking",
+                "on_user_login": "blocking",
+                "on_user_logout": "fire_and_forget",
+            }})),
+        )
+        .await;
 
     // Blocking hooks: both events were taken before the login finished.
     let landed = common::server::dev_login(&server, "ada@corp.example").await;
@@ -367,6 +393,57 @@ async fn a_blocking_hook_refuses_the_login_when_its_receiver_is_slow_or_down(bac
     assert_eq!(down["error"], "Login refused: an extension failed");
     assert_eq!(server.service.store().count_users().await.unwrap(), 1);
     let _ = server.stop().await;
+}
+
+/// Where a bundled plugin runs in a test: in auth-host's process, or isolated in a sandboxed
+/// worker with exactly the sandbox settings its documentation gives.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Placement {
+    InProcess,
+    Sandboxed,
+}
+
+impl Placement {
+    /// Starts a server with `settings`; sandboxed, every plugin alias gets `sandbox_keys`.
+    async fn start(self, backend: Backend, sandbox_keys: Value, mut settings: Value) -> TestServer {
+        if self == Placement::Sandboxed {
+            settings["plugin_isolation"] = json!("process");
+            settings["plugin_sandbox"] = json!("strict");
+            if let (Some(plugins), Value::Object(keys)) =
+                (settings["plugins"].as_object_mut(), sandbox_keys)
+            {
+                for table in plugins.values_mut() {
+                    if let Some(table) = table.as_object_mut() {
+                        table.extend(keys.clone());
+                    }
+                }
+            }
+        }
+        let server = TestServer::start_with(backend, settings).await;
+        if self == Placement::Sandboxed {
+            let metrics = common::server::get_text(&server.url("/auth/metrics")).await;
+            assert!(
+                metrics.contains("auth_host_plugin_worker_starts_total{"),
+                "the plugins run in workers:\n{metrics}"
+            );
+        }
+        server
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn email_allowlist_sandboxed() {
+    email_allowlist_in(Backend::Sqlite, Placement::Sandboxed).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn static_permissions_sandboxed_reading_only_its_rules_directory() {
+    static_permissions_in(Backend::Sqlite, Placement::Sandboxed).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn webhook_sandboxed_with_the_network() {
+    webhook_in(Backend::Sqlite, Placement::Sandboxed).await;
 }
 
 on_both_backends!(

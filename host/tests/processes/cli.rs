@@ -98,7 +98,7 @@ fn plugins_check_starts_isolated_aliases_as_they_will_run_and_says_so() {
     let version = auth_host_plugin_api::API_VERSION;
     assert!(
         stdout.contains(&format!(
-            "OK    service `example`: permission provider, sample_permission_provider 1.0.0, plugin-api {version}, isolated in a worker process, {}",
+            "OK    service `example`: permission provider, sample_permission_provider 1.0.0, plugin-api {version}, isolated in a worker process (sandbox: landlock v6, seccomp on, no capabilities), {}",
             file.display()
         )),
         "{stdout}"

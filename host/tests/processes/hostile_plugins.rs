@@ -117,6 +117,9 @@ fn server_with_workers(
         ),
         ("AUTH_PLUGIN_ISOLATION", "process"),
         ("AUTH_PLUGINS__SPAWNER__MODE", "spawn_child"),
+        // The sandbox refuses new processes: this test is about what happens to them when a
+        // plugin may start some.
+        ("AUTH_PLUGINS__SPAWNER__SANDBOX", "off"),
         ("AUTH_PLUGINS__STUCK__MODE", "hang"),
         ("AUTH_PLUGIN_TIMEOUT_MS", "30000"),
         ("AUTH_SHUTDOWN_DELAY_MS", delay_ms),
@@ -215,4 +218,179 @@ async fn sigint_during_the_drain_stops_at_once() {
         .expect("SIGINT ends the drain");
     assert!(status.success(), "{status:?}");
     assert!(interrupted.elapsed() < std::time::Duration::from_secs(3));
+}
+
+/// What the probing plugins reported, from `get_permissions` and from a login hook.
+struct Probed {
+    provider: serde_json::Map<String, serde_json::Value>,
+    hook: serde_json::Map<String, serde_json::Value>,
+}
+
+/// Runs a server whose isolated plugins probe it (`sandbox` for both), as `user` when given
+/// (a uid, through `setpriv`), and returns their reports.
+async fn probe_a_server(user: Option<&str>, sandbox: &str) -> Probed {
+    use std::os::unix::fs::PermissionsExt;
+    let plugins =
+        PluginDir::with_workspace_plugins(&["test_hostile_provider", "test_hostile_extension"]);
+    let data = tempfile::tempdir().unwrap();
+    let token = common::user_token(data.path(), "ada@example.com");
+    let secret = format!("secret-{}", uuid::Uuid::new_v4().simple());
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let tcp = listener.local_addr().unwrap().to_string();
+    // A descriptor the server inherits without close-on-exec (dup does not set it): its
+    // workers must not.
+    let leaked = {
+        use std::os::fd::AsRawFd;
+        // SAFETY: dup of a descriptor this test owns; closed below.
+        unsafe { libc::dup(listener.as_raw_fd()) }
+    };
+    let dir = data.path().display().to_string();
+    let config = data.path().join("auth-host.toml");
+    let targets = format!(
+        "secret = \"{secret}\"\nfiles = [\"{dir}/signing-key.pem\", \"{dir}/auth-host.db\", \
+         \"{}\"]\ntcp = \"{tcp}\"\nwrite = \"{dir}/written-by-a-plugin\"\n",
+        config.display()
+    );
+    std::fs::write(
+        &config,
+        format!(
+            "[plugins.probe]\nmode = \"probe\"\nsandbox = \"{sandbox}\"\n\
+             [plugins.probe.probe]\n{targets}\
+             [plugins.hook]\nsandbox = \"{sandbox}\"\n[plugins.hook.probe]\n{targets}"
+        ),
+    )
+    .unwrap();
+    if let Some(uid) = user {
+        // The server's own files belong to the user it runs as; the plugins are readable.
+        let status = std::process::Command::new("chown")
+            .args(["-R", &format!("{uid}:{uid}")])
+            .arg(data.path())
+            .status()
+            .unwrap();
+        assert!(status.success());
+        std::fs::set_permissions(plugins.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    }
+    let config_arg = config.display().to_string();
+    let server = ServerProcess::start_as(
+        user,
+        &["--config", &config_arg, "serve"],
+        &[
+            ("AUTH_DATA_DIR", &dir),
+            ("AUTH_PLUGIN_DIR", plugins.path().to_str().unwrap()),
+            ("ALLOWED_SERVICES", "probe:test_hostile_provider"),
+            ("INSTALLED_EXTENSIONS", "hook:test_hostile_extension"),
+            ("AUTH_PLUGIN_ISOLATION", "process"),
+            ("AUTH_ADMIN_TOKEN", &secret),
+            ("AUTH_DEV_LOGIN", "true"),
+            ("EXTERNAL_ADDRESS", "http://127.0.0.1:9"),
+        ],
+    );
+    let (status, body) = common::server::get_json(&format!(
+        "{}/auth/authorize?service=probe&jwt={token}",
+        server.base
+    ))
+    .await;
+    assert_eq!(status, 200, "{body}");
+    let provider = body["permissions"].as_object().unwrap().clone();
+    let landing =
+        common::server::dev_login_at(&server.base, "http://127.0.0.1:9/app", "bob@example.com")
+            .await;
+    let error = common::server::params_of(&landing)
+        .remove("error")
+        .unwrap_or_else(|| panic!("the hook refused the login with its report: {landing}"));
+    let report = &error[error.find('{').unwrap_or(0)..];
+    let hook: serde_json::Value =
+        serde_json::from_str(report).unwrap_or_else(|e| panic!("{e}: {error}\n{}", server.log()));
+    drop(listener);
+    // SAFETY: closes the duplicate made above, which nothing else uses.
+    unsafe { libc::close(leaked) };
+    // Nothing the plugins started outlives the server.
+    let _ = server.stop();
+    Probed {
+        provider,
+        hook: hook.as_object().unwrap().clone(),
+    }
+}
+
+fn refused_everything(who: &str, report: &serde_json::Map<String, serde_json::Value>) {
+    // Only the worker's own answer pipe, nothing of the host's.
+    assert_eq!(
+        report["descriptors"], "allowed: 1 open beyond 0-2: [3]",
+        "{who}: {report:#?}"
+    );
+    for attempt in [
+        "host_environ",
+        "host_cmdline",
+        "host_mem",
+        "file_0",
+        "file_1",
+        "file_2",
+        "other_worker",
+        "ptrace",
+        "tcp",
+        "write",
+        "child",
+    ] {
+        let outcome = report[attempt].as_str().unwrap_or_default();
+        assert!(
+            outcome.starts_with("refused"),
+            "{who}: {attempt} was {outcome}\n{report:#?}"
+        );
+    }
+}
+
+/// Sandboxed (the default for isolated plugins), a plugin's every attempt on the host is
+/// refused, from `get_permissions` and from a login hook, whether the server runs as root
+/// (as CI does) or as an unprivileged user. With `sandbox = "off"`, the same plugin reads the
+/// host's secrets: the test can fail.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_sandboxed_plugin_reaches_none_of_the_hosts_secrets_files_network_or_processes() {
+    // SAFETY: geteuid has no preconditions.
+    let root = unsafe { libc::geteuid() } == 0;
+    let mut users = vec![None];
+    if root {
+        users.push(Some("65534"));
+    } else {
+        eprintln!("not root: the server runs as this user only");
+    }
+    for user in users {
+        let who = user.unwrap_or("the test's user");
+        let probed = probe_a_server(user, "strict").await;
+        eprintln!("sandboxed, as {who}: {:#?}", probed.provider);
+        refused_everything(&format!("provider as {who}"), &probed.provider);
+        refused_everything(&format!("hook as {who}"), &probed.hook);
+    }
+
+    let open = probe_a_server(None, "off").await;
+    eprintln!("sandbox off: {:#?}", open.provider);
+    for report in [&open.provider, &open.hook] {
+        assert!(
+            report["file_0"].as_str().unwrap().starts_with("allowed"),
+            "the key file is read without the sandbox: {report:#?}"
+        );
+        assert!(
+            report["write"].as_str().unwrap().starts_with("allowed"),
+            "{report:#?}"
+        );
+        assert!(
+            report["tcp"].as_str().unwrap().starts_with("allowed"),
+            "{report:#?}"
+        );
+        if root {
+            assert!(
+                report["host_environ"]
+                    .as_str()
+                    .unwrap()
+                    .contains("secret found: true"),
+                "{report:#?}"
+            );
+            assert!(
+                report["host_mem"]
+                    .as_str()
+                    .unwrap()
+                    .contains("secret found after"),
+                "{report:#?}"
+            );
+        }
+    }
 }

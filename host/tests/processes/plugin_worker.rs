@@ -28,6 +28,8 @@ fn setup(settings: &str) -> Vec<u8> {
         timeout_ms: 5000,
         threads: 4,
         settings: settings.into(),
+        // Every layer, as the host asks by default.
+        sandbox: r#"{"mode": "strict"}"#.into(),
     }
     .frame()
 }

@@ -23,7 +23,8 @@ type SpawnRequest = (Command, mpsc::Sender<std::io::Result<Child>>);
 /// Worker process ids (each its group's id) not yet reaped.
 static LIVE: Mutex<Option<HashSet<u32>>> = Mutex::new(None);
 
-/// Starts `command` as a worker: a group of its own, SIGTERM when the host goes.
+/// Starts `command` as a worker: a group of its own, SIGTERM when the host goes, no
+/// descriptor of the host's but its pipes.
 pub(super) fn spawn(mut command: Command) -> std::io::Result<GroupLeader> {
     use std::os::unix::process::CommandExt;
     // SAFETY: getpid has no preconditions.
@@ -41,6 +42,15 @@ pub(super) fn spawn(mut command: Command) -> std::io::Result<GroupLeader> {
             if libc::getppid() != host {
                 libc::_exit(1);
             }
+            // Nothing of the host's but the three pipes reaches the worker: every other
+            // descriptor closes at exec (marked, not closed now, so that the standard
+            // library's own exec-error pipe still works until then).
+            libc::syscall(
+                libc::SYS_close_range,
+                3u32,
+                u32::MAX,
+                libc::CLOSE_RANGE_CLOEXEC,
+            );
             Ok(())
         });
     }

@@ -10,6 +10,25 @@
 pub mod lifetime;
 mod process;
 pub mod protocol;
+pub mod sandbox;
 pub mod supervisor;
 pub mod worker;
 mod worker_log;
+
+/// The binary workers run from, when not this executable: set once by a program that embeds
+/// auth-host's library (its tests do), since its own executable is no `auth-host`.
+static WORKER_PROGRAM: std::sync::OnceLock<std::path::PathBuf> = std::sync::OnceLock::new();
+
+/// Runs workers from `program` (an `auth-host` binary) instead of this executable.
+pub fn set_worker_program(program: std::path::PathBuf) {
+    let _ = WORKER_PROGRAM.set(program);
+}
+
+fn worker_program() -> Result<std::path::PathBuf, crate::plugins::LoadError> {
+    match WORKER_PROGRAM.get() {
+        Some(program) => Ok(program.clone()),
+        None => std::env::current_exe().map_err(|e| {
+            crate::plugins::LoadError::Create(format!("cannot find the auth-host binary: {e}"))
+        }),
+    }
+}

@@ -51,9 +51,10 @@ impl Worker {
         spec: &WorkerSpec,
         on_exit: OnExit,
     ) -> Result<(Worker, PluginSummary), LoadError> {
-        let exe = std::env::current_exe()
-            .map_err(|e| LoadError::Create(format!("cannot find the auth-host binary: {e}")))?;
-        let mut command = Command::new(exe);
+        // The host reads, checks and copies the file; the sandboxed worker opens the copy,
+        // which lives until the worker has said hello (it is mapped by then).
+        let copy = crate::plugins::library::private_copy(&spec.file)?;
+        let mut command = Command::new(super::worker_program()?);
         command
             .arg("plugin-worker")
             .args(["--alias", &spec.alias, "--kind"])
@@ -62,7 +63,7 @@ impl Worker {
                 PluginKind::LifecycleExtension => "extension",
             })
             .arg("--file")
-            .arg(&spec.file)
+            .arg(copy.path())
             .env_clear()
             .env(
                 "RUST_LOG",
@@ -90,6 +91,8 @@ impl Worker {
             timeout_ms: u64::try_from(spec.call_timeout.as_millis()).unwrap_or(u64::MAX),
             threads: spec.threads,
             settings: spec.settings.clone(),
+            sandbox: serde_json::to_string(&spec.sandbox)
+                .map_err(|e| LoadError::Create(format!("sandbox: {e}")))?,
         };
         let hello = write_frame(&mut stdin, &setup.frame())
             .map_err(|e| e.to_string())
@@ -117,11 +120,21 @@ impl Worker {
             killed_because: Arc::new(Mutex::new(None)),
             retiring: Arc::new(std::sync::atomic::AtomicBool::new(false)),
         };
+        drop(copy);
         worker.read_answers(stdout, on_exit);
         worker.never_block_on_stdin()?;
+        if summary.sandbox.contains("missing") {
+            // `sandbox = "available"`: the operator accepted it; it is said at every start.
+            tracing::warn!(
+                plugin = spec.alias,
+                sandbox = summary.sandbox,
+                "plugin worker runs with a weaker sandbox than auth-host can build"
+            );
+        }
         tracing::info!(
             plugin = spec.alias,
             pid = worker.pid,
+            sandbox = summary.sandbox,
             "plugin worker started"
         );
         Ok((worker, summary))
@@ -323,6 +336,7 @@ fn parse_summary(text: &str, kind: PluginKind) -> Result<PluginSummary, LoadErro
         name: field("name"),
         version: field("version"),
         api_version: field("api_version"),
+        sandbox: field("sandbox"),
     })
 }
 

@@ -65,6 +65,8 @@ pub struct Setup {
     /// Calls the worker runs at once.
     pub threads: u32,
     pub settings: String,
+    /// The sandbox to enter before opening the plugin ([`super::sandbox::SandboxSpec`], JSON).
+    pub sandbox: String,
 }
 
 /// The worker's first word: loaded and ready (with its summary as JSON), or why not.
@@ -252,7 +254,7 @@ impl Setup {
     pub fn frame(&self) -> Vec<u8> {
         let mut writer = Writer::new().u64(self.timeout_ms);
         writer.0.extend_from_slice(&self.threads.to_le_bytes());
-        writer.str(&self.settings).frame()
+        writer.str(&self.settings).str(&self.sandbox).frame()
     }
 
     pub fn parse(payload: &[u8]) -> Result<Setup, ProtocolError> {
@@ -264,6 +266,7 @@ impl Setup {
             timeout_ms,
             threads: u32::from_le_bytes(threads),
             settings: reader.str()?,
+            sandbox: reader.str()?,
         };
         reader.end()?;
         Ok(setup)

@@ -32,6 +32,8 @@ pub struct WorkerSpec {
     pub kind: PluginKind,
     /// The alias' settings, as JSON.
     pub settings: String,
+    /// How the worker is confined.
+    pub sandbox: super::sandbox::SandboxSpec,
     pub call_timeout: Duration,
     pub threads: u32,
     /// Address-space limit of the worker, in bytes (0: none).

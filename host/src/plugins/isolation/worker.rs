@@ -12,6 +12,7 @@ use std::time::Duration;
 use auth_host_plugin_api::PluginKind;
 
 use super::protocol::{Answer, Call, Hello, Request, Response, Setup, read_frame, write_frame};
+use super::sandbox::{self, SandboxMode, SandboxSpec};
 use crate::plugins::instance::{Plugin, instantiate};
 use crate::plugins::library;
 use crate::plugins::{HookDecision, PluginCallError, PluginSettings};
@@ -19,8 +20,8 @@ use crate::plugins::{HookDecision, PluginCallError, PluginSettings};
 /// Exit status when the worker cannot start (the hello says why).
 const EXIT_REFUSED: i32 = 3;
 
-/// Runs the worker for `alias` of `file`, which must be a plugin of `kind`. Returns the
-/// process' exit status.
+/// Runs the worker for `alias` of `file` (the host's checked private copy of the plugin file),
+/// which must be a plugin of `kind`. Returns the process' exit status.
 pub fn run(alias: &str, file: &Path, kind: PluginKind) -> i32 {
     end_with_the_host();
     let Some(protocol) = protocol_output() else {
@@ -38,6 +39,17 @@ pub fn run(alias: &str, file: &Path, kind: PluginKind) -> i32 {
         Ok(Some(Ok(setup))) => setup,
         _ => {
             send(Hello::Failed("the host sent no setup".into()).frame());
+            return EXIT_REFUSED;
+        }
+    };
+    // Before the plugin's file is even opened: from here on, its code runs confined.
+    let sandbox = serde_json::from_str::<SandboxSpec>(&setup.sandbox)
+        .map_err(|e| format!("the host sent no usable sandbox: {e}"))
+        .and_then(|spec| sandbox::enter(&spec, file).map(|entered| (spec.mode, entered)));
+    let sandbox = match sandbox {
+        Ok(entered) => entered,
+        Err(reason) => {
+            send(Hello::Failed(format!("sandbox: {reason}")).frame());
             return EXIT_REFUSED;
         }
     };
@@ -87,6 +99,10 @@ pub fn run(alias: &str, file: &Path, kind: PluginKind) -> i32 {
                 "name": summary.name,
                 "version": summary.version,
                 "api_version": summary.api_version,
+                "sandbox": match sandbox {
+                    (SandboxMode::Off, _) => "off".to_owned(),
+                    (_, entered) => entered.to_string(),
+                },
             })
             .to_string(),
         )
@@ -157,7 +173,7 @@ fn serve_calls(plugin: &Plugin, stdout: &Output) {
 
 /// Loads and starts the plugin as the host would in-process.
 fn start(alias: &str, file: &Path, kind: PluginKind, setup: &Setup) -> Result<Plugin, String> {
-    let library = library::open(file).map_err(|e| e.to_string())?;
+    let library = library::open_copy(file).map_err(|e| e.to_string())?;
     if library.kind != kind {
         return Err(library::LoadError::WrongKind {
             expected: kind,
@@ -176,6 +192,8 @@ fn start(alias: &str, file: &Path, kind: PluginKind, setup: &Setup) -> Result<Pl
         max_in_flight: setup.threads.max(1) as usize,
         isolation: Default::default(),
         worker_memory_limit: 0,
+        sandbox: Default::default(),
+        plugin_user: None,
         worker_metrics: Default::default(),
     };
     instantiate(alias, file, library, &settings, &limits).map_err(|e| e.to_string())

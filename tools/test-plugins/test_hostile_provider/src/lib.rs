@@ -7,6 +7,8 @@
 //!   `{"printed": true}` once all that was written.
 //! - `spawn_child`: starts `/bin/sleep 600` and leaves it running; answers
 //!   `{"child": <its pid>, "worker": <this process' pid>}`.
+//! - `probe`: tries to reach the host's secrets, files, network and processes (see
+//!   `probes.rs`, with the targets in `probe`); answers what each attempt got.
 //!
 //! Otherwise it answers `{"ok": true}`.
 
@@ -23,6 +25,7 @@ use serde::Deserialize;
 enum Mode {
     FloodOutput,
     SpawnChild,
+    Probe,
 }
 
 #[derive(Debug, Deserialize)]
@@ -31,7 +34,11 @@ struct Settings {
     mode: Mode,
     #[serde(default)]
     bytes: usize,
+    #[serde(default)]
+    probe: probes::Targets,
 }
+
+mod probes;
 
 struct HostileProvider {
     settings: Settings,
@@ -87,6 +94,7 @@ impl PermissionProvider for HostileProvider {
                     .map_err(|e| PluginError::new(format!("cannot start a child: {e}")))?;
                 object(json!({"child": child.id(), "worker": std::process::id()}))
             }
+            Mode::Probe => object(json!(probes::run(&self.settings.probe))),
         }
     }
 }
