@@ -178,22 +178,22 @@ impl Config {
                     "plugins.{alias}: must be a table of settings, found {settings}"
                 ));
             }
-            if let Some(isolation) = settings.get(crate::plugins::ISOLATION_KEY)
-                && serde_json::from_value::<crate::plugins::Isolation>(isolation.clone()).is_err()
+            if let Some(isolation) = settings.get(ISOLATION_KEY)
+                && serde_json::from_value::<Isolation>(isolation.clone()).is_err()
             {
                 problems.push(format!(
                     "plugins.{alias}.isolation: expected `none` or `process`, found {isolation}"
                 ));
             }
-            if let Some(sandbox) = settings.get(crate::plugins::SANDBOX_KEY)
-                && serde_json::from_value::<crate::plugins::SandboxMode>(sandbox.clone()).is_err()
+            if let Some(sandbox) = settings.get(SANDBOX_KEY)
+                && serde_json::from_value::<SandboxMode>(sandbox.clone()).is_err()
             {
                 problems.push(format!(
                     "plugins.{alias}.sandbox: expected `strict`, `available` or `off`, found \
                      {sandbox}"
                 ));
             }
-            if let Some(paths) = settings.get(crate::plugins::READ_PATHS_KEY) {
+            if let Some(paths) = settings.get(READ_PATHS_KEY) {
                 let absolute = serde_json::from_value::<Vec<PathBuf>>(paths.clone())
                     .is_ok_and(|paths| paths.iter().all(|p| p.is_absolute()));
                 if !absolute {
@@ -203,7 +203,7 @@ impl Config {
                     ));
                 }
             }
-            if let Some(network) = settings.get(crate::plugins::NETWORK_KEY)
+            if let Some(network) = settings.get(NETWORK_KEY)
                 && !network.is_boolean()
             {
                 problems.push(format!(

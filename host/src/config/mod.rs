@@ -10,6 +10,7 @@ mod checks;
 mod keys;
 mod lists;
 mod networks;
+mod placement;
 mod providers;
 mod reader;
 mod urls;
@@ -27,6 +28,9 @@ use serde::Deserialize;
 pub use keys::{KeySource, NO_KEY_SOURCE};
 pub use lists::{EntryList, List, PluginEntry};
 pub use networks::{ClientIpHeader, IpRange, client_key};
+pub use placement::{
+    ISOLATION_KEY, Isolation, NETWORK_KEY, READ_PATHS_KEY, SANDBOX_KEY, SandboxMode,
+};
 pub use providers::{LoginProvider, LoginProviderKind, ProviderTable};
 pub use urls::{is_loopback_url, normalize_external_address, normalize_origin, origin_of};
 
@@ -163,12 +167,12 @@ pub struct Config {
     /// Calls one plugin alias may have in flight at once.
     pub plugin_max_in_flight: usize,
     /// Where plugin aliases run: in auth-host's process, or each in a worker process.
-    pub plugin_isolation: crate::plugins::Isolation,
+    pub plugin_isolation: Isolation,
     /// Address-space limit of each plugin worker process, in MiB (0: none).
     pub plugin_memory_limit_mb: u64,
     /// How isolated plugins are confined (`strict`, `available` or `off`), unless their
     /// `[plugins.<alias>] sandbox` says otherwise.
-    pub plugin_sandbox: crate::plugins::SandboxMode,
+    pub plugin_sandbox: SandboxMode,
     /// The user isolated workers run as when auth-host runs as root: a name, `uid` or
     /// `uid:gid`.
     pub plugin_user: Option<String>,

@@ -1,5 +1,6 @@
 //! One alias' plugin instance, in this process: made with the alias' settings, called
-//! through the stable ABI. Calls block; the registry runs them off the async workers.
+//! through the stable ABI. Calls block: `loaded` runs them off the async workers, a worker
+//! process on its own threads.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -11,10 +12,9 @@ use auth_host_plugin_api::{
 };
 use tokio::sync::Semaphore;
 
+use super::calls::{Answer, Call, HookDecision, Limits, PluginCallError, PluginSummary};
 use super::host_log::plugin_log_sink;
-use super::isolation::protocol::Call;
 use super::library::{Library, LoadError};
-use super::registry::{HookDecision, PluginCallError, PluginSettings, PluginSummary};
 
 /// One alias: a plugin instance made with that alias' settings.
 pub struct Plugin {
@@ -82,8 +82,31 @@ impl Plugin {
         serde_json::to_string(user).map_err(|e| self.invalid(e))
     }
 
-    /// Blocking: the permissions of `user` in `service`. Run it off the async workers
-    /// ([`PluginRegistry::run`](super::PluginRegistry::run)).
+    /// Blocking: one call for the user given as JSON, answered the way a worker answers it
+    /// over its pipe: the one shape a call has wherever the plugin runs.
+    pub fn answer(&self, call: Call, service: &str, user: &str) -> (Answer, String) {
+        let outcome = match call {
+            Call::Permissions => self
+                .permissions_json(service, user)
+                .map(|text| (Answer::Permissions, text)),
+            call => self.hook_json(call, user).map(|decision| match decision {
+                HookDecision::Continue => (Answer::Continue, String::new()),
+                HookDecision::Refuse(reason) => (Answer::Refuse, reason),
+                HookDecision::Amend(amendment) => (
+                    Answer::Amend,
+                    serde_json::to_string(&amendment).unwrap_or_default(),
+                ),
+            }),
+        };
+        outcome.unwrap_or_else(|error| match error {
+            PluginCallError::Panicked { message, .. } => (Answer::Panicked, message),
+            PluginCallError::InvalidAnswer { message, .. } => (Answer::Invalid, message),
+            PluginCallError::Failed { message, .. } => (Answer::Failed, message),
+            other => (Answer::Failed, other.to_string()),
+        })
+    }
+
+    /// Blocking: the permissions of `user` in `service`.
     pub fn get_permissions(
         &self,
         service: &str,
@@ -206,7 +229,7 @@ pub(super) fn instantiate(
     file: &Path,
     library: Library,
     plugin_settings: &serde_json::Value,
-    settings: &PluginSettings,
+    limits: Limits,
 ) -> Result<Plugin, LoadError> {
     let config =
         serde_json::to_string(plugin_settings).map_err(|e| LoadError::Create(e.to_string()))?;
@@ -222,7 +245,7 @@ pub(super) fn instantiate(
             let _ = sender.send(created.into_result());
         })
         .map_err(|e| LoadError::Create(format!("cannot start a thread: {e}")))?;
-    let instance = match receiver.recv_timeout(settings.call_timeout) {
+    let instance = match receiver.recv_timeout(limits.call_timeout) {
         Ok(Ok(instance)) => instance,
         Ok(Err(error)) if error.panicked => {
             return Err(LoadError::Create(format!("panicked: {}", error.message)));
@@ -231,7 +254,7 @@ pub(super) fn instantiate(
         Err(_) => {
             return Err(LoadError::Create(format!(
                 "did not finish starting within {:?}",
-                settings.call_timeout
+                limits.call_timeout
             )));
         }
     };
@@ -240,6 +263,6 @@ pub(super) fn instantiate(
         file: file.to_owned(),
         library,
         instance,
-        in_flight: Arc::new(Semaphore::new(settings.max_in_flight)),
+        in_flight: Arc::new(Semaphore::new(limits.max_in_flight)),
     })
 }

@@ -1,17 +1,30 @@
-//! One loaded alias, wherever it runs: in this process, or in a worker process of its own.
+//! One loaded alias, and the one seam its callers use: `get_permissions` and `hook` answer
+//! the same way wherever the plugin runs — in this process (a blocking call on the blocking
+//! pool, cut off at the time limit) or in a worker process of its own (a request over its
+//! pipe). Callers never see which.
 
 use std::sync::Arc;
+use std::time::Duration;
 
-use auth_host_plugin_api::PluginKind;
+use auth_host_plugin_api::{PluginKind, UserInfo};
 
-use super::PluginSummary;
-use super::instance::Plugin;
+use super::calls::{Answer, Call, HookDecision, PluginCallError, PluginSummary};
+use super::instance::{Plugin, parse_permissions};
 use super::isolation::supervisor::IsolatedPlugin;
 
-/// One loaded alias: in this process, or in a worker process of its own.
+/// One loaded alias.
 #[derive(Debug)]
-pub enum LoadedPlugin {
-    InProcess(Plugin),
+pub struct LoadedPlugin {
+    place: Place,
+}
+
+/// Where the alias runs.
+#[derive(Debug)]
+enum Place {
+    InProcess {
+        plugin: Arc<Plugin>,
+        call_timeout: Duration,
+    },
     Isolated {
         plugin: Box<IsolatedPlugin>,
         kind: PluginKind,
@@ -20,32 +33,188 @@ pub enum LoadedPlugin {
 }
 
 impl LoadedPlugin {
+    /// An alias in this process; its calls are cut off after `call_timeout`.
+    pub fn in_process(plugin: Plugin, call_timeout: Duration) -> LoadedPlugin {
+        LoadedPlugin {
+            place: Place::InProcess {
+                plugin: Arc::new(plugin),
+                call_timeout,
+            },
+        }
+    }
+
+    /// An alias in its worker; at most `max_in_flight` calls at once.
+    pub fn isolated(plugin: IsolatedPlugin, kind: PluginKind, max_in_flight: usize) -> Self {
+        LoadedPlugin {
+            place: Place::Isolated {
+                plugin: Box::new(plugin),
+                kind,
+                in_flight: Arc::new(tokio::sync::Semaphore::new(max_in_flight)),
+            },
+        }
+    }
+
     pub fn alias(&self) -> &str {
-        match self {
-            LoadedPlugin::InProcess(plugin) => plugin.alias(),
-            LoadedPlugin::Isolated { plugin, .. } => plugin.alias(),
+        match &self.place {
+            Place::InProcess { plugin, .. } => plugin.alias(),
+            Place::Isolated { plugin, .. } => plugin.alias(),
         }
     }
 
     pub fn kind(&self) -> PluginKind {
-        match self {
-            LoadedPlugin::InProcess(plugin) => plugin.kind(),
-            LoadedPlugin::Isolated { kind, .. } => *kind,
+        match &self.place {
+            Place::InProcess { plugin, .. } => plugin.kind(),
+            Place::Isolated { kind, .. } => *kind,
         }
     }
 
     pub fn summary(&self) -> PluginSummary {
-        match self {
-            LoadedPlugin::InProcess(plugin) => plugin.summary(),
-            LoadedPlugin::Isolated { plugin, .. } => plugin.summary(),
+        match &self.place {
+            Place::InProcess { plugin, .. } => plugin.summary(),
+            Place::Isolated { plugin, .. } => plugin.summary(),
         }
     }
 
-    /// The isolated alias' worker, if it runs isolated.
-    pub fn isolated(&self) -> Option<&IsolatedPlugin> {
-        match self {
-            LoadedPlugin::InProcess(_) => None,
-            LoadedPlugin::Isolated { plugin, .. } => Some(plugin),
+    /// The plugin instance, when the alias runs in this process.
+    pub fn instance(&self) -> Option<&Plugin> {
+        match &self.place {
+            Place::InProcess { plugin, .. } => Some(plugin),
+            Place::Isolated { .. } => None,
         }
+    }
+
+    /// Whether the alias runs isolated and its worker keeps crashing.
+    pub fn in_crash_loop(&self) -> bool {
+        match &self.place {
+            Place::InProcess { .. } => false,
+            Place::Isolated { plugin, .. } => plugin.in_crash_loop(),
+        }
+    }
+
+    /// The isolated alias' worker process id, while one runs.
+    pub fn worker_pid(&self) -> Option<u32> {
+        match &self.place {
+            Place::InProcess { .. } => None,
+            Place::Isolated { plugin, .. } => plugin.pid(),
+        }
+    }
+
+    /// The permissions of `user` in `service`.
+    pub async fn get_permissions(
+        &self,
+        service: &str,
+        user: &UserInfo,
+    ) -> Result<auth_host_plugin_api::Permissions, PluginCallError> {
+        match self.call(Call::Permissions, service, user).await? {
+            (Answer::Permissions, text) => parse_permissions(&text).map_err(|e| self.invalid(e)),
+            other => Err(self.failure(other)),
+        }
+    }
+
+    /// A lifecycle hook (`on_user_logout` always continues).
+    pub async fn hook(&self, call: Call, user: &UserInfo) -> Result<HookDecision, PluginCallError> {
+        match self.call(call, "", user).await? {
+            (Answer::Continue, _) => Ok(HookDecision::Continue),
+            (Answer::Refuse, reason) => Ok(HookDecision::Refuse(reason)),
+            (Answer::Amend, text) => serde_json::from_str(&text)
+                .map(HookDecision::Amend)
+                .map_err(|e| self.invalid(e)),
+            other => Err(self.failure(other)),
+        }
+    }
+
+    /// One call where the alias runs, answered as a worker answers.
+    async fn call(
+        &self,
+        call: Call,
+        service: &str,
+        user: &UserInfo,
+    ) -> Result<(Answer, String), PluginCallError> {
+        let user = serde_json::to_string(user).map_err(|e| self.invalid(e))?;
+        match &self.place {
+            Place::InProcess {
+                plugin,
+                call_timeout,
+            } => {
+                let service = service.to_owned();
+                run_blocking(plugin, *call_timeout, move |plugin| {
+                    Ok(plugin.answer(call, &service, &user))
+                })
+                .await
+            }
+            Place::Isolated {
+                plugin, in_flight, ..
+            } => {
+                let _permit = Arc::clone(in_flight)
+                    .try_acquire_owned()
+                    .map_err(|_| self.busy())?;
+                let response = plugin.call(call, service, user).await?;
+                Ok((response.answer, response.text))
+            }
+        }
+    }
+
+    fn busy(&self) -> PluginCallError {
+        PluginCallError::Busy {
+            alias: self.alias().to_owned(),
+        }
+    }
+
+    fn invalid(&self, message: impl std::fmt::Display) -> PluginCallError {
+        PluginCallError::InvalidAnswer {
+            alias: self.alias().to_owned(),
+            message: message.to_string(),
+        }
+    }
+
+    /// The error the plugin answered with (or an answer of the wrong kind).
+    fn failure(&self, (answer, message): (Answer, String)) -> PluginCallError {
+        let alias = self.alias().to_owned();
+        match answer {
+            Answer::Panicked => PluginCallError::Panicked { alias, message },
+            Answer::Failed => PluginCallError::Failed { alias, message },
+            Answer::Invalid => PluginCallError::InvalidAnswer { alias, message },
+            other => PluginCallError::InvalidAnswer {
+                alias,
+                message: format!("unexpected answer {other:?} {message}"),
+            },
+        }
+    }
+}
+
+/// Runs a blocking call of an in-process plugin on the blocking thread pool, cut off after
+/// `call_timeout`. A call that is cut off keeps its thread until it returns, and its slot in
+/// the plugin's in-flight limit, so a plugin that hangs cannot exhaust the pool (isolating
+/// it is what really stops it).
+async fn run_blocking<T, F>(
+    plugin: &Arc<Plugin>,
+    call_timeout: Duration,
+    call: F,
+) -> Result<T, PluginCallError>
+where
+    T: Send + 'static,
+    F: FnOnce(&Plugin) -> Result<T, PluginCallError> + Send + 'static,
+{
+    let alias = plugin.alias().to_owned();
+    let permit = Arc::clone(plugin.in_flight())
+        .try_acquire_owned()
+        .map_err(|_| PluginCallError::Busy {
+            alias: alias.clone(),
+        })?;
+    let task_plugin = Arc::clone(plugin);
+    let task = tokio::task::spawn_blocking(move || {
+        let _permit = permit;
+        call(&task_plugin)
+    });
+    match tokio::time::timeout(call_timeout, task).await {
+        Ok(Ok(result)) => result,
+        Ok(Err(join_error)) => Err(PluginCallError::Panicked {
+            alias,
+            message: join_error.to_string(),
+        }),
+        Err(_) => Err(PluginCallError::TimedOut {
+            alias,
+            timeout: call_timeout,
+        }),
     }
 }

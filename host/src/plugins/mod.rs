@@ -1,8 +1,14 @@
 //! Native plugins: permission providers and lifecycle extensions, loaded at run time.
 //!
 //! - [`library`] opens one plugin file safely and checks its ABI,
-//! - [`registry`] holds one instance per alias and runs calls with a time limit.
+//! - [`calls`]: the types every part speaks (summaries, call errors, hook decisions, limits),
+//! - `instance`: one alias' plugin in this process, called through the ABI,
+//! - `loaded`: one alias wherever it runs, and the one seam callers use
+//!   (`get_permissions`, `hook`),
+//! - [`isolation`]: an alias in a sandboxed worker process,
+//! - [`registry`] holds the loaded aliases: services and extensions.
 
+pub mod calls;
 mod host_log;
 mod instance;
 pub mod isolation;
@@ -10,10 +16,9 @@ pub mod library;
 mod loaded;
 pub mod registry;
 
+pub use crate::config::{ISOLATION_KEY, Isolation, SandboxMode};
+pub use calls::{HookDecision, Limits, PluginCallError, PluginSummary};
 pub use instance::Plugin;
-pub use isolation::sandbox::{NETWORK_KEY, READ_PATHS_KEY, SANDBOX_KEY, SandboxMode, SandboxSpec};
+pub use isolation::sandbox::SandboxSpec;
 pub use library::LoadError;
-pub use registry::{
-    HookDecision, ISOLATION_KEY, Isolation, LoadOutcome, LoadedPlugin, PluginCallError,
-    PluginRegistry, PluginSettings, PluginSummary, check_files,
-};
+pub use registry::{LoadOutcome, LoadedPlugin, PluginRegistry, PluginSettings, check_files};

@@ -5,17 +5,18 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-use auth_host_plugin_api::{Amendment, PluginKind, UserInfo};
+use auth_host_plugin_api::PluginKind;
 
-use super::instance::{Plugin, instantiate, summary_of};
-use super::isolation::protocol::{Answer, Call};
-use super::isolation::sandbox::{
-    NETWORK_KEY, READ_PATHS_KEY, SANDBOX_KEY, SandboxMode, SandboxSpec,
-};
+use super::calls::{Limits, PluginSummary};
+use super::instance::{instantiate, summary_of};
+use super::isolation::sandbox::SandboxSpec;
 use super::isolation::supervisor::{IsolatedPlugin, WorkerSpec};
 use super::library::{self, Library, LoadError};
 pub use super::loaded::LoadedPlugin;
 use crate::config::{Config, EntryList};
+use crate::config::{
+    ISOLATION_KEY, Isolation, NETWORK_KEY, READ_PATHS_KEY, SANDBOX_KEY, SandboxMode,
+};
 
 /// What the registry needs from the configuration.
 #[derive(Debug, Clone)]
@@ -42,20 +43,6 @@ pub struct PluginSettings {
     /// Where isolated plugins' supervisors count starts, exits and crash loops.
     pub worker_metrics: crate::metrics::WorkerMetrics,
 }
-
-/// Where a plugin alias runs.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Isolation {
-    /// In auth-host's own process: fastest; a crash of the plugin is a crash of auth-host.
-    #[default]
-    None,
-    /// In a worker process of its own: a crash costs the calls it held.
-    Process,
-}
-
-/// The host's own key in `[plugins.<alias>]`, never handed to the plugin.
-pub const ISOLATION_KEY: &str = "isolation";
 
 /// Where an alias runs, how it is confined there, and the settings its plugin is given.
 struct Placement {
@@ -147,60 +134,12 @@ impl LoadOutcome {
     }
 }
 
-/// What `auth-host plugins check` prints for a loaded plugin.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct PluginSummary {
-    pub kind: PluginKind,
-    pub name: String,
-    pub version: String,
-    pub api_version: String,
-    /// An isolated alias' sandbox as its worker entered it (layers, or `off`); empty
-    /// in-process.
-    pub sandbox: String,
-}
-
-/// A failed plugin call; it concerns that one call only.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum PluginCallError {
-    #[error("plugin `{alias}` failed: {message}")]
-    Failed { alias: String, message: String },
-    #[error("plugin `{alias}` panicked: {message}")]
-    Panicked { alias: String, message: String },
-    #[error("plugin `{alias}` did not answer within {timeout:?}")]
-    TimedOut { alias: String, timeout: Duration },
-    #[error("plugin `{alias}` has too many calls in flight")]
-    Busy { alias: String },
-    #[error("plugin `{alias}` answered with invalid data: {message}")]
-    InvalidAnswer { alias: String, message: String },
-    /// The isolated plugin's worker process died during the call.
-    #[error("plugin `{alias}` crashed: its worker {cause}")]
-    Crashed { alias: String, cause: String },
-    /// The isolated plugin's worker keeps crashing; it is started again after a delay.
-    #[error(
-        "plugin `{alias}` is restarting after a crash (its worker {cause}); retry in {retry_in:?}"
-    )]
-    Restarting {
-        alias: String,
-        cause: String,
-        retry_in: Duration,
-    },
-}
-
-/// What a login hook decided, read back from the plugin.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum HookDecision {
-    Continue,
-    Amend(Amendment),
-    Refuse(String),
-}
-
 /// The plugins in force: each service alias with its permission provider, and the
 /// extensions in order. A reload builds a new registry and swaps it in whole.
 #[derive(Debug)]
 pub struct PluginRegistry {
     providers: HashMap<String, Arc<LoadedPlugin>>,
     extensions: Vec<Arc<LoadedPlugin>>,
-    call_timeout: Duration,
 }
 
 impl PluginRegistry {
@@ -224,7 +163,6 @@ impl PluginRegistry {
         Ok(PluginRegistry {
             providers,
             extensions,
-            call_timeout: settings.call_timeout,
         })
     }
 
@@ -251,7 +189,7 @@ impl PluginRegistry {
             .providers
             .values()
             .chain(self.extensions.iter())
-            .filter(|plugin| plugin.isolated().is_some_and(|p| p.in_crash_loop()))
+            .filter(|plugin| plugin.in_crash_loop())
             .map(|plugin| plugin.alias())
             .collect();
         looping.sort_unstable();
@@ -262,156 +200,16 @@ impl PluginRegistry {
     pub fn extensions(&self) -> &[Arc<LoadedPlugin>] {
         &self.extensions
     }
-
-    /// The permissions of `user` in `service`, asked of `plugin` where it runs.
-    pub async fn get_permissions(
-        &self,
-        plugin: &Arc<LoadedPlugin>,
-        service: &str,
-        user: &UserInfo,
-    ) -> Result<auth_host_plugin_api::Permissions, PluginCallError> {
-        let answer = match &**plugin {
-            LoadedPlugin::InProcess(_) => {
-                let (asked, user) = (service.to_owned(), user.clone());
-                return self
-                    .run(plugin, move |p| p.get_permissions(&asked, &user))
-                    .await;
-            }
-            LoadedPlugin::Isolated { .. } => {
-                self.call_isolated(plugin, Call::Permissions, service, user)
-                    .await?
-            }
-        };
-        match answer {
-            (Answer::Permissions, text) => {
-                super::instance::parse_permissions(&text).map_err(|e| invalid(plugin, e))
-            }
-            other => Err(failure(plugin, other)),
-        }
-    }
-
-    /// A lifecycle hook of `plugin` (`on_user_logout` always continues).
-    pub async fn hook(
-        &self,
-        plugin: &Arc<LoadedPlugin>,
-        call: Call,
-        user: &UserInfo,
-    ) -> Result<HookDecision, PluginCallError> {
-        let answer = match &**plugin {
-            LoadedPlugin::InProcess(_) => {
-                let user = user.clone();
-                return self
-                    .run(plugin, move |p| match call {
-                        Call::NewUser => p.on_new_user(&user),
-                        Call::Login => p.on_user_login(&user),
-                        Call::Logout | Call::Permissions => {
-                            p.on_user_logout(&user).map(|()| HookDecision::Continue)
-                        }
-                    })
-                    .await;
-            }
-            LoadedPlugin::Isolated { .. } => self.call_isolated(plugin, call, "", user).await?,
-        };
-        match answer {
-            (Answer::Continue, _) => Ok(HookDecision::Continue),
-            (Answer::Refuse, reason) => Ok(HookDecision::Refuse(reason)),
-            (Answer::Amend, text) => serde_json::from_str(&text)
-                .map(HookDecision::Amend)
-                .map_err(|e| invalid(plugin, e)),
-            other => Err(failure(plugin, other)),
-        }
-    }
-
-    /// One call to an isolated plugin's worker, within the alias' in-flight limit.
-    async fn call_isolated(
-        &self,
-        plugin: &Arc<LoadedPlugin>,
-        call: Call,
-        service: &str,
-        user: &UserInfo,
-    ) -> Result<(Answer, String), PluginCallError> {
-        let LoadedPlugin::Isolated {
-            plugin: isolated,
-            in_flight,
-            ..
-        } = &**plugin
-        else {
-            return Err(invalid(plugin, "not an isolated plugin"));
-        };
-        let _permit =
-            Arc::clone(in_flight)
-                .try_acquire_owned()
-                .map_err(|_| PluginCallError::Busy {
-                    alias: plugin.alias().to_owned(),
-                })?;
-        let user = serde_json::to_string(user).map_err(|e| invalid(plugin, e))?;
-        let response = isolated.call(call, service, user).await?;
-        Ok((response.answer, response.text))
-    }
-
-    /// Runs a blocking call of an in-process plugin on the blocking thread pool, cut off
-    /// after the call time limit. A call that is cut off keeps its thread until it returns,
-    /// and its slot in the plugin's in-flight limit, so a plugin that hangs cannot exhaust
-    /// the pool (isolating it is what really stops it).
-    pub async fn run<T, F>(&self, plugin: &Arc<LoadedPlugin>, call: F) -> Result<T, PluginCallError>
-    where
-        T: Send + 'static,
-        F: FnOnce(&Plugin) -> Result<T, PluginCallError> + Send + 'static,
-    {
-        let LoadedPlugin::InProcess(in_process) = &**plugin else {
-            return Err(invalid(plugin, "an isolated plugin runs in its worker"));
-        };
-        let permit = Arc::clone(in_process.in_flight())
-            .try_acquire_owned()
-            .map_err(|_| PluginCallError::Busy {
-                alias: plugin.alias().to_owned(),
-            })?;
-        let task_plugin = Arc::clone(plugin);
-        let task = tokio::task::spawn_blocking(move || {
-            let _permit = permit;
-            match &*task_plugin {
-                LoadedPlugin::InProcess(plugin) => call(plugin),
-                LoadedPlugin::Isolated { .. } => Err(invalid(&task_plugin, "isolated")),
-            }
-        });
-        match tokio::time::timeout(self.call_timeout, task).await {
-            Ok(Ok(result)) => result,
-            Ok(Err(join_error)) => Err(PluginCallError::Panicked {
-                alias: plugin.alias().to_owned(),
-                message: join_error.to_string(),
-            }),
-            Err(_) => Err(PluginCallError::TimedOut {
-                alias: plugin.alias().to_owned(),
-                timeout: self.call_timeout,
-            }),
-        }
-    }
-}
-
-fn invalid(plugin: &LoadedPlugin, message: impl std::fmt::Display) -> PluginCallError {
-    PluginCallError::InvalidAnswer {
-        alias: plugin.alias().to_owned(),
-        message: message.to_string(),
-    }
-}
-
-/// The error an isolated plugin's worker answered with (or an answer of the wrong kind).
-fn failure(plugin: &LoadedPlugin, (answer, message): (Answer, String)) -> PluginCallError {
-    let alias = plugin.alias().to_owned();
-    match answer {
-        Answer::Panicked => PluginCallError::Panicked { alias, message },
-        Answer::Failed => PluginCallError::Failed { alias, message },
-        other => PluginCallError::InvalidAnswer {
-            alias,
-            message: format!("unexpected answer {other:?} {message}"),
-        },
-    }
 }
 
 /// Loads every entry; one file named by several aliases is opened once. An isolated alias
 /// is started in its worker, and its file is never opened here.
 fn load_all(settings: &PluginSettings) -> (Vec<LoadOutcome>, Vec<Arc<LoadedPlugin>>) {
     let mut libraries: HashMap<PathBuf, Result<Library, LoadError>> = HashMap::new();
+    let limits = Limits {
+        call_timeout: settings.call_timeout,
+        max_in_flight: settings.max_in_flight,
+    };
     let mut outcomes = Vec::new();
     let mut plugins = Vec::new();
     let wanted = [
@@ -441,11 +239,7 @@ fn load_all(settings: &PluginSettings) -> (Vec<LoadOutcome>, Vec<Arc<LoadedPlugi
                     memory_limit: settings.worker_memory_limit,
                     metrics: settings.worker_metrics.clone(),
                 })
-                .map(|plugin| LoadedPlugin::Isolated {
-                    plugin: Box::new(plugin),
-                    kind,
-                    in_flight: Arc::new(tokio::sync::Semaphore::new(settings.max_in_flight)),
-                }),
+                .map(|plugin| LoadedPlugin::isolated(plugin, kind, settings.max_in_flight)),
                 Isolation::None => libraries
                     .entry(file.clone())
                     .or_insert_with(|| library::open(&file))
@@ -457,8 +251,8 @@ fn load_all(settings: &PluginSettings) -> (Vec<LoadOutcome>, Vec<Arc<LoadedPlugi
                                 found: library.kind,
                             });
                         }
-                        instantiate(&entry.alias, &file, library, &plugin_settings, settings)
-                            .map(LoadedPlugin::InProcess)
+                        instantiate(&entry.alias, &file, library, &plugin_settings, limits)
+                            .map(|plugin| LoadedPlugin::in_process(plugin, settings.call_timeout))
                     }),
             };
             let result = loaded.map(|plugin| {

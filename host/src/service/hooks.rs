@@ -1,7 +1,7 @@
 //! Running the extensions' lifecycle hooks, in `INSTALLED_EXTENSIONS` order.
 
 use crate::plugins::HookDecision;
-use crate::plugins::isolation::protocol::Call;
+use crate::plugins::calls::Call;
 use crate::users::{User, user_info, validate_username};
 
 use super::AuthService;
@@ -40,7 +40,7 @@ impl AuthService {
                 Hook::Logout => Call::Logout,
             };
             let started = std::time::Instant::now();
-            let answer = plugins.hook(extension, call, &user_info(user)).await;
+            let answer = extension.hook(call, &user_info(user)).await;
             self.count_plugin_call(extension.alias(), started, &answer);
             let alias = extension.alias();
             match answer {

@@ -39,9 +39,7 @@ impl AuthService {
             return Ok(Authorization::Nothing);
         };
         let started = std::time::Instant::now();
-        let answer = plugins
-            .get_permissions(&provider, service, &user_info(&user))
-            .await;
+        let answer = provider.get_permissions(service, &user_info(&user)).await;
         self.count_plugin_call(provider.alias(), started, &answer);
         let permissions = answer.map_err(|error| {
             tracing::warn!(service, %error, "permission provider failed");

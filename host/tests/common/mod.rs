@@ -262,10 +262,9 @@ impl PluginDir {
 pub fn in_process(
     plugin: &std::sync::Arc<auth_host::plugins::LoadedPlugin>,
 ) -> &auth_host::plugins::Plugin {
-    match &**plugin {
-        auth_host::plugins::LoadedPlugin::InProcess(plugin) => plugin,
-        other => panic!("{} is not loaded in-process", other.alias()),
-    }
+    plugin
+        .instance()
+        .unwrap_or_else(|| panic!("{} is not loaded in-process", plugin.alias()))
 }
 
 /// Plugin settings for `dir` with the given lists, a 5 s time limit and 16 calls in flight.
@@ -348,8 +347,7 @@ impl ServerProcess {
 
     /// Like `start_with_args`, as `user` (a name; with `setpriv`, from root) when given.
     pub fn start_as(user: Option<&str>, args: &[&str], envs: &[(&str, &str)]) -> ServerProcess {
-        use std::io::BufRead;
-        let mut command = match user {
+        let command = match user {
             Some(user) => {
                 let mut setpriv = Command::new("setpriv");
                 setpriv
@@ -359,6 +357,16 @@ impl ServerProcess {
             }
             None => Command::new(auth_host_bin()),
         };
+        Self::start_command(command, args, envs)
+    }
+
+    /// Starts `command` (which runs `auth-host`) with `args` and `envs` as `start` does.
+    pub fn start_command(
+        mut command: Command,
+        args: &[&str],
+        envs: &[(&str, &str)],
+    ) -> ServerProcess {
+        use std::io::BufRead;
         command
             .args(args)
             .env_clear()

@@ -147,9 +147,7 @@ async fn a_slow_call_is_cut_off_and_others_keep_answering() {
     let fast = Arc::clone(registry.permission_provider("fast").unwrap());
 
     let started = Instant::now();
-    let cut_off = registry
-        .run(&slow, |p| p.get_permissions("slow", &user("sleep")))
-        .await;
+    let cut_off = slow.get_permissions("slow", &user("sleep")).await;
     assert_eq!(
         cut_off.unwrap_err(),
         PluginCallError::TimedOut {
@@ -160,20 +158,13 @@ async fn a_slow_call_is_cut_off_and_others_keep_answering() {
     assert!(started.elapsed() < Duration::from_millis(1_500));
 
     // While that call still sleeps on its thread, the other service answers.
-    let answer = registry
-        .run(&fast, |p| p.get_permissions("fast", &user("u1")))
-        .await
-        .unwrap();
+    let answer = fast.get_permissions("fast", &user("u1")).await.unwrap();
     assert_eq!(answer["provider-token"], "fast-u1");
 
     // A second hung call fills the slow plugin's in-flight limit (2): the next is refused
     // at once instead of taking another thread.
-    let _ = registry
-        .run(&slow, |p| p.get_permissions("slow", &user("sleep")))
-        .await;
-    let busy = registry
-        .run(&slow, |p| p.get_permissions("slow", &user("u1")))
-        .await;
+    let _ = slow.get_permissions("slow", &user("sleep")).await;
+    let busy = slow.get_permissions("slow", &user("u1")).await;
     assert_eq!(
         busy.unwrap_err(),
         PluginCallError::Busy {
@@ -183,10 +174,7 @@ async fn a_slow_call_is_cut_off_and_others_keep_answering() {
 
     // Once the sleepers return, the plugin serves again.
     tokio::time::sleep(Duration::from_millis(2_500)).await;
-    let answer = registry
-        .run(&slow, |p| p.get_permissions("slow", &user("u1")))
-        .await
-        .unwrap();
+    let answer = slow.get_permissions("slow", &user("u1")).await.unwrap();
     assert_eq!(answer["user"], "u1");
 }
 

@@ -229,6 +229,11 @@ struct Probed {
 /// Runs a server whose isolated plugins probe it (`sandbox` for both), as `user` when given
 /// (a uid, through `setpriv`), and returns their reports.
 async fn probe_a_server(user: Option<&str>, sandbox: &str) -> Probed {
+    probe_a_server_with(user, sandbox, &[]).await
+}
+
+/// Like [`probe_a_server`], with more environment.
+async fn probe_a_server_with(user: Option<&str>, sandbox: &str, more: &[(&str, &str)]) -> Probed {
     use std::os::unix::fs::PermissionsExt;
     let plugins =
         PluginDir::with_workspace_plugins(&["test_hostile_provider", "test_hostile_extension"]);
@@ -271,20 +276,19 @@ async fn probe_a_server(user: Option<&str>, sandbox: &str) -> Probed {
         std::fs::set_permissions(plugins.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
     }
     let config_arg = config.display().to_string();
-    let server = ServerProcess::start_as(
-        user,
-        &["--config", &config_arg, "serve"],
-        &[
-            ("AUTH_DATA_DIR", &dir),
-            ("AUTH_PLUGIN_DIR", plugins.path().to_str().unwrap()),
-            ("ALLOWED_SERVICES", "probe:test_hostile_provider"),
-            ("INSTALLED_EXTENSIONS", "hook:test_hostile_extension"),
-            ("AUTH_PLUGIN_ISOLATION", "process"),
-            ("AUTH_ADMIN_TOKEN", &secret),
-            ("AUTH_DEV_LOGIN", "true"),
-            ("EXTERNAL_ADDRESS", "http://127.0.0.1:9"),
-        ],
-    );
+    let mut envs: Vec<(&str, &str)> = vec![
+        ("AUTH_DATA_DIR", dir.as_str()),
+        ("AUTH_PLUGIN_DIR", plugins.path().to_str().unwrap()),
+        ("ALLOWED_SERVICES", "probe:test_hostile_provider"),
+        ("INSTALLED_EXTENSIONS", "hook:test_hostile_extension"),
+        ("AUTH_PLUGIN_ISOLATION", "process"),
+        ("AUTH_ADMIN_TOKEN", secret.as_str()),
+        ("AUTH_DEV_LOGIN", "true"),
+        ("EXTERNAL_ADDRESS", "http://127.0.0.1:9"),
+    ];
+    // Later settings win.
+    envs.extend_from_slice(more);
+    let server = ServerProcess::start_as(user, &["--config", &config_arg, "serve"], &envs);
     let (status, body) = common::server::get_json(&format!(
         "{}/auth/authorize?service=probe&jwt={token}",
         server.base
@@ -393,4 +397,119 @@ async fn a_sandboxed_plugin_reaches_none_of_the_hosts_secrets_files_network_or_p
             );
         }
     }
+}
+
+/// Run as root with `plugin_user`, the workers run as that user, sandboxed all the same.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_plugin_user_a_root_server_runs_its_workers_as_that_user() {
+    // SAFETY: geteuid has no preconditions.
+    if unsafe { libc::geteuid() } != 0 {
+        eprintln!("not root: plugin_user needs a server running as root");
+        return;
+    }
+    let probed = probe_a_server_with(None, "strict", &[("AUTH_PLUGIN_USER", "nobody")]).await;
+    for report in [&probed.provider, &probed.hook] {
+        assert_eq!(report["uid"], "allowed: uid 65534", "{report:#?}");
+    }
+    refused_everything("provider as plugin_user", &probed.provider);
+    refused_everything("hook as plugin_user", &probed.hook);
+}
+
+/// `auth-host` on a system without Landlock, as far as it can tell: a seccomp filter of the
+/// test's makes the Landlock calls answer "not implemented" for the server and its workers.
+fn without_landlock() -> std::process::Command {
+    use seccompiler::{SeccompAction, SeccompFilter};
+    use std::os::unix::process::CommandExt;
+    let landlock_calls = [
+        libc::SYS_landlock_create_ruleset,
+        libc::SYS_landlock_add_rule,
+        libc::SYS_landlock_restrict_self,
+    ];
+    let filter = SeccompFilter::new(
+        landlock_calls
+            .iter()
+            .map(|call| (*call, Vec::new()))
+            .collect(),
+        SeccompAction::Allow,
+        SeccompAction::Errno(libc::ENOSYS as u32),
+        std::env::consts::ARCH.try_into().unwrap(),
+    )
+    .unwrap();
+    let program: seccompiler::BpfProgram = filter.try_into().unwrap();
+    let mut command = std::process::Command::new(common::auth_host_bin());
+    // SAFETY: runs in the forked child before exec; prctl and the seccomp system call are
+    // async-signal-safe, and the filter was built before the fork.
+    unsafe {
+        command.pre_exec(move || {
+            libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0);
+            seccompiler::apply_filter(&program).map_err(std::io::Error::other)
+        });
+    }
+    command
+}
+
+/// Without Landlock, `strict` refuses to start, naming the missing layer; `available` starts
+/// with the layers there are and says which one is missing, at start and in `plugins check`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_missing_sandbox_layer_is_named_and_strict_refuses_to_run_without_it() {
+    let plugins = PluginDir::with_workspace_plugins(&["sample_permission_provider"]);
+    let data = tempfile::tempdir().unwrap();
+    let envs = |mode: &'static str| {
+        vec![
+            ("AUTH_DATA_DIR", data.path().to_str().unwrap().to_owned()),
+            (
+                "AUTH_PLUGIN_DIR",
+                plugins.path().to_str().unwrap().to_owned(),
+            ),
+            (
+                "ALLOWED_SERVICES",
+                "example:sample_permission_provider".to_owned(),
+            ),
+            ("AUTH_PLUGIN_ISOLATION", "process".to_owned()),
+            ("AUTH_PLUGIN_SANDBOX", mode.to_owned()),
+        ]
+    };
+    let strict = without_landlock()
+        .arg("serve")
+        .env_clear()
+        .envs(envs("strict"))
+        .output()
+        .unwrap();
+    assert_eq!(strict.status.code(), Some(2), "{strict:?}");
+    let said = String::from_utf8_lossy(&strict.stderr);
+    assert!(said.contains("but this system lacks Landlock"), "{said}");
+
+    let check = without_landlock()
+        .args(["plugins", "check"])
+        .env_clear()
+        .envs(envs("available"))
+        .output()
+        .unwrap();
+    let printed = String::from_utf8_lossy(&check.stdout);
+    assert!(
+        check.status.success(),
+        "{printed}\n{}",
+        String::from_utf8_lossy(&check.stderr)
+    );
+    assert!(
+        printed.contains(
+            "sandbox: landlock unavailable, seccomp on, no capabilities; missing: Landlock"
+        ),
+        "{printed}"
+    );
+    let owned = envs("available");
+    let borrowed: Vec<(&str, &str)> = owned.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    let server = ServerProcess::start_command(without_landlock(), &["serve"], &borrowed);
+    let token = common::user_token(data.path(), "ada@example.com");
+    let (status, _) = common::server::get_json(&format!(
+        "{}/auth/authorize?service=example&jwt={token}",
+        server.base
+    ))
+    .await;
+    assert_eq!(status, 200);
+    let log = server.stop();
+    assert!(
+        log.contains("plugin worker runs with a weaker sandbox than auth-host can build"),
+        "{log}"
+    );
 }

@@ -4,6 +4,7 @@
 
 use std::collections::HashMap;
 use std::io::BufReader;
+use std::path::PathBuf;
 use std::process::{ChildStdin, Command, Stdio};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -14,9 +15,26 @@ use tokio::sync::oneshot;
 
 use super::lifetime::{self, GroupLeader};
 use super::protocol::{Hello, Request, Response, Setup, read_frame, write_frame};
-use super::supervisor::WorkerSpec;
-use crate::plugins::PluginSummary;
+use crate::metrics::WorkerMetrics;
+use crate::plugins::calls::PluginSummary;
 use crate::plugins::library::LoadError;
+
+/// How a worker is started.
+#[derive(Debug, Clone)]
+pub struct WorkerSpec {
+    pub alias: String,
+    pub file: PathBuf,
+    pub kind: PluginKind,
+    /// The alias' settings, as JSON.
+    pub settings: String,
+    /// How the worker is confined.
+    pub sandbox: super::sandbox::SandboxSpec,
+    pub call_timeout: Duration,
+    pub threads: u32,
+    /// Address-space limit of the worker, in bytes (0: none).
+    pub memory_limit: u64,
+    pub metrics: WorkerMetrics,
+}
 
 /// A running worker process.
 pub(super) struct Worker {

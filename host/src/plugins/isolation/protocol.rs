@@ -20,26 +20,8 @@ pub const MAGIC: &[u8] = b"auth-host-worker/1";
 /// The largest payload either side accepts; permissions of a few MiB are already absurd.
 pub const MAX_FRAME: usize = 16 * 1024 * 1024;
 
-/// What the host asks of the plugin.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Call {
-    Permissions = 1,
-    NewUser = 2,
-    Login = 3,
-    Logout = 4,
-}
-
-/// How the plugin answered; the text is JSON (permissions, amendment) or a message.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Answer {
-    Permissions = 0,
-    Continue = 1,
-    Amend = 2,
-    Refuse = 3,
-    Failed = 4,
-    Panicked = 5,
-    Invalid = 6,
-}
+/// The call vocabulary is `plugins::calls`'; this module gives it a wire form.
+pub use crate::plugins::calls::{Answer, Call};
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Request {

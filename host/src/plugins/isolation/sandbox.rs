@@ -30,19 +30,7 @@ use seccompiler::{
 };
 use serde::{Deserialize, Serialize};
 
-/// How an isolated alias is confined (`[plugins.<alias>] sandbox`).
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum SandboxMode {
-    /// Every layer, or the worker does not start.
-    #[default]
-    Strict,
-    /// Every layer the kernel offers; what it lacks is logged. The operator's explicit
-    /// acceptance of a weaker sandbox.
-    Available,
-    /// None: the worker runs with auth-host's rights.
-    Off,
-}
+pub use crate::config::SandboxMode;
 
 /// What a worker's sandbox allows: sent to the worker in its setup.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -56,11 +44,6 @@ pub struct SandboxSpec {
     /// The user and group the worker switches to (auth-host running as root).
     pub user: Option<(u32, u32)>,
 }
-
-/// The per-alias keys of the sandbox, the host's own: never handed to the plugin.
-pub const SANDBOX_KEY: &str = "sandbox";
-pub const READ_PATHS_KEY: &str = "read_paths";
-pub const NETWORK_KEY: &str = "network";
 
 /// What every plugin may read: the dynamic loader's cache and the shared libraries.
 const SYSTEM_LIBRARIES: &[&str] = &[

@@ -6,40 +6,21 @@
 //! crashing. A call past the time limit kills the worker: nothing of it is left running.
 
 use std::collections::VecDeque;
-use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use auth_host_plugin_api::PluginKind;
-
+pub use super::process::WorkerSpec;
 use super::process::{OnExit, Worker};
 use super::protocol::{Call, Request, Response};
 use crate::metrics::{AliasLabels, WorkerExitLabels, WorkerMetrics, WorkerStartLabels};
+use crate::plugins::calls::{PluginCallError, PluginSummary};
 use crate::plugins::library::LoadError;
-use crate::plugins::{PluginCallError, PluginSummary};
 
 /// Crashes within this window count towards the back-off and the crash loop.
 const CRASH_WINDOW: Duration = Duration::from_secs(60);
 /// So many crashes within the window is a crash loop (reported once, while it lasts).
 const CRASH_LOOP: usize = 5;
 const MAX_BACKOFF: Duration = Duration::from_secs(30);
-
-/// How a worker is started.
-#[derive(Debug, Clone)]
-pub struct WorkerSpec {
-    pub alias: String,
-    pub file: PathBuf,
-    pub kind: PluginKind,
-    /// The alias' settings, as JSON.
-    pub settings: String,
-    /// How the worker is confined.
-    pub sandbox: super::sandbox::SandboxSpec,
-    pub call_timeout: Duration,
-    pub threads: u32,
-    /// Address-space limit of the worker, in bytes (0: none).
-    pub memory_limit: u64,
-    pub metrics: WorkerMetrics,
-}
 
 /// One isolated alias.
 pub struct IsolatedPlugin {

@@ -11,11 +11,11 @@ use std::time::Duration;
 
 use auth_host_plugin_api::PluginKind;
 
-use super::protocol::{Answer, Call, Hello, Request, Response, Setup, read_frame, write_frame};
+use super::protocol::{Hello, Request, Response, Setup, read_frame, write_frame};
 use super::sandbox::{self, SandboxMode, SandboxSpec};
+use crate::plugins::calls::Limits;
 use crate::plugins::instance::{Plugin, instantiate};
 use crate::plugins::library;
-use crate::plugins::{HookDecision, PluginCallError, PluginSettings};
 
 /// Exit status when the worker cannot start (the hello says why).
 const EXIT_REFUSED: i32 = 3;
@@ -183,55 +183,16 @@ fn start(alias: &str, file: &Path, kind: PluginKind, setup: &Setup) -> Result<Pl
     }
     let settings: serde_json::Value =
         serde_json::from_str(&setup.settings).map_err(|e| format!("settings: {e}"))?;
-    let limits = PluginSettings {
-        dir: file.parent().map(Path::to_path_buf).unwrap_or_default(),
-        allowed_services: Default::default(),
-        installed_extensions: Default::default(),
-        settings: Default::default(),
+    let limits = Limits {
         call_timeout: Duration::from_millis(setup.timeout_ms),
         max_in_flight: setup.threads.max(1) as usize,
-        isolation: Default::default(),
-        worker_memory_limit: 0,
-        sandbox: Default::default(),
-        plugin_user: None,
-        worker_metrics: Default::default(),
     };
-    instantiate(alias, file, library, &settings, &limits).map_err(|e| e.to_string())
+    instantiate(alias, file, library, &settings, limits).map_err(|e| e.to_string())
 }
 
-/// Runs one call and says how it went. The user's JSON goes to the plugin as it came, and
-/// its permissions back as it wrote them: the host parses them once.
+/// Runs one call and says how it went, as the plugin in-process would.
 fn answer(plugin: &Plugin, request: Request) -> Response {
-    let reply = |answer: Answer, text: String| Response {
-        id: request.id,
-        answer,
-        text,
-    };
-    let outcome = match request.call {
-        Call::Permissions => plugin
-            .permissions_json(&request.service, &request.user)
-            .map(|text| reply(Answer::Permissions, text)),
-        call => plugin
-            .hook_json(call, &request.user)
-            .map(|d| decision(&request, d)),
-    };
-    outcome.unwrap_or_else(|error| match error {
-        PluginCallError::Panicked { message, .. } => reply(Answer::Panicked, message),
-        PluginCallError::InvalidAnswer { message, .. } => reply(Answer::Invalid, message),
-        PluginCallError::Failed { message, .. } => reply(Answer::Failed, message),
-        other => reply(Answer::Failed, other.to_string()),
-    })
-}
-
-fn decision(request: &Request, decision: HookDecision) -> Response {
-    let (answer, text) = match decision {
-        HookDecision::Continue => (Answer::Continue, String::new()),
-        HookDecision::Refuse(reason) => (Answer::Refuse, reason),
-        HookDecision::Amend(amendment) => (
-            Answer::Amend,
-            serde_json::to_string(&amendment).unwrap_or_default(),
-        ),
-    };
+    let (answer, text) = plugin.answer(request.call, &request.service, &request.user);
     Response {
         id: request.id,
         answer,

@@ -67,6 +67,8 @@ pub fn run(targets: &Targets) -> BTreeMap<String, String> {
         );
     }
     note("descriptors", descriptors());
+    // SAFETY: getuid has no preconditions.
+    note("uid", Ok(format!("uid {}", unsafe { libc::getuid() })));
     note(
         "child",
         std::process::Command::new("/bin/sleep")
