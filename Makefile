@@ -17,7 +17,7 @@ DEV_SERVER = EXTERNAL_ADDRESS="http://127.0.0.1:8000" AUTH_LISTEN="127.0.0.1:800
 # webhook signatures as downstream services and receivers do.
 VERIFIERS_VENV = target/verifiers-venv
 
-.PHONY: build run client-app screenshots browser-tools test cluster-tools fuzz fuzz-tools lint fmt check-plugins clean verifiers bench bench-tools
+.PHONY: build run client-app screenshots browser-tools test test-tools cluster-tools fuzz fuzz-tools lint fmt check-plugins clean verifiers bench bench-tools
 
 # `make bench` (SQLite) or `make bench DB=postgres`; BENCH_DURATION=seconds per run.
 DB ?= sqlite
@@ -41,8 +41,14 @@ screenshots: build browser-tools
 check-plugins: build
 	$(SAMPLE_PLUGINS) ./target/debug/auth-host plugins check
 
-test: build verifiers cluster-tools browser-tools
+test: build verifiers cluster-tools browser-tools test-tools
 	$(CARGO) test --workspace
+
+# openssl (keys as other tools write them) and setpriv (a server as another user) for the
+# tests, from the system packages when missing.
+test-tools:
+	@command -v openssl >/dev/null && command -v setpriv >/dev/null || \
+	  { apt-get update -qq && apt-get install -y -qq openssl util-linux >/dev/null; }
 
 # HAProxy from the system packages, for the cluster test (three replicas behind it).
 cluster-tools:

@@ -317,12 +317,38 @@ mod tests {
         assert_eq!(read(ClientIpHeader::None), peer);
     }
 
+    /// `Forwarded` values as proxies and clients write them: elements of `for=` addresses
+    /// (bare, quoted, with ports, IPv6 in brackets), other pairs, junk and `unknown`.
+    fn forwarded_header() -> impl proptest::strategy::Strategy<Value = String> {
+        use proptest::strategy::{Just, Strategy};
+        let address = proptest::prop_oneof![
+            "(10|198|203)\\.[0-9]{1,3}\\.[0-9]{1,3}\\.[0-9]{1,3}",
+            "(10|198|203)\\.[0-9]{1,3}\\.[0-9]{1,3}\\.[0-9]{1,3}:[0-9]{1,5}",
+            "\\[2001:db8::[0-9a-f]{1,4}\\](:[0-9]{1,5})?",
+            Just("unknown".to_owned()),
+            "[a-z_]{0,8}",
+        ];
+        let element = (
+            address,
+            proptest::bool::ANY,
+            "(;proto=https|;by=[a-z]{1,4}|)",
+        )
+            .prop_map(|(address, quoted, extra)| {
+                if quoted {
+                    format!("for=\"{address}\"{extra}")
+                } else {
+                    format!("for={address}{extra}")
+                }
+            });
+        proptest::collection::vec(element, 0..5).prop_map(|elements| elements.join(", "))
+    }
+
     proptest::proptest! {
         /// Whatever the headers say, the client is the peer or an address they named, and
         /// an untrusted peer is always the client.
         #[test]
         fn any_forwarding_headers(
-            forwarded in "\\PC{0,120}",
+            forwarded in forwarded_header(),
             x_forwarded_for in "[0-9a-f.:, \\[\\]]{0,120}",
             trusted_peer in proptest::bool::ANY,
             named in 0..3u8,
@@ -386,8 +412,57 @@ mod tests {
                 Some(token) => proptest::prop_assert_eq!(params.jwt(), Some(token.as_str())),
                 None => proptest::prop_assert_eq!(params.jwt(), params.get("jwt")),
             }
-            if let Ok(Some(name)) = params.callback() {
-                proptest::prop_assert!(is_callback_name(name));
+        }
+    }
+
+    /// A JSONP name the rule allows, built from the rule's own pieces.
+    fn allowed_callback() -> impl proptest::strategy::Strategy<Value = String> {
+        "[A-Za-z_$][A-Za-z0-9_$.]{0,63}"
+    }
+
+    /// A name the rule refuses, each way it can be wrong.
+    fn refused_callback() -> impl proptest::strategy::Strategy<Value = String> {
+        use proptest::strategy::{Just, Strategy};
+        proptest::prop_oneof![
+            // Starts with a digit or a dot.
+            "[0-9.][A-Za-z0-9_$.]{0,20}",
+            // A character outside the rule somewhere.
+            (
+                "[A-Za-z_$][A-Za-z0-9_$.]{0,10}",
+                "[^A-Za-z0-9_$.]",
+                "[A-Za-z0-9_$.]{0,10}"
+            )
+                .prop_map(|(a, bad, b)| format!("{a}{bad}{b}")),
+            // Too long by one or more.
+            "[A-Za-z_$][A-Za-z0-9_$.]{64,80}",
+            Just(String::new()),
+        ]
+    }
+
+    proptest::proptest! {
+        /// `callback=` as clients send it, among other parameters, URL-encoded: an allowed
+        /// name wraps the answer, a refused one is a 400, whatever else the query holds.
+        #[test]
+        fn callback_names_are_accepted_or_refused_by_the_rule(
+            allowed in allowed_callback(),
+            refused in refused_callback(),
+            use_allowed in proptest::bool::ANY,
+            before in "[a-z]{1,8}=[a-z0-9]{0,8}",
+            after in "[a-z]{1,8}=[a-z0-9]{0,8}",
+        ) {
+            let name = if use_allowed { &allowed } else { &refused };
+            let encoded: String = form_urlencoded::byte_serialize(name.as_bytes()).collect();
+            let query = format!("{before}&callback={encoded}&{after}&callback=second");
+            let client: IpAddr = "127.0.0.1".parse().unwrap();
+            let params = Params::parse(Some(&query), &HeaderMap::new(), &[], client);
+            // The first `callback` counts, as for every parameter.
+            match params.callback() {
+                Ok(Some(got)) => {
+                    proptest::prop_assert!(use_allowed, "refused name accepted: {:?}", name);
+                    proptest::prop_assert_eq!(got, name.as_str());
+                }
+                Ok(None) => proptest::prop_assert!(false, "the callback was not read: {}", query),
+                Err(_) => proptest::prop_assert!(!use_allowed, "allowed name refused: {:?}", name),
             }
         }
     }

@@ -78,6 +78,7 @@ async fn a_key_row_written_without_the_secret_is_never_published_nor_trusted() {
     if postgres_skipped() {
         return;
     }
+    let _alone = crate::alone().await;
     let database = TestDatabase::new(Backend::Postgres).await;
     let plugins = PluginDir::with_workspace_plugins(&["sample_permission_provider"]);
     let running = replica(&database, &plugins);
@@ -222,6 +223,7 @@ async fn keys_sealed_by_the_earlier_release_keep_verifying_after_the_upgrade() {
     if postgres_skipped() {
         return;
     }
+    let _alone = crate::alone().await;
     let fixture: Value = serde_json::from_str(
         &std::fs::read_to_string(
             workspace_root().join("host/tests/fixtures/signing-key-row-v1.json"),
@@ -241,12 +243,13 @@ async fn keys_sealed_by_the_earlier_release_keep_verifying_after_the_upgrade() {
     );
 
     let database = TestDatabase::new(Backend::Postgres).await;
-    let migrated = std::process::Command::new(auth_host_bin())
-        .arg("migrate")
-        .env_clear()
-        .env("DATABASE_URL", &database.url)
-        .output()
-        .unwrap();
+    let migrated = crate::common::output_within(
+        std::process::Command::new(auth_host_bin())
+            .arg("migrate")
+            .env_clear()
+            .env("DATABASE_URL", &database.url),
+        crate::common::COMMAND_LIMIT,
+    );
     assert!(migrated.status.success(), "{migrated:?}");
     // The earlier release's row, and a copy whose public key (and kid) are an attacker's.
     let (_, attacker_public, attacker_kid) = auth_host::tokens::new_rsa_key_pair().unwrap();

@@ -19,6 +19,7 @@ async fn notifications_without_the_shared_secret_are_ignored_and_counted() {
     if postgres_skipped() {
         return;
     }
+    let _alone = crate::alone().await;
     let database = TestDatabase::new(Backend::Postgres).await;
     let plugins = PluginDir::with_workspace_plugins(&["sample_permission_provider"]);
     let start = || {

@@ -14,38 +14,66 @@ use crate::common::server::{
 };
 use crate::common::{PluginDir, ServerProcess, workspace_root};
 
-/// A free port of 127.0.0.1 (free when asked; replicas must come back on the same one).
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
+/// A port of 127.0.0.1 held (bound) until it is handed to what listens on it, outside the
+/// range the system picks client ports from, so that nothing else takes it meanwhile.
+/// Replicas come back on the same one after a restart.
+struct ReservedPort {
+    port: u16,
+    held: std::sync::Mutex<Option<std::net::TcpListener>>,
+}
+
+impl ReservedPort {
+    fn new() -> ReservedPort {
+        loop {
+            let port = 20_000 + (uuid::Uuid::new_v4().as_u128() % 10_000) as u16;
+            if let Ok(listener) = std::net::TcpListener::bind(("127.0.0.1", port)) {
+                return ReservedPort {
+                    port,
+                    held: std::sync::Mutex::new(Some(listener)),
+                };
+            }
+        }
+    }
+
+    /// The port, let go of for its user to bind right away.
+    fn hand_over(&self) -> u16 {
+        drop(self.held.lock().unwrap().take());
+        self.port
+    }
 }
 
 struct Cluster {
     database: TestDatabase,
     plugins: PluginDir,
-    ports: [u16; 3],
+    ports: [ReservedPort; 3],
     replicas: [Option<ServerProcess>; 3],
     front: String,
     extra: Vec<(&'static str, String)>,
     haproxy: Option<std::process::Child>,
+    /// HAProxy's statistics (CSV), added by the test beside the shipped configuration.
+    stats: String,
+    _stats_config: Option<tempfile::NamedTempFile>,
 }
 
 impl Cluster {
     async fn start(extra: &[(&'static str, &str)], with_haproxy: bool) -> Cluster {
         let database = TestDatabase::new(Backend::Postgres).await;
         let plugins = PluginDir::with_workspace_plugins(&["sample_permission_provider"]);
-        let front_port = free_port();
+        let front_port = ReservedPort::new();
         let mut cluster = Cluster {
             database,
             plugins,
-            ports: [free_port(), free_port(), free_port()],
+            ports: [
+                ReservedPort::new(),
+                ReservedPort::new(),
+                ReservedPort::new(),
+            ],
             replicas: [None, None, None],
-            front: format!("http://127.0.0.1:{front_port}"),
+            front: format!("http://127.0.0.1:{}", front_port.port),
             extra: extra.iter().map(|(k, v)| (*k, (*v).to_owned())).collect(),
             haproxy: None,
+            stats: String::new(),
+            _stats_config: None,
         };
         // All three at once on a fresh database: one of them makes the first key.
         let started: Vec<ServerProcess> = std::thread::scope(|scope| {
@@ -61,14 +89,31 @@ impl Cluster {
             cluster.replicas[i] = Some(replica);
         }
         if with_haproxy {
-            cluster.haproxy = Some(start_haproxy(front_port, cluster.ports));
+            let ports = cluster.ports.each_ref().map(|p| p.port);
+            let stats_port = ReservedPort::new();
+            cluster.stats = format!("http://127.0.0.1:{}/stats;csv", stats_port.port);
+            let stats_config = tempfile::NamedTempFile::new().unwrap();
+            std::fs::write(
+                stats_config.path(),
+                format!(
+                    "listen stats\n    bind 127.0.0.1:{}\n    stats enable\n    stats uri /stats\n",
+                    stats_port.hand_over()
+                ),
+            )
+            .unwrap();
+            cluster.haproxy = Some(start_haproxy(
+                front_port.hand_over(),
+                ports,
+                stats_config.path(),
+            ));
+            cluster._stats_config = Some(stats_config);
             cluster.wait_until_all_up().await;
         }
         cluster
     }
 
     fn start_replica(&self, i: usize) -> ServerProcess {
-        let listen = format!("127.0.0.1:{}", self.ports[i]);
+        let listen = format!("127.0.0.1:{}", self.ports[i].hand_over());
         let mut envs: Vec<(&str, &str)> = vec![
             ("DATABASE_URL", &self.database.url),
             ("AUTH_KEY_SECRETS", TEST_KEY_SECRETS),
@@ -86,7 +131,7 @@ impl Cluster {
     }
 
     fn base(&self, i: usize) -> String {
-        format!("http://127.0.0.1:{}", self.ports[i])
+        format!("http://127.0.0.1:{}", self.ports[i].port)
     }
 
     fn replica(&mut self, i: usize) -> &mut ServerProcess {
@@ -102,13 +147,39 @@ impl Cluster {
             .join("\n")
     }
 
-    /// Waits until HAProxy's health checks see every replica up.
+    /// Waits until every replica is up and the balancer counts all three in: what its own
+    /// statistics say, not a guess at its check timings.
     async fn wait_until_all_up(&self) {
         for i in 0..3 {
             wait_healthy(&self.base(i)).await;
         }
-        // `rise 2` at `inter 200ms`.
-        tokio::time::sleep(Duration::from_millis(700)).await;
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            let csv = client()
+                .get(&self.stats)
+                .send()
+                .await
+                .ok()
+                .map(|answer| answer.text());
+            let csv = match csv {
+                Some(text) => text.await.unwrap_or_default(),
+                None => String::new(),
+            };
+            // pxname,svname,…; the status is the 18th column.
+            let up = csv
+                .lines()
+                .filter(|line| line.starts_with("replicas,replica"))
+                .filter(|line| line.split(',').nth(17) == Some("UP"))
+                .count();
+            if up == 3 {
+                return;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "HAProxy never saw all replicas up:\n{csv}"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
     }
 }
 
@@ -121,7 +192,11 @@ impl Drop for Cluster {
     }
 }
 
-fn start_haproxy(front_port: u16, ports: [u16; 3]) -> std::process::Child {
+fn start_haproxy(
+    front_port: u16,
+    ports: [u16; 3],
+    stats_config: &std::path::Path,
+) -> std::process::Child {
     let haproxy = ["/usr/sbin/haproxy", "/usr/bin/haproxy", "/usr/local/sbin/haproxy"]
         .into_iter()
         .find(|p| std::path::Path::new(p).exists())
@@ -131,6 +206,8 @@ fn start_haproxy(front_port: u16, ports: [u16; 3]) -> std::process::Child {
     std::process::Command::new(haproxy)
         .args(["-db", "-f"])
         .arg(workspace_root().join("examples/cluster/haproxy.cfg"))
+        .arg("-f")
+        .arg(stats_config)
         .env("AUTH_FRONT", format!("127.0.0.1:{front_port}"))
         .env("AUTH_REPLICA_1", format!("127.0.0.1:{}", ports[0]))
         .env("AUTH_REPLICA_2", format!("127.0.0.1:{}", ports[1]))
@@ -250,6 +327,7 @@ async fn three_replicas_behind_haproxy_share_keys_logins_and_logouts_and_restart
     if postgres_skipped() {
         return;
     }
+    let _alone = crate::alone().await;
     let mut cluster = Cluster::start(
         &[
             // Long enough that only LISTEN/NOTIFY can make a logout show within 100 ms.
@@ -395,8 +473,7 @@ async fn three_replicas_behind_haproxy_share_keys_logins_and_logouts_and_restart
         let log = cluster.replicas[i].take().unwrap().stop();
         assert!(log.contains("draining"), "{log}");
         cluster.replicas[i] = Some(cluster.start_replica(i));
-        wait_healthy(&cluster.base(i)).await;
-        tokio::time::sleep(Duration::from_millis(700)).await;
+        cluster.wait_until_all_up().await;
     }
     let (served, failures) = load.stop().await;
     eprintln!(
@@ -437,6 +514,7 @@ async fn rotating_keys_every_two_seconds_all_replicas_agree_and_every_token_veri
     if postgres_skipped() {
         return;
     }
+    let _alone = crate::alone().await;
     let cluster = Cluster::start(
         &[
             ("AUTH_KEY_ROTATION_SECS", "2"),
@@ -543,17 +621,19 @@ async fn a_server_on_postgresql_without_keys_or_secrets_refuses_to_start() {
     if postgres_skipped() {
         return;
     }
+    let _alone = crate::alone().await;
     let database = TestDatabase::new(Backend::Postgres).await;
     let data = tempfile::tempdir().unwrap();
     let run = |args: &[&str]| {
-        std::process::Command::new(crate::common::auth_host_bin())
-            .args(args)
-            .env_clear()
-            .env("DATABASE_URL", &database.url)
-            .env("AUTH_DATA_DIR", data.path())
-            .env("AUTH_LISTEN", "127.0.0.1:0")
-            .output()
-            .unwrap()
+        crate::common::output_within(
+            std::process::Command::new(crate::common::auth_host_bin())
+                .args(args)
+                .env_clear()
+                .env("DATABASE_URL", &database.url)
+                .env("AUTH_DATA_DIR", data.path())
+                .env("AUTH_LISTEN", "127.0.0.1:0"),
+            crate::common::COMMAND_LIMIT,
+        )
     };
     let migrate = run(&["migrate"]);
     assert!(migrate.status.success(), "{migrate:?}");
@@ -587,6 +667,7 @@ async fn behind_the_shipped_haproxy_configuration_each_client_gets_its_own_login
     if postgres_skipped() {
         return;
     }
+    let _alone = crate::alone().await;
     let cluster = Cluster::start(&[("AUTH_MAX_UNFINISHED_LOGINS_PER_CLIENT", "5")], true).await;
     let next: String =
         form_urlencoded::byte_serialize(format!("{}/app", cluster.front).as_bytes()).collect();

@@ -377,6 +377,11 @@ impl ServerProcess {
         for (key, value) in envs {
             command.env(key, value);
         }
+        // A group of its own, so that a failed test ends it and whatever it started.
+        {
+            use std::os::unix::process::CommandExt;
+            command.process_group(0);
+        }
         let mut child = command.spawn().unwrap();
         let stderr = std::io::BufReader::new(child.stderr.take().unwrap());
         let log = std::sync::Arc::new(std::sync::Mutex::new(String::new()));
@@ -397,9 +402,10 @@ impl ServerProcess {
                 }
             })
         };
-        let address = address_rx
-            .recv_timeout(std::time::Duration::from_secs(30))
-            .unwrap_or_else(|_| panic!("never listened:\n{}", log.lock().unwrap()));
+        let Ok(address) = address_rx.recv_timeout(std::time::Duration::from_secs(30)) else {
+            end_group(&mut child);
+            panic!("never listened:\n{}", log.lock().unwrap());
+        };
         ServerProcess {
             child,
             base: format!("http://{address}"),
@@ -456,8 +462,7 @@ impl ServerProcess {
 
     /// Stops the process and returns its whole log.
     pub fn stop(mut self) -> String {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+        end_group(&mut self.child);
         if let Some(reader) = self.reader.take() {
             let _ = reader.join();
         }
@@ -467,20 +472,82 @@ impl ServerProcess {
 
 impl Drop for ServerProcess {
     fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+        end_group(&mut self.child);
     }
 }
+
+/// Kills a server and its process group (its plugin workers end with it: they are told by
+/// the kernel), and reaps it.
+fn end_group(child: &mut std::process::Child) {
+    if let Ok(None) = child.try_wait()
+        && let Ok(pid) = i32::try_from(child.id())
+    {
+        // SAFETY: kill has no memory-safety preconditions; -pid names the group the server
+        // leads, which exists while it is not reaped.
+        unsafe {
+            libc::kill(-pid, libc::SIGKILL);
+        }
+    }
+    let _ = child.wait();
+}
+
+/// Runs `command` to its end, for at most `limit`: a command that should refuse (or finish)
+/// at once but hangs fails the test, killed, instead of hanging the suite.
+pub fn output_within(command: &mut Command, limit: std::time::Duration) -> std::process::Output {
+    use std::io::Read;
+    let mut child = command
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stdout = child.stdout.take().unwrap();
+    let mut stderr = child.stderr.take().unwrap();
+    let out = std::thread::spawn(move || {
+        let mut bytes = Vec::new();
+        let _ = stdout.read_to_end(&mut bytes);
+        bytes
+    });
+    let err = std::thread::spawn(move || {
+        let mut bytes = Vec::new();
+        let _ = stderr.read_to_end(&mut bytes);
+        bytes
+    });
+    let deadline = std::time::Instant::now() + limit;
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        if std::time::Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!(
+                "{command:?} did not finish within {limit:?}; it printed:\n{}",
+                String::from_utf8_lossy(&err.join().unwrap_or_default())
+            );
+        }
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    };
+    std::process::Output {
+        status,
+        stdout: out.join().unwrap_or_default(),
+        stderr: err.join().unwrap_or_default(),
+    }
+}
+
+/// How long an `auth-host` command that should end by itself (a refusal, `migrate`, `users
+/// add`) may take.
+pub const COMMAND_LIMIT: std::time::Duration = std::time::Duration::from_secs(60);
 
 /// Runs an `auth-host` command (`users add`, `token issue`…) on the data directory `data`;
 /// its stdout, trimmed. Fails the test when the command fails.
 pub fn auth_host_command(data: &Path, args: &[&str]) -> String {
-    let output = Command::new(auth_host_bin())
-        .args(args)
-        .env_clear()
-        .env("AUTH_DATA_DIR", data)
-        .output()
-        .unwrap();
+    let output = output_within(
+        Command::new(auth_host_bin())
+            .args(args)
+            .env_clear()
+            .env("AUTH_DATA_DIR", data),
+        COMMAND_LIMIT,
+    );
     assert!(
         output.status.success(),
         "{}",

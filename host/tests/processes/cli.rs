@@ -29,7 +29,7 @@ fn auth_host_in(
     for (key, value) in envs {
         command.env(key, value);
     }
-    command.output().unwrap()
+    common::output_within(&mut command, common::COMMAND_LIMIT)
 }
 
 fn text(bytes: &[u8]) -> String {
@@ -169,13 +169,14 @@ fn the_data_directory_and_database_are_private_whatever_the_umask() {
     use std::os::unix::fs::PermissionsExt;
     let root = tempfile::tempdir().unwrap();
     let data = root.path().join("fresh").join("data");
-    let output = Command::new("sh")
-        .args(["-c", "umask 022 && exec \"$0\" migrate"])
-        .arg(common::auth_host_bin())
-        .env_clear()
-        .env("AUTH_DATA_DIR", &data)
-        .output()
-        .unwrap();
+    let output = common::output_within(
+        Command::new("sh")
+            .args(["-c", "umask 022 && exec \"$0\" migrate"])
+            .arg(common::auth_host_bin())
+            .env_clear()
+            .env("AUTH_DATA_DIR", &data),
+        common::COMMAND_LIMIT,
+    );
     assert!(output.status.success(), "{}", text(&output.stderr));
     let mode =
         |path: &std::path::Path| std::fs::metadata(path).unwrap().permissions().mode() & 0o777;
@@ -190,12 +191,13 @@ fn the_data_directory_and_database_are_private_whatever_the_umask() {
     // A database left world-readable by an earlier release is narrowed at start.
     let db = data.join("auth-host.db");
     std::fs::set_permissions(&db, std::fs::Permissions::from_mode(0o644)).unwrap();
-    let output = Command::new(common::auth_host_bin())
-        .arg("migrate")
-        .env_clear()
-        .env("AUTH_DATA_DIR", &data)
-        .output()
-        .unwrap();
+    let output = common::output_within(
+        Command::new(common::auth_host_bin())
+            .arg("migrate")
+            .env_clear()
+            .env("AUTH_DATA_DIR", &data),
+        common::COMMAND_LIMIT,
+    );
     assert!(output.status.success(), "{}", text(&output.stderr));
     assert_eq!(mode(&db), 0o600);
 }

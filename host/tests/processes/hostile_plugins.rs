@@ -469,22 +469,24 @@ async fn a_missing_sandbox_layer_is_named_and_strict_refuses_to_run_without_it()
             ("AUTH_PLUGIN_SANDBOX", mode.to_owned()),
         ]
     };
-    let strict = without_landlock()
-        .arg("serve")
-        .env_clear()
-        .envs(envs("strict"))
-        .output()
-        .unwrap();
+    let strict = common::output_within(
+        without_landlock()
+            .arg("serve")
+            .env_clear()
+            .envs(envs("strict")),
+        common::COMMAND_LIMIT,
+    );
     assert_eq!(strict.status.code(), Some(2), "{strict:?}");
     let said = String::from_utf8_lossy(&strict.stderr);
     assert!(said.contains("but this system lacks Landlock"), "{said}");
 
-    let check = without_landlock()
-        .args(["plugins", "check"])
-        .env_clear()
-        .envs(envs("available"))
-        .output()
-        .unwrap();
+    let check = common::output_within(
+        without_landlock()
+            .args(["plugins", "check"])
+            .env_clear()
+            .envs(envs("available")),
+        common::COMMAND_LIMIT,
+    );
     let printed = String::from_utf8_lossy(&check.stdout);
     assert!(
         check.status.success(),

@@ -1,7 +1,15 @@
 //! `flood <address> <requests> <threads> [seed]`: sends that many malformed or hostile
 //! requests to auth-host at `<address>` (host:port, loopback), each on its own connection,
-//! and prints one line per answer status (`status <code> <count>`), then `closed <count>`
-//! for connections closed without an answer and `seed <n>` to replay the run.
+//! and prints one line per outcome, then `seed <n>` to replay the run:
+//! - `status <code> <count>`: answered with that status;
+//! - `cut <count>`: no answer to a request the flood cut off on purpose (its end never
+//!   came), which the server may drop;
+//! - `refused <count>`: the connection could not be made (the server is gone or full);
+//! - `noanswer <count>`: a whole request the server closed without answering (a handler
+//!   that panicked ends its connection so);
+//! - `hung <count>`: no answer within the read time limit.
+//!
+//! The last three are failures, for `tools/fuzz.sh` to report.
 //!
 //! The requests are random but reproducible from the seed: random bytes, requests cut off
 //! midway, oversized headers, invalid UTF-8 in path, query and body, random tokens and
@@ -222,16 +230,42 @@ fn request(random: &mut Random) -> (Vec<u8>, bool) {
     }
 }
 
-/// Sends one request; the status of the answer, or `None` when the connection closed
-/// without one.
-fn send(address: &str, bytes: &[u8], cut: bool) -> Option<u16> {
-    let mut stream = TcpStream::connect(address).ok()?;
-    stream
-        .set_read_timeout(Some(Duration::from_secs(15)))
-        .ok()?;
-    stream
-        .set_write_timeout(Some(Duration::from_secs(15)))
-        .ok()?;
+/// How one request ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+enum Outcome {
+    Status(u16),
+    /// No answer to a request cut off on purpose.
+    Cut,
+    Refused,
+    NoAnswer,
+    Hung,
+}
+
+impl std::fmt::Display for Outcome {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Outcome::Status(code) => write!(f, "status {code}"),
+            Outcome::Cut => f.write_str("cut"),
+            Outcome::Refused => f.write_str("refused"),
+            Outcome::NoAnswer => f.write_str("noanswer"),
+            Outcome::Hung => f.write_str("hung"),
+        }
+    }
+}
+
+/// How long a request may wait for its answer.
+const READ_LIMIT: Duration = Duration::from_secs(15);
+
+/// Sends one request and says how it ended.
+fn send(address: &str, bytes: &[u8], cut: bool) -> Outcome {
+    let Ok(mut stream) = TcpStream::connect(address) else {
+        return Outcome::Refused;
+    };
+    if stream.set_read_timeout(Some(READ_LIMIT)).is_err()
+        || stream.set_write_timeout(Some(READ_LIMIT)).is_err()
+    {
+        return Outcome::Refused;
+    }
     // The server may answer (and close) before reading everything: not an error.
     let _ = stream.write_all(bytes);
     if cut {
@@ -239,14 +273,34 @@ fn send(address: &str, bytes: &[u8], cut: bool) -> Option<u16> {
     }
     let mut head = [0u8; 12];
     let mut read = 0;
+    let mut hung = false;
     while read < head.len() {
         match stream.read(&mut head[read..]) {
-            Ok(0) | Err(_) => break,
+            Ok(0) => break,
             Ok(n) => read += n,
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                ) =>
+            {
+                hung = true;
+                break;
+            }
+            Err(_) => break,
         }
     }
-    let line = std::str::from_utf8(&head[..read]).ok()?;
-    line.strip_prefix("HTTP/1.1 ")?.get(..3)?.parse().ok()
+    let status = std::str::from_utf8(&head[..read])
+        .ok()
+        .and_then(|line| line.strip_prefix("HTTP/1.1 "))
+        .and_then(|rest| rest.get(..3))
+        .and_then(|code| code.parse().ok());
+    match (status, hung, cut) {
+        (Some(code), _, _) => Outcome::Status(code),
+        (None, true, _) => Outcome::Hung,
+        (None, false, true) => Outcome::Cut,
+        (None, false, false) => Outcome::NoAnswer,
+    }
 }
 
 fn main() {
@@ -272,7 +326,7 @@ fn main() {
                 .unwrap_or(1)
         })
         | 1;
-    let statuses: Arc<Mutex<BTreeMap<Option<u16>, usize>>> = Arc::default();
+    let statuses: Arc<Mutex<BTreeMap<Outcome, usize>>> = Arc::default();
     let workers: Vec<_> = (0..threads.max(1))
         .map(|worker| {
             let address = address.clone();
@@ -281,7 +335,7 @@ fn main() {
             std::thread::spawn(move || {
                 let spread = (worker as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15);
                 let mut random = Random(seed.wrapping_add(spread) | 1);
-                let mut mine: BTreeMap<Option<u16>, usize> = BTreeMap::new();
+                let mut mine: BTreeMap<Outcome, usize> = BTreeMap::new();
                 for _ in 0..share {
                     let (bytes, cut) = request(&mut random);
                     *mine.entry(send(&address, &bytes, cut)).or_default() += 1;
@@ -298,11 +352,8 @@ fn main() {
         let _ = worker.join();
     }
     let statuses = statuses.lock().map(|s| s.clone()).unwrap_or_default();
-    for (status, count) in &statuses {
-        match status {
-            Some(code) => println!("status {code} {count}"),
-            None => println!("closed {count}"),
-        }
+    for (outcome, count) in &statuses {
+        println!("{outcome} {count}");
     }
     println!("seed {seed}");
 }
