@@ -16,7 +16,7 @@ use crate::metrics::Metrics;
 use crate::plugins::{LoadOutcome, PluginRegistry, PluginSettings};
 use crate::reload::{PluginReloader, failure_messages};
 use crate::service::AuthService;
-use crate::storage::{ChangeKeys, Store, StoreError, redact_url};
+use crate::storage::{ChangeKeys, Store, StoreError, redact_url, resolve_database_url};
 use crate::tokens::{KeyError, KeySet, TokenService};
 
 /// Why auth-host cannot start; each problem is one message.
@@ -108,12 +108,14 @@ pub fn token_service(config: &Config, keys: KeySet) -> TokenService {
 
 /// Connects to the database and applies pending migrations.
 pub async fn open_store(config: &Config) -> Result<Store, StartupError> {
-    let url = config.database_url();
+    let raw = config.database_url();
     let failed = |error| StartupError::Storage {
-        url: redact_url(&url),
+        url: redact_url(&raw),
         error,
     };
-    if url.starts_with("sqlite:") {
+    // Before the URL is read: the default database's directory exists, so that its path is
+    // read as the directory it is in.
+    if raw.trim_start().starts_with("sqlite:") {
         crate::private_files::create_dir(&config.data_dir).map_err(|e| {
             StartupError::Io(format!(
                 "cannot create the data directory {}: {e}",
@@ -121,6 +123,11 @@ pub async fn open_store(config: &Config) -> Result<Store, StartupError> {
             ))
         })?;
     }
+    let cwd = std::env::current_dir()
+        .map_err(|e| StartupError::Io(format!("cannot read the working directory: {e}")))?;
+    let resolved = resolve_database_url(&raw, &cwd).map_err(|e| failed(StoreError::Config(e)))?;
+    tracing::info!(database = resolved.meaning, "database");
+    let url = resolved.url;
     let mut store = Store::connect(&url, config.database_max_connections)
         .await
         .map_err(failed)?;

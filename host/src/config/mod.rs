@@ -356,7 +356,9 @@ impl Config {
     pub fn database_url(&self) -> String {
         match &self.database_url {
             Some(url) => url.expose().to_owned(),
-            None => format!("sqlite://{}", self.data_dir.join("auth-host.db").display()),
+            // SQLAlchemy's form, which no reading mistakes: `sqlite:///rel` or
+            // `sqlite:////abs`.
+            None => format!("sqlite:///{}", self.data_dir.join("auth-host.db").display()),
         }
     }
 

@@ -21,10 +21,12 @@ mod leases;
 mod notify;
 mod redact;
 mod schema;
+mod url;
 
 pub use keys::{KeyTransaction, StoredKey};
 pub use notify::{Change, ChangeKeys};
 pub use redact::redact_url;
+pub use url::{ResolvedUrl, resolve_database_url};
 
 use entities::{login_states, revoked_tokens, users};
 

@@ -398,3 +398,95 @@ on_both_backends!(
     serves_the_old_services_users_and_keeps_every_row,
     starts_even_when_old_usernames_differ_only_in_case,
 );
+
+/// The old service's `DATABASE_URL`, as its operators wrote it for SQLAlchemy: auth-host finds
+/// the same database (every user there) through each form, relative forms from the working
+/// directory the old service ran in.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_old_services_database_urls_reach_the_same_database() {
+    let (database, _db) = old_service_database(Backend::Sqlite).await;
+    let file = std::path::PathBuf::from(database.url.strip_prefix("sqlite://").unwrap());
+    let workdir = file.parent().unwrap().parent().unwrap().to_path_buf();
+    let relative = file.strip_prefix(&workdir).unwrap().display().to_string();
+    let data = tempfile::tempdir().unwrap();
+    for url in [
+        format!("sqlite:///{relative}"),
+        format!(
+            "sqlite:////{}",
+            file.display().to_string().trim_start_matches('/')
+        ),
+        format!("sqlite://{relative}"),
+        format!("sqlite:{relative}"),
+        // What an earlier auth-host release was given: three slashes, an absolute path.
+        database.url.clone(),
+    ] {
+        let mut command = std::process::Command::new(common::auth_host_bin());
+        command.current_dir(&workdir);
+        let server = common::ServerProcess::start_command(
+            command,
+            &["serve"],
+            &[
+                ("DATABASE_URL", url.as_str()),
+                ("AUTH_DATA_DIR", data.path().to_str().unwrap()),
+                ("AUTH_PLUGIN_DIR", data.path().to_str().unwrap()),
+            ],
+        );
+        let (_, body) =
+            common::server::get_json(&format!("{}/auth/resolve?username=hello", server.base)).await;
+        assert_eq!(body["userid"], "5d41402abc4b2a76b9719d911017c592", "{url}");
+        let log = server.stop();
+        assert!(
+            log.contains(&format!("SQLite {}", file.display())),
+            "{url}: the resolved database is logged\n{log}"
+        );
+    }
+    assert!(
+        !workdir.join("auth.db").exists() && !data.path().join("auth-host.db").exists(),
+        "no new, empty database was made anywhere"
+    );
+
+    // An in-memory database would lose every user at each restart: refused.
+    for url in ["sqlite://", "sqlite::memory:"] {
+        let output = common::output_within(
+            std::process::Command::new(common::auth_host_bin())
+                .arg("serve")
+                .env_clear()
+                .env("DATABASE_URL", url)
+                .env("AUTH_DATA_DIR", data.path()),
+            common::COMMAND_LIMIT,
+        );
+        assert_eq!(output.status.code(), Some(2), "{url}");
+        let said = String::from_utf8_lossy(&output.stderr);
+        assert!(said.contains("in-memory SQLite database"), "{url}: {said}");
+    }
+}
+
+/// SQLAlchemy's PostgreSQL URLs name their driver (`postgresql+psycopg2://`): the same server.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sqlalchemy_postgresql_urls_with_a_driver_reach_the_same_database() {
+    if common::server::postgres_skipped() {
+        return;
+    }
+    let (database, _db) = old_service_database(Backend::Postgres).await;
+    let data = tempfile::tempdir().unwrap();
+    let rest = database.url.split_once("://").unwrap().1.to_owned();
+    for scheme in [
+        "postgresql",
+        "postgresql+psycopg2",
+        "postgresql+psycopg",
+        "postgres",
+    ] {
+        let url = format!("{scheme}://{rest}");
+        let server = common::ServerProcess::start(&[
+            ("DATABASE_URL", url.as_str()),
+            ("AUTH_KEY_SECRETS", common::server::TEST_KEY_SECRETS),
+            ("AUTH_DATA_DIR", data.path().to_str().unwrap()),
+            ("AUTH_PLUGIN_DIR", data.path().to_str().unwrap()),
+        ]);
+        let (_, body) =
+            common::server::get_json(&format!("{}/auth/resolve?username=world", server.base)).await;
+        assert_eq!(body["userid"], "7d793037a0760186574b0282f2f435e7", "{url}");
+        let log = server.stop();
+        assert!(log.contains("PostgreSQL postgres://"), "{url}: {log}");
+    }
+}
