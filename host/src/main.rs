@@ -12,8 +12,16 @@ use auth_host::users::{
 };
 use clap::{Parser, Subcommand};
 
+/// `auth-host --version`: the release and the commit it was built from.
+const VERSION: &str = concat!(
+    env!("CARGO_PKG_VERSION"),
+    " (commit ",
+    env!("AUTH_HOST_COMMIT"),
+    ")"
+);
+
 #[derive(Debug, Parser)]
-#[command(name = "auth-host", version, about)]
+#[command(name = "auth-host", version = VERSION, about)]
 struct Cli {
     /// TOML configuration file (default: $AUTH_CONFIG, if set).
     #[arg(long, global = true, value_name = "FILE")]
@@ -29,6 +37,13 @@ enum Command {
     Serve,
     /// Apply pending database migrations and exit.
     Migrate,
+    /// Ask a running auth-host whether it is healthy (`GET <url>/auth/health`): exit 0 when
+    /// it answers 200, 1 otherwise. For container health checks, with no curl needed.
+    Health {
+        /// The auth-host's base address.
+        #[arg(long, default_value = "http://127.0.0.1:8000")]
+        url: String,
+    },
     /// Plugin tools.
     Plugins {
         #[command(subcommand)]
@@ -124,6 +139,10 @@ fn main() -> ExitCode {
     // Nothing of this process — keys, secrets, its environment — is readable by another
     // process of the same user, a plugin worker included.
     plugins::isolation::sandbox::make_undumpable();
+    // A health check reads no configuration either: only the address it asks.
+    if let Command::Health { url } = &cli.command {
+        return health(url);
+    }
     let config = match Config::load(cli.config.as_deref()) {
         Ok(config) => config,
         Err(errors) => {
@@ -163,7 +182,9 @@ fn main() -> ExitCode {
                 command: TokenCommand::Issue { userid },
             } => issue_token(&config, &userid).await,
             Command::Users { command } => users(&config, command).await,
-            Command::Plugins { .. } | Command::PluginWorker { .. } => Ok(ExitCode::SUCCESS),
+            Command::Plugins { .. } | Command::PluginWorker { .. } | Command::Health { .. } => {
+                Ok(ExitCode::SUCCESS)
+            }
         }
     });
     // Whatever ended the command, no plugin worker outlives it.
@@ -340,5 +361,46 @@ fn check_plugins(config: &Config, files: &[PathBuf]) -> ExitCode {
         ExitCode::SUCCESS
     } else {
         ExitCode::FAILURE
+    }
+}
+
+/// `auth-host health`: 0 when `<url>/auth/health` answers 200 within 5 s, 1 otherwise (what
+/// it answered, or why not, on stderr).
+fn health(url: &str) -> ExitCode {
+    let runtime = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(error) => {
+            eprintln!("cannot start the async runtime: {error}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let target = format!("{}/auth/health", url.trim_end_matches('/'));
+    let answer = runtime.block_on(async {
+        let client = reqwest::Client::builder()
+            .timeout(std::time::Duration::from_secs(5))
+            .build()
+            .map_err(|e| e.to_string())?;
+        let response = client
+            .get(&target)
+            .send()
+            .await
+            .map_err(|e| e.to_string())?;
+        let status = response.status();
+        let body = response.text().await.unwrap_or_default();
+        Ok::<_, String>((status, body))
+    });
+    match answer {
+        Ok((status, _)) if status == reqwest::StatusCode::OK => ExitCode::SUCCESS,
+        Ok((status, body)) => {
+            eprintln!("{target}: {status} {body}");
+            ExitCode::FAILURE
+        }
+        Err(error) => {
+            eprintln!("{target}: {error}");
+            ExitCode::FAILURE
+        }
     }
 }

@@ -535,3 +535,56 @@ async fn serve_logs_requests_with_their_id_and_never_a_token_or_key() {
     let key_line = private.lines().nth(1).unwrap();
     assert!(!log.contains(key_line), "the private key reached the log");
 }
+
+/// `--version` says the release and the commit; `health` (what a container's health check
+/// runs, without curl) exits 0 for a healthy server and 1 for none or a draining one.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn version_names_the_commit_and_health_answers_with_its_exit_status() {
+    let run = |args: &[&str]| {
+        common::output_within(
+            Command::new(common::auth_host_bin()).args(args).env_clear(),
+            common::COMMAND_LIMIT,
+        )
+    };
+    let version = run(&["--version"]);
+    let said = text(&version.stdout);
+    assert!(version.status.success(), "{said}");
+    let commit = said
+        .split("(commit ")
+        .nth(1)
+        .and_then(|rest| rest.strip_suffix(")\n"))
+        .unwrap_or_else(|| panic!("{said}"));
+    assert!(
+        commit == "unknown"
+            || (commit.len() == 12 && commit.chars().all(|c| c.is_ascii_hexdigit())),
+        "{said}"
+    );
+    assert!(
+        said.starts_with(&format!("auth-host {} ", env!("CARGO_PKG_VERSION"))),
+        "{said}"
+    );
+
+    let data = tempfile::tempdir().unwrap();
+    let server = common::ServerProcess::start(&[
+        ("AUTH_DATA_DIR", data.path().to_str().unwrap()),
+        ("AUTH_SHUTDOWN_DELAY_MS", "3000"),
+    ]);
+    let healthy = run(&["health", "--url", &server.base]);
+    assert_eq!(healthy.status.code(), Some(0), "{}", text(&healthy.stderr));
+    // Draining (SIGTERM received): 503, so not healthy.
+    server.terminate();
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    let draining = run(&["health", "--url", &server.base]);
+    assert_eq!(draining.status.code(), Some(1));
+    assert!(
+        text(&draining.stderr).contains("503"),
+        "{}",
+        text(&draining.stderr)
+    );
+    drop(server);
+    let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let nowhere = format!("http://{}", closed.local_addr().unwrap());
+    drop(closed);
+    let down = run(&["health", "--url", &nowhere]);
+    assert_eq!(down.status.code(), Some(1));
+}
