@@ -258,6 +258,12 @@ fn logins(config: &Config, store: Store) -> Result<Logins, StartupError> {
             providers,
             dev_login: config.dev_login,
             max_unfinished_per_client: config.max_unfinished_logins_per_client,
+            extra_ca_pem: match &config.ca_certificates {
+                Some(path) => Some(std::fs::read_to_string(path).map_err(|e| {
+                    StartupError::Io(format!("ca_certificates: {}: {e}", path.display()))
+                })?),
+                None => None,
+            },
         },
         store,
     )

@@ -133,6 +133,9 @@ pub struct Config {
     pub allowed_redirects: List,
     /// Login providers, by name (the name in login URLs and `/auth/check`).
     pub providers: BTreeMap<String, ProviderTable>,
+    /// A PEM file of certificate authorities trusted for login providers beyond the bundled
+    /// web roots (a corporate identity provider behind a private CA).
+    pub ca_certificates: Option<PathBuf>,
     /// The `dev` login provider: log in as anyone with a form. Loopback `external_address`
     /// only.
     pub dev_login: bool,
@@ -284,6 +287,7 @@ impl Config {
             external_address: keys.get("external_address"),
             allowed_redirects: keys.get("allowed_redirects").unwrap_or_default(),
             providers: keys.get("providers").unwrap_or_default(),
+            ca_certificates: keys.get("ca_certificates"),
             dev_login: keys.get("dev_login").unwrap_or(false),
             client_token_lifetime_secs: keys
                 .get("client_token_lifetime_secs")

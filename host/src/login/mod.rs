@@ -140,6 +140,9 @@ pub struct LoginSettings {
     pub dev_login: bool,
     /// Logins one client may have started and not finished.
     pub max_unfinished_per_client: usize,
+    /// Certificate authorities trusted beyond the bundled web roots (PEM text), for
+    /// providers behind a private CA.
+    pub extra_ca_pem: Option<String>,
 }
 
 pub struct Logins {
@@ -159,10 +162,21 @@ impl Logins {
     pub fn new(settings: LoginSettings, store: Store) -> Result<Logins, String> {
         // Never follow redirects from a provider's endpoints (the oauth2 crate's advice
         // against SSRF), and never wait forever.
-        let http = reqwest::Client::builder()
+        let mut http = reqwest::Client::builder()
             .redirect(reqwest::redirect::Policy::none())
             .timeout(Duration::from_secs(10))
-            .user_agent(concat!("auth-host/", env!("CARGO_PKG_VERSION")))
+            .user_agent(concat!("auth-host/", env!("CARGO_PKG_VERSION")));
+        if let Some(pem) = &settings.extra_ca_pem {
+            let roots = reqwest::Certificate::from_pem_bundle(pem.as_bytes())
+                .map_err(|e| format!("ca_certificates: not PEM certificates ({e})"))?;
+            if roots.is_empty() {
+                return Err("ca_certificates: the file holds no certificate".into());
+            }
+            for root in roots {
+                http = http.add_root_certificate(root);
+            }
+        }
+        let http = http
             .build()
             .map_err(|e| format!("cannot build the HTTP client: {e}"))?;
         Ok(Logins {

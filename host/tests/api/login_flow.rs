@@ -64,8 +64,16 @@ impl World {
 
     /// Logs in with `provider` in a fresh browser; the query of the final `next` URL.
     async fn login(&self, provider: &str) -> std::collections::HashMap<String, String> {
-        let browser = browser();
-        let landing = follow(&browser, &self.login_url(provider).await, &self.next())
+        self.login_in(&browser(), provider).await
+    }
+
+    /// Logs in with `provider` in `browser`.
+    async fn login_in(
+        &self,
+        browser: &reqwest::Client,
+        provider: &str,
+    ) -> std::collections::HashMap<String, String> {
+        let landing = follow(browser, &self.login_url(provider).await, &self.next())
             .await
             .unwrap_or_else(|(status, body)| panic!("login ended with {status}: {body}"));
         params_of(&landing)
@@ -431,6 +439,42 @@ async fn an_unreachable_provider_fails_only_its_own_logins(backend: Backend) {
         "{landed:?}"
     );
     assert!(world.login("google").await.contains_key("jwt"));
+    let _ = world.server.stop().await;
+}
+
+/// A corporate provider behind a private CA: refused (its certificate is not trusted) until
+/// the CA is given in `ca_certificates`; then its logins work.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_provider_behind_a_private_ca_is_trusted_once_its_ca_is_given() {
+    let ca = common::TestCa::new();
+    let world = World::with_idp(
+        Backend::Sqlite,
+        StandInIdp::start_https(ca.acceptor()).await,
+        json!({}),
+    )
+    .await;
+    assert!(world.idp.base.starts_with("https://"));
+    world.oidc_user("u-1", "uma@corp.example", "Uma");
+    let untrusted = world.login_in(&ca.browser(), "corp").await;
+    assert!(!untrusted.contains_key("jwt"), "{untrusted:?}");
+    assert!(
+        untrusted["error"].starts_with("Corp SSO is unreachable"),
+        "{untrusted:?}"
+    );
+    let _ = world.server.stop().await;
+
+    let world = World::with_idp(
+        Backend::Sqlite,
+        StandInIdp::start_https(ca.acceptor()).await,
+        json!({"ca_certificates": ca.ca_file()}),
+    )
+    .await;
+    world.oidc_user("u-1", "uma@corp.example", "Uma");
+    let trusted = world.login_in(&ca.browser(), "corp").await;
+    let token = trusted
+        .get("jwt")
+        .unwrap_or_else(|| panic!("the login works with the CA: {trusted:?}"));
+    assert_eq!(world.profile(token).await["email"], "uma@corp.example");
     let _ = world.server.stop().await;
 }
 

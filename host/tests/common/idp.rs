@@ -127,12 +127,21 @@ impl StandInIdp {
     /// Served on 127.0.0.1 and known as `http://<host>:<port>` (its issuer): `localhost`
     /// makes it another site than an auth-host on 127.0.0.1, as a real provider is.
     pub async fn start_on_host(host: &str) -> StandInIdp {
+        Self::start_with(host, None).await
+    }
+
+    /// Served over TLS with `tls`'s certificate, known as `https://127.0.0.1:<port>`.
+    pub async fn start_https(tls: tokio_rustls::TlsAcceptor) -> StandInIdp {
+        Self::start_with("127.0.0.1", Some(tls)).await
+    }
+
+    async fn start_with(host: &str, tls: Option<tokio_rustls::TlsAcceptor>) -> StandInIdp {
         let state = Arc::new(Mutex::new(State::default()));
         let keys = Arc::new(make_keys());
         let task_state = Arc::clone(&state);
         let base = Arc::new(OnceLock::<String>::new());
         let task_base = Arc::clone(&base);
-        let served = super::serve_local(move |request| {
+        let handler = move |request| {
             let (state, keys, base) = (
                 Arc::clone(&task_state),
                 Arc::clone(&keys),
@@ -142,8 +151,11 @@ impl StandInIdp {
                 let base = base.get().cloned().unwrap_or_default();
                 handle(request, &state, &keys, &base).await
             }
-        })
-        .await
+        };
+        let served = match tls {
+            Some(tls) => super::serve_local_tls(handler, tls).await,
+            None => super::serve_local(handler).await,
+        }
         .replace("127.0.0.1", host);
         base.set(served.clone()).unwrap();
         StandInIdp {
