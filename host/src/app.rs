@@ -104,6 +104,7 @@ pub fn token_service(config: &Config, keys: KeySet) -> TokenService {
         Duration::from_secs(config.client_token_lifetime_secs),
         Duration::from_secs(config.permission_token_lifetime_secs),
     )
+    .with_permission_token_reuse(Duration::from_secs(config.permission_token_reuse_secs))
 }
 
 /// Connects to the database and applies pending migrations.

@@ -105,6 +105,14 @@ impl Config {
                 problems.push(format!("{key}: {value} is too long; at most {max} {unit}"));
             }
         }
+        if self.permission_token_reuse_secs > self.permission_token_lifetime_secs / 2 {
+            problems.push(format!(
+                "permission_token_reuse_secs (AUTH_PERMISSION_TOKEN_REUSE_SECS): {} is more \
+                 than half of permission_token_lifetime_secs ({}); a reused token must keep at \
+                 least half its lifetime",
+                self.permission_token_reuse_secs, self.permission_token_lifetime_secs
+            ));
+        }
         problems.extend(self.key_problems());
         if let Some(address) = &self.external_address
             && let Err(problem) = normalize_external_address(address)

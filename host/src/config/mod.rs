@@ -142,6 +142,9 @@ pub struct Config {
     /// Lifetime of client tokens and permission tokens.
     pub client_token_lifetime_secs: u64,
     pub permission_token_lifetime_secs: u64,
+    /// Within this many seconds, the same user, service and permissions get the permission
+    /// token already signed (0: always sign anew); at most half the permission lifetime.
+    pub permission_token_reuse_secs: u64,
     /// How long a verified client token is trusted without checking it again (0: never).
     pub token_cache_ms: u64,
     /// Origins allowed to call the API from a browser (CORS).
@@ -295,6 +298,7 @@ impl Config {
             permission_token_lifetime_secs: keys
                 .get("permission_token_lifetime_secs")
                 .unwrap_or(defaults::PERMISSION_TOKEN_LIFETIME_SECS),
+            permission_token_reuse_secs: keys.get("permission_token_reuse_secs").unwrap_or(0),
             token_cache_ms: keys
                 .get("token_cache_ms")
                 .unwrap_or(defaults::TOKEN_CACHE_MS),

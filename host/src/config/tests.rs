@@ -429,3 +429,31 @@ fn durations_beyond_their_bounds_are_refused_by_key() {
     }
     assert!(load(serde_json::json!({"client_token_lifetime_secs": 366 * 24 * 3600})).is_ok());
 }
+
+#[test]
+fn permission_tokens_are_reused_for_at_most_half_their_lifetime() {
+    let load = |settings: serde_json::Value| {
+        Config::from_figment(Figment::from(figment::providers::Serialized::defaults(
+            settings,
+        )))
+    };
+    let too_long = load(serde_json::json!({
+        "permission_token_lifetime_secs": 60, "permission_token_reuse_secs": 31
+    }))
+    .unwrap_err();
+    assert!(
+        too_long.to_string().contains("permission_token_reuse_secs"),
+        "{too_long}"
+    );
+    let half = load(serde_json::json!({
+        "permission_token_lifetime_secs": 60, "permission_token_reuse_secs": 30
+    }))
+    .unwrap();
+    assert_eq!(half.permission_token_reuse_secs, 30);
+    assert_eq!(
+        load(serde_json::json!({}))
+            .unwrap()
+            .permission_token_reuse_secs,
+        0
+    );
+}

@@ -12,6 +12,7 @@
 
 mod claims;
 mod keys;
+mod reuse;
 mod schedule;
 mod sealing;
 mod signing;
@@ -63,6 +64,8 @@ pub struct TokenService {
     keys: RwLock<Arc<KeySet>>,
     client_lifetime: Duration,
     permission_lifetime: Duration,
+    /// Permission tokens handed out again (off unless asked for).
+    reuse: reuse::Reuse,
 }
 
 impl TokenService {
@@ -71,7 +74,15 @@ impl TokenService {
             keys: RwLock::new(Arc::new(keys)),
             client_lifetime,
             permission_lifetime,
+            reuse: reuse::Reuse::default(),
         }
+    }
+
+    /// Hands a permission token out again for up to `window` (never past half its
+    /// lifetime) to the same user, service and permissions.
+    pub fn with_permission_token_reuse(mut self, window: Duration) -> Self {
+        self.reuse = reuse::Reuse::new(window, self.permission_lifetime);
+        self
     }
 
     /// The keys in use now.
@@ -129,13 +140,22 @@ impl TokenService {
         Ok(claims)
     }
 
+    /// A permission token for `userid` in `service` saying `permissions`: one signed now,
+    /// or, within the reuse window, the one signed for exactly these before.
     pub fn issue_permission_token(
         &self,
         userid: &str,
         service: &str,
         permissions: &Permissions,
     ) -> Result<String, TokenError> {
+        let keys = self.keys();
         let iat = unix_now();
+        if let Some(token) = self
+            .reuse
+            .get(userid, service, permissions, keys.kid(), iat)
+        {
+            return Ok(token);
+        }
         let claims = PermissionClaims {
             userid: userid.to_owned(),
             permissions: permissions.clone(),
@@ -143,9 +163,12 @@ impl TokenService {
             iat,
             exp: iat.saturating_add(self.permission_lifetime.as_secs()),
         };
-        self.keys()
+        let token = keys
             .sign(TokenKind::Permission, &claims)
-            .map_err(TokenError::Invalid)
+            .map_err(TokenError::Invalid)?;
+        self.reuse
+            .put(userid, service, permissions, keys.kid(), iat, &token);
+        Ok(token)
     }
 
     /// For tests and tools: verifies a permission token as downstream services do, and

@@ -453,3 +453,93 @@ fn the_old_services_client_tokens_only_as_client_tokens_and_only_with_its_key() 
 }
 
 mod properties;
+
+#[test]
+fn permission_tokens_are_handed_out_again_only_for_the_same_answer_within_the_window() {
+    let permissions = |role: &str| -> auth_host_plugin_api::Permissions {
+        match serde_json::json!({"role": role}) {
+            serde_json::Value::Object(map) => map,
+            _ => unreachable!(),
+        }
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let (keys, _) = KeySet::from_data_dir(dir.path(), &[]).unwrap();
+    let tokens = TokenService::new(keys, Duration::from_secs(60), Duration::from_secs(600))
+        .with_permission_token_reuse(Duration::from_secs(2));
+    let first = tokens
+        .issue_permission_token("u1", "wiki", &permissions("reader"))
+        .unwrap();
+    // Same user, service and answer: the same token (same iat and exp).
+    let again = tokens
+        .issue_permission_token("u1", "wiki", &permissions("reader"))
+        .unwrap();
+    assert_eq!(first, again);
+    // Another answer, another user or another service: signed anew.
+    for (user, service, role) in [
+        ("u1", "wiki", "editor"),
+        ("u2", "wiki", "reader"),
+        ("u1", "blog", "reader"),
+    ] {
+        let other = tokens
+            .issue_permission_token(user, service, &permissions(role))
+            .unwrap();
+        assert_ne!(other, first, "{user} {service} {role}");
+        assert_eq!(
+            tokens.verify_permission_token(&other).unwrap().permissions,
+            permissions(role)
+        );
+    }
+    // The permissions changed: the next token says the new ones, not the remembered.
+    let changed = tokens
+        .issue_permission_token("u1", "wiki", &permissions("editor"))
+        .unwrap();
+    assert_eq!(
+        tokens
+            .verify_permission_token(&changed)
+            .unwrap()
+            .permissions,
+        permissions("editor")
+    );
+    // Once the window has passed: a new one.
+    let before = tokens
+        .issue_permission_token("u1", "wiki", &permissions("reader"))
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(2100));
+    let after = tokens
+        .issue_permission_token("u1", "wiki", &permissions("reader"))
+        .unwrap();
+    assert_ne!(before, after);
+    assert!(
+        tokens.verify_permission_token(&after).unwrap().iat
+            > tokens.verify_permission_token(&before).unwrap().iat
+    );
+}
+
+#[test]
+fn a_reused_permission_token_keeps_at_least_half_its_lifetime() {
+    let reader = match serde_json::json!({"role": "reader"}) {
+        serde_json::Value::Object(map) => map,
+        _ => unreachable!(),
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let (keys, _) = KeySet::from_data_dir(dir.path(), &[]).unwrap();
+    // A window longer than half the lifetime (2 s of 4 s) is cut to half.
+    let tokens = TokenService::new(keys, Duration::from_secs(60), Duration::from_secs(4))
+        .with_permission_token_reuse(Duration::from_secs(3600));
+    let first = tokens
+        .issue_permission_token("u1", "wiki", &reader)
+        .unwrap();
+    assert_eq!(
+        first,
+        tokens
+            .issue_permission_token("u1", "wiki", &reader)
+            .unwrap()
+    );
+    std::thread::sleep(Duration::from_millis(2100));
+    let later = tokens
+        .issue_permission_token("u1", "wiki", &reader)
+        .unwrap();
+    assert_ne!(first, later, "not handed out past half its lifetime");
+    let claims = tokens.verify_permission_token(&later).unwrap();
+    assert_eq!(claims.exp - claims.iat, 4);
+}
