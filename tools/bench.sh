@@ -132,6 +132,18 @@ done
 rss_kb=$(awk '/^VmHWM:/ {print $2}' "/proc/$PID/status")
 kill $PID
 wait $PID 2>/dev/null || true
+
+# The same server with permission tokens handed out again (permission_token_reuse_secs):
+# authorize costs the plugin call, not a signature.
+AUTH_PERMISSION_TOKEN_REUSE_SECS=30 "$BIN" serve 2>"$OUT/server-reuse.log" &
+PID=$!
+until curl -sf "$BASE/auth/health" >/dev/null; do
+  kill -0 $PID 2>/dev/null || { cat "$OUT/server-reuse.log"; exit 1; }
+  sleep 0.002
+done
+run "GET /auth/authorize (sample provider, token reuse 30 s)" "$BASE/auth/authorize?service=example&jwt=$TOKEN"
+kill $PID
+wait $PID 2>/dev/null || true
 trap - EXIT
 
 # A worker's start, with and without the sandbox: `plugins check` of one isolated alias (the
