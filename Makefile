@@ -17,7 +17,7 @@ DEV_SERVER = EXTERNAL_ADDRESS="http://127.0.0.1:8000" AUTH_LISTEN="127.0.0.1:800
 # webhook signatures as downstream services and receivers do.
 VERIFIERS_VENV = target/verifiers-venv
 
-.PHONY: build run client-app screenshots browser-tools test test-tools cluster-tools fuzz fuzz-tools lint fmt check-plugins clean verifiers bench bench-tools
+.PHONY: image image-test image-tools build run client-app screenshots browser-tools test test-tools cluster-tools fuzz fuzz-tools lint fmt check-plugins clean verifiers bench bench-tools
 
 # `make bench` (SQLite) or `make bench DB=postgres`; BENCH_DURATION=seconds per run.
 DB ?= sqlite
@@ -77,6 +77,20 @@ $(VERIFIERS_VENV)/.installed:
 	$(VERIFIERS_VENV)/bin/pip install --quiet --disable-pip-version-check \
 		"pyjwt[crypto]>=2.8" "standardwebhooks>=1.0"
 	touch $@
+
+# The OCI image auth-host:<version> (tools/image.sh: FROM scratch, podman import), and the
+# test of it as an operator runs it (tools/image-test.sh); CI runs the test.
+image: image-tools
+	$(CARGO) build --release --workspace
+	tools/image.sh
+
+image-test: image
+	tools/image-test.sh
+
+# podman and runc from the system packages, installed when missing.
+image-tools:
+	@command -v podman >/dev/null && command -v runc >/dev/null || \
+	  { apt-get update -qq && apt-get install -y -qq podman runc >/dev/null; }
 
 bench: bench-tools
 	$(CARGO) build --release --workspace

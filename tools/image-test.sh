@@ -1,0 +1,116 @@
+#!/usr/bin/env bash
+# `make image-test`: the image as an operator runs it (tools/image.sh builds it). Read-only,
+# as uid 10001, with /data and /plugins mounted and a configuration file:
+# - it answers /auth/health (`auth-host health` inside, no curl there);
+# - a token from `auth-host token issue` run in the container authenticates;
+# - a provider .so copied into /plugins and named in the configuration answers
+#   /auth/authorize after `kill --signal HUP`;
+# - on PostgreSQL (a SQLAlchemy URL), with keys in the database, it serves;
+# - `stop` ends it with exit 0 inside the drain.
+# Host network (the container engine's own networks are not needed); explicit limits, since
+# the machine's sandbox cannot raise them.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+ENGINE=${IMAGE_ENGINE:-$(command -v podman >/dev/null && echo podman || echo docker)}
+VERSION=$(awk -F'"' '/^version = / {print $2; exit}' host/Cargo.toml)
+TAG=${IMAGE_TAG:-auth-host:$VERSION}
+PORT=${IMAGE_TEST_PORT:-18960}
+BASE="http://127.0.0.1:$PORT"
+OUT=target/image-test
+RUN=("$ENGINE")
+[ "$ENGINE" = podman ] && RUN+=(--runtime runc)
+NAME=auth-host-image-test-$$
+
+rm -rf "$OUT"
+mkdir -p "$OUT/data" "$OUT/plugins" "$OUT/config"
+cp target/image/rootfs/plugins/*.so "$OUT/plugins/"
+cat >"$OUT/config/auth-host.toml" <<EOF
+allowed_services = "example:sample_permission_provider"
+EOF
+chown -R 10001:10001 "$OUT/data" "$OUT/plugins"
+
+failures=()
+cleanup() { "${RUN[@]}" rm -f "$NAME" "$NAME-pg" >/dev/null 2>&1 || true; }
+trap cleanup EXIT
+
+start() { # name, extra arguments…
+  local name=$1
+  shift
+  "${RUN[@]}" run -d --name "$name" --read-only --network host \
+    --ulimit nofile=4096:4096 --ulimit nproc=4096:4096 \
+    -e AUTH_LISTEN="127.0.0.1:$PORT" -e AUTH_PLUGIN_ISOLATION=process \
+    "$@" >/dev/null
+}
+
+wait_healthy() { # name
+  for _ in $(seq 1 100); do
+    "${RUN[@]}" exec "$1" /usr/local/bin/auth-host health --url "$BASE" 2>/dev/null && return 0
+    sleep 0.1
+  done
+  "${RUN[@]}" logs "$1" 2>&1 | tail -20
+  return 1
+}
+
+in_container() { "${RUN[@]}" exec "$NAME" /usr/local/bin/auth-host "$@"; }
+
+# SQLite in /data, plugins in /plugins, the configuration read-only.
+start "$NAME" \
+  -v "$PWD/$OUT/data:/data" -v "$PWD/$OUT/plugins:/plugins" -v "$PWD/$OUT/config:/config:ro" \
+  -e AUTH_SHUTDOWN_DELAY_MS=1000 \
+  "$TAG" --config /config/auth-host.toml serve
+wait_healthy "$NAME" || failures+=("the container never became healthy")
+user=$(in_container users add --email ada@example.com)
+token=$(in_container token issue --userid "$user")
+curl -s "$BASE/auth/check?jwt=$token" | grep -q '"authenticated":true' ||
+  failures+=("a token issued in the container does not authenticate")
+[ "$("${RUN[@]}" exec "$NAME" /usr/local/bin/auth-host --version | grep -c commit)" = 1 ] ||
+  failures+=("--version names no commit")
+[ "$("${RUN[@]}" inspect "$NAME" --format '{{.Config.User}}')" = "10001:10001" ] ||
+  failures+=("the container does not run as 10001")
+
+# An operator's provider, dropped in and named, after SIGHUP.
+strip -o "$OUT/plugins/libtest_provider.so" target/release/libtest_provider.so
+chown 10001:10001 "$OUT/plugins/libtest_provider.so"
+cat >"$OUT/config/auth-host.toml" <<EOF
+allowed_services = "example:sample_permission_provider;extra:test_provider"
+EOF
+"${RUN[@]}" kill --signal HUP "$NAME" >/dev/null
+answered=""
+for _ in $(seq 1 50); do
+  answered=$(curl -s "$BASE/auth/authorize?service=extra&jwt=$token")
+  grep -q '"token"' <<<"$answered" && break
+  sleep 0.1
+done
+grep -q '"token"' <<<"$answered" || failures+=("the dropped-in provider does not answer after SIGHUP: $answered")
+
+# Stopped: the drain, then exit 0.
+stopped=$(date +%s%N)
+"${RUN[@]}" stop -t 20 "$NAME" >/dev/null
+stop_ms=$(( ($(date +%s%N) - stopped) / 1000000 ))
+code=$("${RUN[@]}" inspect "$NAME" --format '{{.State.ExitCode}}')
+[ "$code" = 0 ] || failures+=("exit status $code after stop")
+[ "$stop_ms" -lt 15000 ] || failures+=("stop took ${stop_ms} ms (killed, not drained)")
+
+# PostgreSQL through the old service's SQLAlchemy URL, keys sealed in the database.
+admin=${AUTH_TEST_POSTGRES_URL:-postgres://postgres@127.0.0.1:5432/test}
+db=auth_host_image_test
+psql -q "$admin" -c "DROP DATABASE IF EXISTS $db WITH (FORCE)" -c "CREATE DATABASE $db"
+rest=${admin#postgres://}
+start "$NAME-pg" \
+  -e DATABASE_URL="postgresql+psycopg2://${rest%/*}/$db" \
+  -e AUTH_KEY_SECRETS="image-test-key-secret-0123456789abcdef0123" \
+  -e ALLOWED_SERVICES=example:sample_permission_provider \
+  "$TAG"
+wait_healthy "$NAME-pg" || failures+=("the container on PostgreSQL never became healthy")
+"${RUN[@]}" logs "$NAME-pg" 2>&1 | grep -q 'PostgreSQL postgres://' ||
+  failures+=("the container on PostgreSQL did not log its database")
+
+size=$("${RUN[@]}" image inspect "$TAG" --format '{{.Size}}')
+layers=$("${RUN[@]}" image inspect "$TAG" --format '{{len .RootFS.Layers}}')
+echo "image-test: $TAG, $((size / 1000000)) MB in $layers layer(s); stop in ${stop_ms} ms"
+if [ ${#failures[@]} -gt 0 ]; then
+  printf 'image-test: FAILED: %s\n' "${failures[@]}"
+  exit 1
+fi
+echo "image-test: passed"
