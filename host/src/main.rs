@@ -159,15 +159,8 @@ fn main() -> ExitCode {
         plugins::isolation::lifetime::end_all();
         return code;
     }
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-    {
-        Ok(runtime) => runtime,
-        Err(error) => {
-            eprintln!("cannot start the async runtime: {error}");
-            return ExitCode::FAILURE;
-        }
+    let Some(runtime) = runtime(tokio::runtime::Builder::new_multi_thread()) else {
+        return ExitCode::FAILURE;
     };
     let result = runtime.block_on(async {
         match cli.command {
@@ -367,15 +360,8 @@ fn check_plugins(config: &Config, files: &[PathBuf]) -> ExitCode {
 /// `auth-host health`: 0 when `<url>/auth/health` answers 200 within 5 s, 1 otherwise (what
 /// it answered, or why not, on stderr).
 fn health(url: &str) -> ExitCode {
-    let runtime = match tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-    {
-        Ok(runtime) => runtime,
-        Err(error) => {
-            eprintln!("cannot start the async runtime: {error}");
-            return ExitCode::FAILURE;
-        }
+    let Some(runtime) = runtime(tokio::runtime::Builder::new_current_thread()) else {
+        return ExitCode::FAILURE;
     };
     let target = format!("{}/auth/health", url.trim_end_matches('/'));
     let answer = runtime.block_on(async {
@@ -401,6 +387,18 @@ fn health(url: &str) -> ExitCode {
         Err(error) => {
             eprintln!("{target}: {error}");
             ExitCode::FAILURE
+        }
+    }
+}
+
+/// The async runtime `builder` makes, with I/O and timers; `None` (said on stderr) when it
+/// cannot be started.
+fn runtime(mut builder: tokio::runtime::Builder) -> Option<tokio::runtime::Runtime> {
+    match builder.enable_all().build() {
+        Ok(runtime) => Some(runtime),
+        Err(error) => {
+            eprintln!("cannot start the async runtime: {error}");
+            None
         }
     }
 }

@@ -7,8 +7,8 @@ use sea_orm::{ConnectionTrait, DbBackend, Statement};
 use serde_json::{Value, json};
 
 use crate::common::server::{
-    Backend, TEST_KEY_SECRETS, TestDatabase, authenticated_at, dev_login_at, get_json, get_text,
-    metric_value, params_of, postgres_skipped,
+    Backend, TestDatabase, authenticated_at, dev_login_at, get_json, get_text, metric_value,
+    params_of, postgres_skipped,
 };
 use crate::common::{PluginDir, ServerProcess, auth_host_bin, workspace_root};
 
@@ -21,17 +21,15 @@ fn now() -> i64 {
 
 /// A replica on `database`, reading its keys every second (rotation every 4 s).
 fn replica(database: &TestDatabase, plugins: &PluginDir) -> ServerProcess {
-    ServerProcess::start(&[
-        ("DATABASE_URL", &database.url),
-        ("AUTH_KEY_SECRETS", TEST_KEY_SECRETS),
-        ("AUTH_KEY_ROTATION_SECS", "4"),
-        ("AUTH_CLIENT_TOKEN_LIFETIME_SECS", "60"),
-        ("AUTH_PERMISSION_TOKEN_LIFETIME_SECS", "30"),
-        ("EXTERNAL_ADDRESS", "http://127.0.0.1:9"),
-        ("AUTH_DEV_LOGIN", "true"),
-        ("AUTH_PLUGIN_DIR", plugins.path().to_str().unwrap()),
-        ("ALLOWED_SERVICES", "example:sample_permission_provider"),
-    ])
+    crate::replica_on(
+        database,
+        plugins,
+        &[
+            ("AUTH_KEY_ROTATION_SECS", "4"),
+            ("AUTH_CLIENT_TOKEN_LIFETIME_SECS", "60"),
+            ("AUTH_PERMISSION_TOKEN_LIFETIME_SECS", "30"),
+        ],
+    )
 }
 
 /// A token signed with `private_pem` under `kid`, as an attacker holding that key makes it.
@@ -271,14 +269,7 @@ async fn keys_sealed_by_the_earlier_release_keep_verifying_after_the_upgrade() {
     }
 
     let plugins = PluginDir::with_workspace_plugins(&["sample_permission_provider"]);
-    let server = ServerProcess::start(&[
-        ("DATABASE_URL", &database.url),
-        ("AUTH_KEY_SECRETS", TEST_KEY_SECRETS),
-        ("EXTERNAL_ADDRESS", "http://127.0.0.1:9"),
-        ("AUTH_DEV_LOGIN", "true"),
-        ("AUTH_PLUGIN_DIR", plugins.path().to_str().unwrap()),
-        ("ALLOWED_SERVICES", "example:sample_permission_provider"),
-    ]);
+    let server = crate::replica_on(&database, &plugins, &[]);
     let landing = dev_login_at(&server.base, "http://127.0.0.1:9/app", "ada@example.com").await;
     let token = params_of(&landing)["jwt"].clone();
     let header = jsonwebtoken::decode_header(&token).unwrap();

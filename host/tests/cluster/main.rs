@@ -14,6 +14,25 @@ async fn alone() -> tokio::sync::MutexGuard<'static, ()> {
     ALONE.lock().await
 }
 
+/// One `auth-host serve` on `database` with its keys sealed there, the development login and
+/// the sample provider as `example`; `extra` settings after (and over) these.
+fn replica_on(
+    database: &common::server::TestDatabase,
+    plugins: &common::PluginDir,
+    extra: &[(&str, &str)],
+) -> common::ServerProcess {
+    let mut envs: Vec<(&str, &str)> = vec![
+        ("DATABASE_URL", &database.url),
+        ("AUTH_KEY_SECRETS", common::server::TEST_KEY_SECRETS),
+        ("EXTERNAL_ADDRESS", "http://127.0.0.1:9"),
+        ("AUTH_DEV_LOGIN", "true"),
+        ("AUTH_PLUGIN_DIR", plugins.path().to_str().unwrap()),
+        ("ALLOWED_SERVICES", "example:sample_permission_provider"),
+    ];
+    envs.extend_from_slice(extra);
+    common::ServerProcess::start(&envs)
+}
+
 mod key_rows;
 mod notifications;
 mod replicas;

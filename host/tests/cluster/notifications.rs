@@ -5,11 +5,11 @@ use std::time::{Duration, Instant};
 
 use sea_orm::ConnectionTrait;
 
+use crate::common::PluginDir;
 use crate::common::server::{
-    Backend, TEST_KEY_SECRETS, TestDatabase, authenticated_at, client, dev_login_at, get_json,
-    get_text, metric_value, params_of, postgres_skipped,
+    Backend, TestDatabase, authenticated_at, client, dev_login_at, get_json, get_text,
+    metric_value, params_of, postgres_skipped,
 };
-use crate::common::{PluginDir, ServerProcess};
 
 /// The probe's attack: a role with no table rights sends `NOTIFY auth_host_changes,
 /// 'user:<id>'`. Ignored and counted; an authenticated logout from another replica is still
@@ -22,18 +22,8 @@ async fn notifications_without_the_shared_secret_are_ignored_and_counted() {
     let _alone = crate::alone().await;
     let database = TestDatabase::new(Backend::Postgres).await;
     let plugins = PluginDir::with_workspace_plugins(&["sample_permission_provider"]);
-    let start = || {
-        ServerProcess::start(&[
-            ("DATABASE_URL", &database.url),
-            ("AUTH_KEY_SECRETS", TEST_KEY_SECRETS),
-            ("EXTERNAL_ADDRESS", "http://127.0.0.1:9"),
-            ("AUTH_DEV_LOGIN", "true"),
-            ("AUTH_PLUGIN_DIR", plugins.path().to_str().unwrap()),
-            ("ALLOWED_SERVICES", "example:sample_permission_provider"),
-            // Long enough that only a notification can make a logout show at once.
-            ("AUTH_TOKEN_CACHE_MS", "60000"),
-        ])
-    };
+    // A token cache long enough that only a notification can make a logout show at once.
+    let start = || crate::replica_on(&database, &plugins, &[("AUTH_TOKEN_CACHE_MS", "60000")]);
     let (one, two) = (start(), start());
     let landing = dev_login_at(&one.base, "http://127.0.0.1:9/app", "ada@example.com").await;
     let token = params_of(&landing)["jwt"].clone();
