@@ -5,6 +5,7 @@ use std::collections::HashSet;
 use std::sync::Arc;
 use std::time::Duration;
 
+use prometheus_client::metrics::gauge::Gauge;
 use tokio::net::TcpListener;
 
 use crate::admin::{AdminAccess, AdminToken};
@@ -41,11 +42,11 @@ fn plugin_messages(outcomes: &[LoadOutcome]) -> String {
 /// The signing keys: `PRIVATE_KEY`/`PUBLIC_KEY`, those kept in the database (then also the
 /// keyring that keeps them current), or the pair kept in the data directory (made on first
 /// start).
-/// `metrics` counts the database rows the keyring refuses.
+/// `refused_rows` counts the database rows the keyring refuses.
 pub async fn load_keys(
     config: &Config,
     store: &Store,
-    metrics: &Metrics,
+    refused_rows: Gauge,
 ) -> Result<(KeySet, Option<Arc<Keyring>>), StartupError> {
     let finish = {
         let algorithm = config.client_token_algorithm;
@@ -69,12 +70,7 @@ pub async fn load_keys(
             Ok((keys, None))
         }
         Some(KeySource::Database) => {
-            let keyring = Keyring::new(
-                config,
-                store.clone(),
-                finish,
-                metrics.signing_key_rows_refused.clone(),
-            )?;
+            let keyring = Keyring::new(config, store.clone(), finish, refused_rows)?;
             let keys = keyring.current().await?.ok_or_else(|| {
                 StartupError::Io("signing keys: none read from the database".into())
             })?;
@@ -174,7 +170,8 @@ impl App {
     ) -> Result<App, StartupError> {
         let store = open_store(config).await?;
         let metrics = Arc::new(Metrics::new());
-        let (keys, keyring) = load_keys(config, &store, &metrics).await?;
+        let (keys, keyring) =
+            load_keys(config, &store, metrics.signing_key_rows_refused.clone()).await?;
         let tokens = token_service(config, keys);
         let settings = PluginSettings {
             worker_metrics: metrics.workers.clone(),

@@ -321,13 +321,16 @@ fn the_private_key_text_is_kept_exactly_as_given() {
     });
 }
 
+/// A configuration from settings as JSON (what a TOML file or the environment would give).
+fn from_settings(settings: serde_json::Value) -> Result<Config, ConfigErrors> {
+    Config::from_figment(Figment::from(figment::providers::Serialized::defaults(
+        settings,
+    )))
+}
+
 #[test]
 fn where_the_signing_keys_come_from_and_what_rotation_needs() {
-    let config = |settings: serde_json::Value| {
-        Config::from_figment(Figment::from(figment::providers::Serialized::defaults(
-            settings,
-        )))
-    };
+    let config = from_settings;
     let secret = "s".repeat(MIN_SECRET_CHARS_FOR_TESTS);
     let postgres = "postgres://auth@db/auth";
     let sqlite = config(serde_json::json!({})).unwrap();
@@ -376,11 +379,7 @@ const MIN_SECRET_CHARS_FOR_TESTS: usize = crate::tokens::MIN_SECRET_CHARS;
 
 #[test]
 fn trusted_proxies_and_the_client_ip_header_come_together() {
-    let load = |settings: serde_json::Value| {
-        Config::from_figment(Figment::from(figment::providers::Serialized::defaults(
-            settings,
-        )))
-    };
+    let load = from_settings;
     let alone = load(serde_json::json!({"trusted_proxies": "10.0.0.1"})).unwrap_err();
     assert!(alone.to_string().contains("client_ip_header"), "{alone}");
     let header_alone = load(serde_json::json!({"client_ip_header": "forwarded"})).unwrap_err();
@@ -404,11 +403,7 @@ fn trusted_proxies_and_the_client_ip_header_come_together() {
 
 #[test]
 fn durations_beyond_their_bounds_are_refused_by_key() {
-    let load = |settings: serde_json::Value| {
-        Config::from_figment(Figment::from(figment::providers::Serialized::defaults(
-            settings,
-        )))
-    };
+    let load = from_settings;
     let errors = load(serde_json::json!({
         "client_token_lifetime_secs": u64::MAX,
         "permission_token_lifetime_secs": 1u64 << 63,
@@ -432,11 +427,7 @@ fn durations_beyond_their_bounds_are_refused_by_key() {
 
 #[test]
 fn permission_tokens_are_reused_for_at_most_half_their_lifetime() {
-    let load = |settings: serde_json::Value| {
-        Config::from_figment(Figment::from(figment::providers::Serialized::defaults(
-            settings,
-        )))
-    };
+    let load = from_settings;
     let too_long = load(serde_json::json!({
         "permission_token_lifetime_secs": 60, "permission_token_reuse_secs": 31
     }))

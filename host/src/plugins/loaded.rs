@@ -91,14 +91,6 @@ impl LoadedPlugin {
         }
     }
 
-    /// The isolated alias' worker process id, while one runs.
-    pub fn worker_pid(&self) -> Option<u32> {
-        match &self.place {
-            Place::InProcess { .. } => None,
-            Place::Isolated { plugin, .. } => plugin.pid(),
-        }
-    }
-
     /// The permissions of `user` in `service`.
     pub async fn get_permissions(
         &self,

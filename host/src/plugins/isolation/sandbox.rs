@@ -81,6 +81,8 @@ const MAX_PROCESSES: u64 = 4096;
 /// Which layers a worker entered.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Entered {
+    /// `sandbox = "off"`: no layer entered.
+    pub off: bool,
     pub landlock: String,
     pub seccomp: bool,
     pub user: Option<(u32, u32)>,
@@ -90,6 +92,9 @@ pub struct Entered {
 
 impl std::fmt::Display for Entered {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        if self.off {
+            return f.write_str("off");
+        }
         write!(
             f,
             "landlock {}, seccomp {}, no capabilities",
@@ -121,6 +126,7 @@ pub fn make_undumpable() {
 pub fn enter(spec: &SandboxSpec, plugin_file: &Path) -> Result<Entered, String> {
     let mut entered = Entered::default();
     if spec.mode == SandboxMode::Off {
+        entered.off = true;
         return Ok(entered);
     }
     make_undumpable();

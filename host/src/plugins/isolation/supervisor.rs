@@ -90,14 +90,6 @@ impl IsolatedPlugin {
         self.summary.clone()
     }
 
-    /// The worker's process id, while one runs.
-    pub fn pid(&self) -> Option<u32> {
-        self.current
-            .lock()
-            .ok()
-            .and_then(|current| current.as_ref().map(|w| w.pid))
-    }
-
     /// Whether the alias keeps crashing (several times a minute).
     pub fn in_crash_loop(&self) -> bool {
         self.exits.crashes.lock().is_ok_and(|c| {

@@ -12,7 +12,7 @@ use std::time::Duration;
 use auth_host_plugin_api::PluginKind;
 
 use super::protocol::{Hello, Request, Response, Setup, read_frame, write_frame};
-use super::sandbox::{self, SandboxMode, SandboxSpec};
+use super::sandbox::{self, SandboxSpec};
 use crate::plugins::calls::Limits;
 use crate::plugins::instance::{Plugin, instantiate};
 use crate::plugins::library;
@@ -45,7 +45,7 @@ pub fn run(alias: &str, file: &Path, kind: PluginKind) -> i32 {
     // Before the plugin's file is even opened: from here on, its code runs confined.
     let sandbox = serde_json::from_str::<SandboxSpec>(&setup.sandbox)
         .map_err(|e| format!("the host sent no usable sandbox: {e}"))
-        .and_then(|spec| sandbox::enter(&spec, file).map(|entered| (spec.mode, entered)));
+        .and_then(|spec| sandbox::enter(&spec, file));
     let sandbox = match sandbox {
         Ok(entered) => entered,
         Err(reason) => {
@@ -99,10 +99,7 @@ pub fn run(alias: &str, file: &Path, kind: PluginKind) -> i32 {
                 "name": summary.name,
                 "version": summary.version,
                 "api_version": summary.api_version,
-                "sandbox": match sandbox {
-                    (SandboxMode::Off, _) => "off".to_owned(),
-                    (_, entered) => entered.to_string(),
-                },
+                "sandbox": sandbox.to_string(),
             })
             .to_string(),
         )
