@@ -17,7 +17,7 @@ DEV_SERVER = EXTERNAL_ADDRESS="http://127.0.0.1:8000" AUTH_LISTEN="127.0.0.1:800
 # webhook signatures as downstream services and receivers do.
 VERIFIERS_VENV = target/verifiers-venv
 
-.PHONY: image image-test image-tools build run client-app screenshots browser-tools test test-tools cluster-tools fuzz fuzz-tools lint fmt check-plugins clean verifiers bench bench-tools
+.PHONY: deny deny-tools audit-tools image image-test image-tools build run client-app screenshots browser-tools test test-tools cluster-tools fuzz fuzz-tools lint fmt check-plugins clean verifiers bench bench-tools
 
 # `make bench` (SQLite) or `make bench DB=postgres`; BENCH_DURATION=seconds per run.
 DB ?= sqlite
@@ -78,10 +78,29 @@ $(VERIFIERS_VENV)/.installed:
 		"pyjwt[crypto]>=2.8" "standardwebhooks>=1.0"
 	touch $@
 
+# cargo deny check (deny.toml) against the RustSec advisory snapshot, offline, and the proof
+# that a new advisory fails it (tools/deny.sh); CI runs it.
+deny: deny-tools
+	tools/deny.sh
+
+# cargo-deny and cargo-auditable from crates.io, installed when missing.
+CARGO_DENY_VERSION = 0.20.2
+CARGO_AUDITABLE_VERSION = 0.7.7
+deny-tools:
+	@command -v cargo-deny >/dev/null || $(CARGO) install --locked cargo-deny@$(CARGO_DENY_VERSION)
+
+audit-tools:
+	@command -v cargo-auditable >/dev/null || \
+	  $(CARGO) install --locked cargo-auditable@$(CARGO_AUDITABLE_VERSION)
+
+# Release builds record their dependency tree in the binary (cargo auditable), which
+# scanners (`cargo audit bin`, syft, trivy) read from it and from the image.
+RELEASE_BUILD = $(CARGO) auditable build --release --workspace
+
 # The OCI image auth-host:<version> (tools/image.sh: FROM scratch, podman import), and the
 # test of it as an operator runs it (tools/image-test.sh); CI runs the test.
-image: image-tools
-	$(CARGO) build --release --workspace
+image: image-tools audit-tools
+	$(RELEASE_BUILD)
 	tools/image.sh
 
 image-test: image
@@ -92,8 +111,8 @@ image-tools:
 	@command -v podman >/dev/null && command -v runc >/dev/null || \
 	  { apt-get update -qq && apt-get install -y -qq podman runc >/dev/null; }
 
-bench: bench-tools
-	$(CARGO) build --release --workspace
+bench: bench-tools audit-tools
+	$(RELEASE_BUILD)
 	DB=$(DB) tools/bench.sh
 
 # wrk and openssl from the system packages, installed when missing.

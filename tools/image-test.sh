@@ -3,6 +3,7 @@
 # as uid 10001, with /data and /plugins mounted and a configuration file:
 # - it answers /auth/health (`auth-host health` inside, no curl there);
 # - a token from `auth-host token issue` run in the container authenticates;
+# - /plugins mounted empty: the bundled plugins are still found;
 # - a provider .so copied into /plugins and named in the configuration answers
 #   /auth/authorize after `kill --signal HUP`;
 # - on PostgreSQL (a SQLAlchemy URL), with keys in the database, it serves;
@@ -24,7 +25,6 @@ NAME=auth-host-image-test-$$
 
 rm -rf "$OUT"
 mkdir -p "$OUT/data" "$OUT/plugins" "$OUT/config"
-cp target/image/rootfs/plugins/*.so "$OUT/plugins/"
 cat >"$OUT/config/auth-host.toml" <<EOF
 allowed_services = "example:sample_permission_provider"
 EOF
@@ -62,10 +62,22 @@ start "$NAME" \
 wait_healthy "$NAME" || failures+=("the container never became healthy")
 user=$(in_container users add --email ada@example.com)
 token=$(in_container token issue --userid "$user")
-curl -s "$BASE/auth/check?jwt=$token" | grep -q '"authenticated":true' ||
+grep -q '"authenticated":true' <<<"$(curl -s "$BASE/auth/check?jwt=$token")" ||
   failures+=("a token issued in the container does not authenticate")
+grep -q '"token"' <<<"$(curl -s "$BASE/auth/authorize?service=example&jwt=$token")" ||
+  failures+=("a bundled provider is not found with an empty /plugins mounted")
 [ "$("${RUN[@]}" exec "$NAME" /usr/local/bin/auth-host --version | grep -c commit)" = 1 ] ||
   failures+=("--version names no commit")
+# The dependency tree cargo auditable recorded, read from the image's binary as scanners do.
+"${RUN[@]}" cp "$NAME:/usr/local/bin/auth-host" "$OUT/auth-host"
+objcopy --dump-section .dep-v0="$OUT/dep-v0" "$OUT/auth-host" 2>/dev/null || true
+recorded=$(python3 -c 'import json, sys, zlib
+tree = json.loads(zlib.decompress(open(sys.argv[1], "rb").read()))
+print(" ".join(sorted({p["name"] for p in tree["packages"]})))' "$OUT/dep-v0" 2>/dev/null || true)
+for crate in auth-host hyper abi_stable jsonwebtoken; do
+  grep -qw -- "$crate" <<<"$recorded" ||
+    failures+=("the image's binary does not record its dependency $crate (cargo auditable)")
+done
 [ "$("${RUN[@]}" inspect "$NAME" --format '{{.Config.User}}')" = "10001:10001" ] ||
   failures+=("the container does not run as 10001")
 
@@ -103,7 +115,9 @@ start "$NAME-pg" \
   -e ALLOWED_SERVICES=example:sample_permission_provider \
   "$TAG"
 wait_healthy "$NAME-pg" || failures+=("the container on PostgreSQL never became healthy")
-"${RUN[@]}" logs "$NAME-pg" 2>&1 | grep -q 'PostgreSQL postgres://' ||
+# Read the whole log first: `logs | grep -q` under pipefail fails when grep stops reading early.
+pg_log=$("${RUN[@]}" logs "$NAME-pg" 2>&1)
+grep -q 'PostgreSQL postgres://' <<<"$pg_log" ||
   failures+=("the container on PostgreSQL did not log its database")
 
 size=$("${RUN[@]}" image inspect "$TAG" --format '{{.Size}}')

@@ -8,8 +8,9 @@
 # packed as a tarball and imported (`podman import`, or `docker import` where docker is what
 # the machine has) with the image's configuration.
 #
-# Runs as uid 10001; /data (keys, SQLite) and /plugins (the bundled plugins, and any operator
-# plugin dropped there) are volumes; listens on 0.0.0.0:8000; works with --read-only (the
+# Runs as uid 10001; /data (keys, SQLite) and /plugins (operators' plugins) are volumes. The
+# bundled plugins live outside the volume, in $BUNDLED_DIR, searched after /plugins: mounting an
+# empty directory on /plugins keeps them, and a plugin of the same name there replaces one; listens on 0.0.0.0:8000; works with --read-only (the
 # plugin copies go to /tmp, a tmpfs under --read-only).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -21,13 +22,14 @@ TAG=${IMAGE_TAG:-auth-host:$VERSION}
 BUNDLED="sample_permission_provider sample_extension email_allowlist static_permissions webhook"
 OUT=target/image
 ROOT=$OUT/rootfs
+BUNDLED_DIR=/usr/local/lib/auth-host/plugins
 
 rm -rf "$OUT"
-mkdir -p "$ROOT"/usr/local/bin "$ROOT"/plugins "$ROOT"/data "$ROOT"/tmp "$ROOT"/etc
+mkdir -p "$ROOT"/usr/local/bin "$ROOT$BUNDLED_DIR" "$ROOT"/plugins "$ROOT"/data "$ROOT"/tmp "$ROOT"/etc
 # Debug information is for the build machine; the image keeps what runs.
 strip -o "$ROOT/usr/local/bin/auth-host" target/release/auth-host
 for plugin in $BUNDLED; do
-  strip -o "$ROOT/plugins/lib$plugin.so" "target/release/lib$plugin.so"
+  strip -o "$ROOT$BUNDLED_DIR/lib$plugin.so" "target/release/lib$plugin.so"
 done
 
 # The shared libraries the binary and the plugins load, at the paths the loader looks in.
@@ -62,7 +64,7 @@ tar -C "$ROOT" --numeric-owner --sort=name -cf "$OUT/rootfs.tar" .
   --change 'VOLUME ["/data", "/plugins"]' \
   --change 'ENV AUTH_LISTEN=0.0.0.0:8000' \
   --change 'ENV AUTH_DATA_DIR=/data' \
-  --change 'ENV AUTH_PLUGIN_DIR=/plugins' \
+  --change "ENV AUTH_PLUGIN_DIR=/plugins:$BUNDLED_DIR" \
   --change 'ENTRYPOINT ["/usr/local/bin/auth-host"]' \
   --change 'CMD ["serve"]' \
   --change "LABEL org.opencontainers.image.title=auth-host" \

@@ -18,7 +18,7 @@ use crate::plugins::{LoadOutcome, PluginRegistry, PluginSettings};
 use crate::reload::{PluginReloader, failure_messages};
 use crate::service::AuthService;
 use crate::storage::{ChangeKeys, Store, StoreError, redact_url, resolve_database_url};
-use crate::tokens::{KeyError, KeySet, TokenService};
+use crate::tokens::{KeyError, KeySet, TokenKind, TokenService};
 
 /// Why auth-host cannot start; each problem is one message.
 #[derive(Debug, thiserror::Error)]
@@ -49,13 +49,29 @@ pub async fn load_keys(
     refused_rows: Gauge,
 ) -> Result<(KeySet, Option<Arc<Keyring>>), StartupError> {
     let finish = {
-        let algorithm = config.client_token_algorithm;
-        let client_key = config
-            .client_token_private_key
-            .as_ref()
-            .map(|k| k.expose().to_owned());
+        let own_keys = [
+            (
+                TokenKind::Client,
+                config.client_token_algorithm,
+                &config.client_token_private_key,
+            ),
+            (
+                TokenKind::Permission,
+                config.permission_token_algorithm,
+                &config.permission_token_private_key,
+            ),
+        ]
+        .map(|(kind, algorithm, key)| {
+            (kind, algorithm, key.as_ref().map(|k| k.expose().to_owned()))
+        });
         let data_dir = config.data_dir.clone();
-        move |keys: KeySet| keys.with_client_algorithm(algorithm, client_key.as_deref(), &data_dir)
+        move |keys: KeySet| {
+            own_keys
+                .iter()
+                .try_fold(keys, |keys, (kind, algorithm, key)| {
+                    keys.with_algorithm(*kind, *algorithm, key.as_deref(), &data_dir)
+                })
+        }
     };
     match config.key_source() {
         Some(KeySource::Environment { private, public }) => {

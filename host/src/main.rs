@@ -311,7 +311,15 @@ async fn users(config: &Config, command: UsersCommand) -> Result<ExitCode, Start
 fn check_plugins(config: &Config, files: &[PathBuf]) -> ExitCode {
     let outcomes = if files.is_empty() {
         let settings = PluginSettings::from_config(config);
-        println!("plugin directory: {}", settings.dir.display());
+        let dirs = std::env::join_paths(&settings.dirs)
+            .map(|path| path.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        let label = if settings.dirs.len() == 1 {
+            "directory"
+        } else {
+            "directories"
+        };
+        println!("plugin {label}: {dirs}");
         if settings.allowed_services.is_empty() && settings.installed_extensions.is_empty() {
             println!("no plugins named (ALLOWED_SERVICES and INSTALLED_EXTENSIONS are empty)");
         }

@@ -82,16 +82,29 @@ impl Config {
                     ));
                 }
             }
-            if self.key_source() == Some(KeySource::Database)
-                && self.client_token_algorithm != ClientAlgorithm::RS256
-                && self.client_token_private_key.is_none()
-            {
-                problems.push(
-                    "client_token_private_key: required with client_token_algorithm other than \
-                     RS256 when the keys live in the database, so that every replica signs \
-                     client tokens with the same key"
-                        .to_owned(),
-                );
+            let own_keys = [
+                (
+                    "client",
+                    self.client_token_algorithm,
+                    self.client_token_private_key.is_some(),
+                ),
+                (
+                    "permission",
+                    self.permission_token_algorithm,
+                    self.permission_token_private_key.is_some(),
+                ),
+            ];
+            for (kind, algorithm, given) in own_keys {
+                if self.key_source() == Some(KeySource::Database)
+                    && algorithm != TokenAlgorithm::RS256
+                    && !given
+                {
+                    problems.push(format!(
+                        "{kind}_token_private_key: required with {kind}_token_algorithm other \
+                         than RS256 when the keys live in the database, so that every replica \
+                         signs {kind} tokens with the same key"
+                    ));
+                }
             }
         }
         if let Some(published) = self

@@ -34,7 +34,7 @@ pub use placement::{
 pub use providers::{LoginProvider, LoginProviderKind, ProviderTable};
 pub use urls::{is_loopback_url, normalize_external_address, normalize_origin, origin_of};
 
-use crate::tokens::ClientAlgorithm;
+use crate::tokens::TokenAlgorithm;
 use reader::KeyReader;
 
 /// Environment names kept from the old service, mapped to their keys here.
@@ -112,10 +112,15 @@ pub struct Config {
     /// `PRIVATE_KEY` / `PUBLIC_KEY`: the RSA key pair, PEM. Both or neither.
     pub private_key: Option<Secret>,
     pub public_key: Option<String>,
-    /// Client tokens' signing algorithm (permission tokens are always RS256).
-    pub client_token_algorithm: ClientAlgorithm,
+    /// Client tokens' signing algorithm.
+    pub client_token_algorithm: TokenAlgorithm,
     /// Its private key (PKCS#8 PEM) when not RS256; default: one kept in the data directory.
     pub client_token_private_key: Option<Secret>,
+    /// Permission tokens' signing algorithm: RS256 (the default, which services pinning
+    /// `/auth/public-key` verify), or ES256/EdDSA for services that read the JWKS.
+    pub permission_token_algorithm: TokenAlgorithm,
+    /// Its private key (PKCS#8 PEM) when not RS256; default: one kept in the data directory.
+    pub permission_token_private_key: Option<Secret>,
     /// Secrets sealing the private keys kept in the database, `;`-separated: the first
     /// seals, all open. Setting them keeps the keys in the database (unless `PRIVATE_KEY`).
     pub key_secrets: Option<Secret>,
@@ -161,8 +166,9 @@ pub struct Config {
     pub max_body_bytes: usize,
     /// Longest a request may take end to end.
     pub request_timeout_ms: u64,
-    /// Where `lib<name>.so` files are looked up. Default: the directory of the
-    /// `auth-host` executable.
+    /// Where `lib<name>.so` files are looked up: one directory, or several separated by
+    /// `:` and searched in order (an operator's directory before the bundled plugins').
+    /// Default: the directory of the `auth-host` executable.
     pub plugin_dir: Option<PathBuf>,
     /// `ALLOWED_SERVICES`: `[alias:]provider;...`
     pub allowed_services: EntryList,
@@ -287,6 +293,8 @@ impl Config {
             legacy_client_tokens: keys.get("legacy_client_tokens"),
             client_token_algorithm: keys.get("client_token_algorithm").unwrap_or_default(),
             client_token_private_key: keys.get("client_token_private_key"),
+            permission_token_algorithm: keys.get("permission_token_algorithm").unwrap_or_default(),
+            permission_token_private_key: keys.get("permission_token_private_key"),
             external_address: keys.get("external_address"),
             allowed_redirects: keys.get("allowed_redirects").unwrap_or_default(),
             providers: keys.get("providers").unwrap_or_default(),
@@ -426,15 +434,23 @@ impl Config {
             .collect()
     }
 
-    /// The plugin directory in effect.
-    pub fn plugin_dir(&self) -> PathBuf {
-        if let Some(dir) = &self.plugin_dir {
-            return dir.clone();
+    /// The plugin directories in effect, in search order.
+    pub fn plugin_dirs(&self) -> Vec<PathBuf> {
+        let listed: Vec<PathBuf> = self
+            .plugin_dir
+            .iter()
+            .flat_map(std::env::split_paths)
+            .filter(|dir| !dir.as_os_str().is_empty())
+            .collect();
+        if !listed.is_empty() {
+            return listed;
         }
-        std::env::current_exe()
-            .ok()
-            .and_then(|exe| exe.parent().map(Path::to_path_buf))
-            .unwrap_or_else(|| PathBuf::from("."))
+        vec![
+            std::env::current_exe()
+                .ok()
+                .and_then(|exe| exe.parent().map(Path::to_path_buf))
+                .unwrap_or_else(|| PathBuf::from(".")),
+        ]
     }
 }
 

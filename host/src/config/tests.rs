@@ -19,7 +19,7 @@ fn old_and_new_environment_names_and_toml_layer_in_order() {
         jail.set_env("AUTH_CONFIG", "auth.toml");
         jail.set_env("INSTALLED_EXTENSIONS", "ext:sample_extension;");
         jail.set_env("AUTH_PLUGINS__A__GREETING", "from env");
-        jail.set_env("AUTH_PLUGIN_DIR", "/opt/plugins");
+        jail.set_env("AUTH_PLUGIN_DIR", "/opt/plugins::/usr/lib/auth-host");
         jail.set_env("EXTERNAL_ADDRESS", "auth.example.com");
         jail.set_env("DATABASE_URL", "postgres://auth:pw@db/auth");
         jail.set_env(
@@ -33,7 +33,13 @@ fn old_and_new_environment_names_and_toml_layer_in_order() {
             "ext:sample_extension"
         );
         assert_eq!(config.plugin_timeout_ms, 100);
-        assert_eq!(config.plugin_dir(), PathBuf::from("/opt/plugins"));
+        assert_eq!(
+            config.plugin_dirs(),
+            [
+                PathBuf::from("/opt/plugins"),
+                PathBuf::from("/usr/lib/auth-host")
+            ]
+        );
         assert_eq!(
             config.external_base().as_deref(),
             Some("https://auth.example.com")
@@ -371,6 +377,10 @@ fn where_the_signing_keys_come_from_and_what_rotation_needs() {
     let es256 =
         problems(serde_json::json!({"key_secrets": secret, "client_token_algorithm": "ES256"}));
     assert!(es256.contains("client_token_private_key"), "{es256}");
+    let eddsa =
+        problems(serde_json::json!({"key_secrets": secret, "permission_token_algorithm": "EdDSA"}));
+    assert!(eddsa.contains("permission_token_private_key"), "{eddsa}");
+    assert!(!eddsa.contains("client_token_private_key"), "{eddsa}");
     // Secrets never show in the configuration's debug form.
     assert!(!format!("{shared:?}").contains(&secret));
 }

@@ -21,7 +21,8 @@ use crate::config::{
 /// What the registry needs from the configuration.
 #[derive(Debug, Clone)]
 pub struct PluginSettings {
-    pub dir: PathBuf,
+    /// Where `lib<name>.so` files are looked for, in order.
+    pub dirs: Vec<PathBuf>,
     pub allowed_services: EntryList,
     pub installed_extensions: EntryList,
     /// `[plugins.<alias>]` tables.
@@ -79,10 +80,24 @@ impl PluginSettings {
 }
 
 impl PluginSettings {
+    /// The file of plugin `name`: in the first directory that has it (so an operator's
+    /// directory listed first can replace a bundled plugin), else where the first directory
+    /// would have it, for the "no such file" report.
+    pub fn plugin_file(&self, name: &str) -> PathBuf {
+        let file_name = library::file_name(name);
+        let files: Vec<PathBuf> = self.dirs.iter().map(|dir| dir.join(&file_name)).collect();
+        files
+            .iter()
+            .find(|file| file.is_file())
+            .or(files.first())
+            .cloned()
+            .unwrap_or_else(|| PathBuf::from(file_name))
+    }
+
     /// The plugin settings in `config`.
     pub fn from_config(config: &Config) -> PluginSettings {
         PluginSettings {
-            dir: config.plugin_dir(),
+            dirs: config.plugin_dirs(),
             allowed_services: config.allowed_services.clone(),
             installed_extensions: config.installed_extensions.clone(),
             settings: config.plugins.clone(),
@@ -221,7 +236,7 @@ fn load_all(settings: &PluginSettings) -> (Vec<LoadOutcome>, Vec<Arc<LoadedPlugi
     ];
     for (list, kind) in wanted {
         for entry in list.iter() {
-            let file = settings.dir.join(library::file_name(&entry.name));
+            let file = settings.plugin_file(&entry.name);
             let Placement {
                 isolation,
                 sandbox,

@@ -1,6 +1,6 @@
 //! Keys: the signing key pair (from `PRIVATE_KEY`/`PUBLIC_KEY`, the database or the data
-//! directory), an optional ES256/EdDSA client-token key, older public keys still accepted,
-//! and the JWKS that publishes them.
+//! directory), optional ES256/EdDSA keys for client tokens and for permission tokens, older
+//! public keys still accepted, and the JWKS that publishes them.
 //!
 //! Verification pins the algorithm: a token is checked only against the key named by its
 //! `kid` (or, for tokens the old service issued without one, the current key) and only with
@@ -29,10 +29,11 @@ pub enum KeyError {
     Io(String),
 }
 
-/// The algorithms client tokens may be signed with. Permission tokens are always RS256,
-/// which downstream services expect.
+/// The algorithms tokens may be signed with (`client_token_algorithm`,
+/// `permission_token_algorithm`). RS256 is the main key pair's, the one `/auth/public-key`
+/// serves to services that pin a PEM; the others are published in the JWKS only.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Deserialize)]
-pub enum ClientAlgorithm {
+pub enum TokenAlgorithm {
     #[default]
     RS256,
     /// ECDSA P-256: about 10× faster to sign than RSA-2048, slower to verify.
@@ -41,21 +42,23 @@ pub enum ClientAlgorithm {
     EdDSA,
 }
 
-impl ClientAlgorithm {
+impl TokenAlgorithm {
     pub(super) fn jwt(self) -> Algorithm {
         match self {
-            ClientAlgorithm::RS256 => Algorithm::RS256,
-            ClientAlgorithm::ES256 => Algorithm::ES256,
-            ClientAlgorithm::EdDSA => Algorithm::EdDSA,
+            TokenAlgorithm::RS256 => Algorithm::RS256,
+            TokenAlgorithm::ES256 => Algorithm::ES256,
+            TokenAlgorithm::EdDSA => Algorithm::EdDSA,
         }
     }
 
-    /// The file its key pair is kept in, in the data directory.
-    fn key_file(self) -> &'static str {
-        match self {
-            ClientAlgorithm::RS256 => PRIVATE_KEY_FILE,
-            ClientAlgorithm::ES256 => "client-token-key-es256.pem",
-            ClientAlgorithm::EdDSA => "client-token-key-ed25519.pem",
+    /// The file its key pair for tokens of `kind` is kept in, in the data directory.
+    pub(super) fn key_file(self, kind: TokenKind) -> &'static str {
+        match (self, kind) {
+            (TokenAlgorithm::RS256, _) => PRIVATE_KEY_FILE,
+            (TokenAlgorithm::ES256, TokenKind::Client) => "client-token-key-es256.pem",
+            (TokenAlgorithm::EdDSA, TokenKind::Client) => "client-token-key-ed25519.pem",
+            (TokenAlgorithm::ES256, TokenKind::Permission) => "permission-token-key-es256.pem",
+            (TokenAlgorithm::EdDSA, TokenKind::Permission) => "permission-token-key-ed25519.pem",
         }
     }
 
@@ -64,18 +67,18 @@ impl ClientAlgorithm {
         let failed = |_| KeyError::Invalid(format!("cannot generate a {self:?} key"));
         let rng = aws_lc_rs::rand::SystemRandom::new();
         Ok(match self {
-            ClientAlgorithm::RS256 => {
+            TokenAlgorithm::RS256 => {
                 let pair = RsaKeyPair::generate(KeySize::Rsa2048).map_err(failed)?;
                 pair.as_der().map_err(failed)?.as_ref().to_vec()
             }
-            ClientAlgorithm::ES256 => aws_lc_rs::signature::EcdsaKeyPair::generate_pkcs8(
+            TokenAlgorithm::ES256 => aws_lc_rs::signature::EcdsaKeyPair::generate_pkcs8(
                 &aws_lc_rs::signature::ECDSA_P256_SHA256_FIXED_SIGNING,
                 &rng,
             )
             .map_err(failed)?
             .as_ref()
             .to_vec(),
-            ClientAlgorithm::EdDSA => aws_lc_rs::signature::Ed25519KeyPair::generate_pkcs8v1(&rng)
+            TokenAlgorithm::EdDSA => aws_lc_rs::signature::Ed25519KeyPair::generate_pkcs8v1(&rng)
                 .map_err(failed)?
                 .as_ref()
                 .to_vec(),
@@ -102,6 +105,8 @@ pub struct KeySet {
     signer: Signer,
     /// The client-token key, when client tokens use another algorithm than RS256.
     client_signer: Option<Signer>,
+    /// The permission-token key, when permission tokens use another algorithm than RS256.
+    permission_signer: Option<Signer>,
     public_pem: String,
     verifying: Vec<VerifyingKey>,
     /// The old service's client-token key, while its tokens are still accepted.
@@ -128,8 +133,9 @@ impl KeySet {
         let current = verifying_key(public_pem, "public_key")?;
         let keys = KeySet {
             kid: current.kid.clone(),
-            signer: Signer::new(private_pem, &current.kid, ClientAlgorithm::RS256)?,
+            signer: Signer::new(private_pem, &current.kid, TokenAlgorithm::RS256)?,
             client_signer: None,
+            permission_signer: None,
             public_pem: public_pem.trim().to_owned() + "\n",
             verifying: vec![current],
             legacy: None,
@@ -150,7 +156,7 @@ impl KeySet {
     /// The key pair kept in the data directory, made there on first start. Also says
     /// whether it was just made.
     pub fn from_data_dir(dir: &Path, previous: &[String]) -> Result<(KeySet, bool), KeyError> {
-        let (private_pem, created) = kept_key(dir, ClientAlgorithm::RS256)?;
+        let (private_pem, created) = kept_key(dir, TokenAlgorithm::RS256, TokenKind::Permission)?;
         let public_pem = rsa_public_pem(&private_pem, &dir.join(PRIVATE_KEY_FILE).display())?;
         Ok((
             KeySet::from_pem(&private_pem, &public_pem, previous)?,
@@ -158,25 +164,31 @@ impl KeySet {
         ))
     }
 
-    /// Signs client tokens with `algorithm`, using `private_pem` (PKCS#8), or the key pair
-    /// kept in `data_dir` (made on first use) when none is given. RS256 keeps the main key.
-    pub fn with_client_algorithm(
+    /// Signs tokens of `kind` with `algorithm`, using `private_pem` (PKCS#8), or the key
+    /// pair kept in `data_dir` (made on first use) when none is given. RS256 keeps the main
+    /// key.
+    pub fn with_algorithm(
         mut self,
-        algorithm: ClientAlgorithm,
+        kind: TokenKind,
+        algorithm: TokenAlgorithm,
         private_pem: Option<&str>,
         data_dir: &Path,
     ) -> Result<KeySet, KeyError> {
-        if algorithm == ClientAlgorithm::RS256 {
+        if algorithm == TokenAlgorithm::RS256 {
             return Ok(self);
         }
         let pem_text = match private_pem {
             Some(text) => text.to_owned(),
-            None => kept_key(data_dir, algorithm)?.0,
+            None => kept_key(data_dir, algorithm, kind)?.0,
         };
-        let der = pem_contents(&pem_text, &"client_token_private_key")?;
-        let invalid = |e: String| KeyError::Invalid(format!("client_token_private_key: {e}"));
+        let setting = match kind {
+            TokenKind::Client => "client_token_private_key",
+            TokenKind::Permission => "permission_token_private_key",
+        };
+        let der = pem_contents(&pem_text, &setting)?;
+        let invalid = |e: String| KeyError::Invalid(format!("{setting}: {e}"));
         let mut jwk = match algorithm {
-            ClientAlgorithm::ES256 => Jwk::from_encoding_key(
+            TokenAlgorithm::ES256 => Jwk::from_encoding_key(
                 &jsonwebtoken::EncodingKey::from_ec_der(&der),
                 Algorithm::ES256,
             )
@@ -199,13 +211,20 @@ impl KeySet {
         jwk.common.key_id = Some(kid.clone());
         jwk.common.public_key_use = Some(PublicKeyUse::Signature);
         let key = DecodingKey::from_jwk(&jwk).map_err(|e| KeyError::Invalid(e.to_string()))?;
-        self.client_signer = Some(Signer::new(&pem_text, &kid, algorithm)?);
-        self.verifying.push(VerifyingKey {
-            kid,
-            algorithm: algorithm.jwt(),
-            key,
-            jwk,
-        });
+        let signer = Some(Signer::new(&pem_text, &kid, algorithm)?);
+        match kind {
+            TokenKind::Client => self.client_signer = signer,
+            TokenKind::Permission => self.permission_signer = signer,
+        }
+        // Both kinds may be given the same key: it is published once.
+        if self.verifying.iter().all(|k| k.kid != kid) {
+            self.verifying.push(VerifyingKey {
+                kid,
+                algorithm: algorithm.jwt(),
+                key,
+                jwk,
+            });
+        }
         Ok(self)
     }
 
@@ -232,8 +251,22 @@ impl KeySet {
         &self.public_pem
     }
 
+    /// The `kid` of the main (RS256) key pair.
     pub fn kid(&self) -> &str {
         &self.kid
+    }
+
+    /// The `kid` tokens of `kind` are signed under.
+    pub fn signing_kid(&self, kind: TokenKind) -> &str {
+        self.signer_for(kind).kid()
+    }
+
+    fn signer_for(&self, kind: TokenKind) -> &Signer {
+        let own = match kind {
+            TokenKind::Client => &self.client_signer,
+            TokenKind::Permission => &self.permission_signer,
+        };
+        own.as_ref().unwrap_or(&self.signer)
     }
 
     /// Every public key tokens verify with, as a JWK set.
@@ -243,14 +276,10 @@ impl KeySet {
         }
     }
 
-    /// Signs a token of `kind`: client tokens with the client-token key, permission tokens
-    /// with the RS256 key pair.
+    /// Signs a token of `kind` with that kind's key (the RS256 key pair unless another
+    /// algorithm was chosen for it).
     pub(super) fn sign<T: Serialize>(&self, kind: TokenKind, claims: &T) -> Result<String, String> {
-        let signer = match kind {
-            TokenKind::Client => self.client_signer.as_ref().unwrap_or(&self.signer),
-            TokenKind::Permission => &self.signer,
-        };
-        signer.sign(kind, claims)
+        self.signer_for(kind).sign(kind, claims)
     }
 
     /// The header and claims of a token whose signature, key and expiry check out.
@@ -331,7 +360,7 @@ fn verifying_key(pem_text: &str, what: &str) -> Result<VerifyingKey, KeyError> {
 
 /// A new RSA-2048 key pair: private key (PKCS#8 PEM), public key (PEM) and its `kid`.
 pub fn new_rsa_key_pair() -> Result<(String, String, String), KeyError> {
-    let private_pem = pem_text("PRIVATE KEY", ClientAlgorithm::RS256.generate()?);
+    let private_pem = pem_text("PRIVATE KEY", TokenAlgorithm::RS256.generate()?);
     let public_pem = rsa_public_pem(&private_pem, &"a new key")?;
     let kid = verifying_key(&public_pem, "a new key")?.kid;
     Ok((private_pem, public_pem, kid))
@@ -358,10 +387,14 @@ fn rsa_public_pem(private_pem: &str, what: &dyn std::fmt::Display) -> Result<Str
     Ok(pem_text("PUBLIC KEY", public_der.as_ref().to_vec()))
 }
 
-/// The private key of `algorithm` kept in `dir` (PEM text), made and written there (mode
-/// 0600) when absent; and whether it was just made.
-fn kept_key(dir: &Path, algorithm: ClientAlgorithm) -> Result<(String, bool), KeyError> {
-    let path = dir.join(algorithm.key_file());
+/// The private key of `algorithm` for tokens of `kind` kept in `dir` (PEM text), made and
+/// written there (mode 0600) when absent; and whether it was just made.
+fn kept_key(
+    dir: &Path,
+    algorithm: TokenAlgorithm,
+    kind: TokenKind,
+) -> Result<(String, bool), KeyError> {
+    let path = dir.join(algorithm.key_file(kind));
     match std::fs::read_to_string(&path) {
         Ok(text) => Ok((text, false)),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {

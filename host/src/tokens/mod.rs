@@ -26,7 +26,7 @@ pub use claims::{
     CLIENT_TOKEN_TYPE, ClientClaims, PERMISSION_TOKEN_TYPE, PermissionClaims, TokenKind,
 };
 pub use keys::{
-    ClientAlgorithm, KeyError, KeySet, LEEWAY_SECS, new_rsa_key_pair, rsa_kid, rsa_kid_of_private,
+    KeyError, KeySet, LEEWAY_SECS, TokenAlgorithm, new_rsa_key_pair, rsa_kid, rsa_kid_of_private,
 };
 pub use schedule::{KeyWindow, Plan, Schedule};
 pub use sealing::{KeySecrets, MIN_SECRET_CHARS, Opened, RowBinding};
@@ -150,10 +150,13 @@ impl TokenService {
     ) -> Result<String, TokenError> {
         let keys = self.keys();
         let iat = unix_now();
-        if let Some(token) = self
-            .reuse
-            .get(userid, service, permissions, keys.kid(), iat)
-        {
+        if let Some(token) = self.reuse.get(
+            userid,
+            service,
+            permissions,
+            keys.signing_kid(TokenKind::Permission),
+            iat,
+        ) {
             return Ok(token);
         }
         let claims = PermissionClaims {
@@ -166,8 +169,14 @@ impl TokenService {
         let token = keys
             .sign(TokenKind::Permission, &claims)
             .map_err(TokenError::Invalid)?;
-        self.reuse
-            .put(userid, service, permissions, keys.kid(), iat, &token);
+        self.reuse.put(
+            userid,
+            service,
+            permissions,
+            keys.signing_kid(TokenKind::Permission),
+            iat,
+            &token,
+        );
         Ok(token)
     }
 

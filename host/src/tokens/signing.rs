@@ -5,7 +5,7 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use jsonwebtoken::Header;
 use serde::Serialize;
 
-use super::{ClientAlgorithm, KeyError, TokenKind};
+use super::{KeyError, TokenAlgorithm, TokenKind};
 
 enum SigningKey {
     Rsa(aws_lc_rs::signature::RsaKeyPair),
@@ -17,6 +17,7 @@ enum SigningKey {
 /// this parses it once, and encodes the (constant) header once.
 pub(super) struct Signer {
     key: SigningKey,
+    kid: String,
     /// base64url of the JOSE header of client tokens, then of permission tokens, each
     /// with its `.`.
     headers: [String; 2],
@@ -27,7 +28,7 @@ impl Signer {
     pub(super) fn new(
         private_pem: &str,
         kid: &str,
-        algorithm: ClientAlgorithm,
+        algorithm: TokenAlgorithm,
     ) -> Result<Signer, KeyError> {
         use aws_lc_rs::signature::{
             ECDSA_P256_SHA256_FIXED_SIGNING, EcdsaKeyPair, Ed25519KeyPair, RsaKeyPair,
@@ -36,17 +37,17 @@ impl Signer {
         let parsed = pem::parse(private_pem).map_err(|e| invalid(format!("not PEM ({e})")))?;
         let der = parsed.contents();
         let key = match (algorithm, parsed.tag()) {
-            (ClientAlgorithm::RS256, "RSA PRIVATE KEY") => {
+            (TokenAlgorithm::RS256, "RSA PRIVATE KEY") => {
                 RsaKeyPair::from_der(der).map(SigningKey::Rsa)
             }
-            (ClientAlgorithm::RS256, "PRIVATE KEY") => {
+            (TokenAlgorithm::RS256, "PRIVATE KEY") => {
                 RsaKeyPair::from_pkcs8(der).map(SigningKey::Rsa)
             }
-            (ClientAlgorithm::ES256, "PRIVATE KEY") => {
+            (TokenAlgorithm::ES256, "PRIVATE KEY") => {
                 EcdsaKeyPair::from_pkcs8(&ECDSA_P256_SHA256_FIXED_SIGNING, der)
                     .map(SigningKey::Ecdsa)
             }
-            (ClientAlgorithm::EdDSA, "PRIVATE KEY") => {
+            (TokenAlgorithm::EdDSA, "PRIVATE KEY") => {
                 Ed25519KeyPair::from_pkcs8(der).map(SigningKey::Ed25519)
             }
             (algorithm, tag) => {
@@ -67,9 +68,14 @@ impl Signer {
         };
         Ok(Signer {
             key,
+            kid: kid.to_owned(),
             headers: [header(TokenKind::Client)?, header(TokenKind::Permission)?],
             rng: aws_lc_rs::rand::SystemRandom::new(),
         })
+    }
+
+    pub(super) fn kid(&self) -> &str {
+        &self.kid
     }
 
     pub(super) fn sign<T: Serialize>(&self, kind: TokenKind, claims: &T) -> Result<String, String> {

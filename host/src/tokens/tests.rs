@@ -180,11 +180,11 @@ fn pkcs1_and_pkcs8_private_keys_from_the_environment_both_work() {
 
 #[test]
 fn client_tokens_can_use_es256_or_eddsa_while_permission_tokens_stay_rs256() {
-    for algorithm in [ClientAlgorithm::ES256, ClientAlgorithm::EdDSA] {
+    for algorithm in [TokenAlgorithm::ES256, TokenAlgorithm::EdDSA] {
         let dir = tempfile::tempdir().unwrap();
         let (keys, _) = KeySet::from_data_dir(dir.path(), &[]).unwrap();
         let keys = keys
-            .with_client_algorithm(algorithm, None, dir.path())
+            .with_algorithm(TokenKind::Client, algorithm, None, dir.path())
             .unwrap();
         let tokens = TokenService::new(keys, Duration::from_secs(60), Duration::from_secs(60));
         let (token, _) = tokens.issue_client_token("u1").unwrap();
@@ -203,7 +203,7 @@ fn client_tokens_can_use_es256_or_eddsa_while_permission_tokens_stay_rs256() {
         // The same key pair is kept for the next start.
         let (again, _) = KeySet::from_data_dir(dir.path(), &[]).unwrap();
         let again = again
-            .with_client_algorithm(algorithm, None, dir.path())
+            .with_algorithm(TokenKind::Client, algorithm, None, dir.path())
             .unwrap();
         let again = TokenService::new(again, Duration::from_secs(60), Duration::from_secs(60));
         assert_eq!(again.verify_client_token(&token).unwrap().userid, "u1");
@@ -214,6 +214,68 @@ fn client_tokens_can_use_es256_or_eddsa_while_permission_tokens_stay_rs256() {
         let forged = format!("{forged_header}.{}.{}", parts[1], parts[2]);
         assert_eq!(
             tokens.verify_client_token(&forged),
+            Err(TokenError::Algorithm)
+        );
+    }
+}
+
+#[test]
+fn permission_tokens_can_use_es256_or_eddsa_under_their_own_kid() {
+    for algorithm in [TokenAlgorithm::ES256, TokenAlgorithm::EdDSA] {
+        let dir = tempfile::tempdir().unwrap();
+        let (keys, _) = KeySet::from_data_dir(dir.path(), &[]).unwrap();
+        let keys = keys
+            .with_algorithm(TokenKind::Permission, algorithm, None, dir.path())
+            .unwrap();
+        let tokens = TokenService::new(keys, Duration::from_secs(60), Duration::from_secs(60));
+        let permissions: Permissions =
+            serde_json::from_value(serde_json::json!({"read": true})).unwrap();
+        let token = tokens
+            .issue_permission_token("u1", "wiki", &permissions)
+            .unwrap();
+        let header = jsonwebtoken::decode_header(&token).unwrap();
+        assert_eq!(header.alg, algorithm.jwt());
+        let kid = header.kid.clone().unwrap();
+        assert_ne!(kid, tokens.keys().kid());
+        assert_eq!(kid, tokens.keys().signing_kid(TokenKind::Permission));
+        // Published in the JWKS under that kid, with its algorithm.
+        let jwks = tokens.keys().jwks();
+        let published = jwks.find(&kid).unwrap();
+        assert_eq!(
+            published.common.key_algorithm.map(|a| format!("{a:?}")),
+            Some(format!("{:?}", algorithm.jwt()))
+        );
+        let claims = tokens.verify_permission_token(&token).unwrap();
+        assert_eq!(
+            (claims.userid.as_str(), claims.service.as_str()),
+            ("u1", "wiki")
+        );
+        // Client tokens keep the RS256 key; neither is taken for the other.
+        let (client, _) = tokens.issue_client_token("u1").unwrap();
+        assert_eq!(
+            jsonwebtoken::decode_header(&client).unwrap().alg,
+            Algorithm::RS256
+        );
+        assert!(tokens.verify_client_token(&token).is_err());
+        assert_eq!(
+            tokens.verify_permission_token(&client),
+            Err(TokenError::WrongKind)
+        );
+        // The key is kept apart from a client-token key of the same algorithm.
+        let file = dir.path().join(algorithm.key_file(TokenKind::Permission));
+        assert!(file.is_file(), "{}", file.display());
+        assert!(
+            !dir.path()
+                .join(algorithm.key_file(TokenKind::Client))
+                .exists()
+        );
+        // Its kid with RS256 in the header is refused.
+        let parts: Vec<&str> = token.split('.').collect();
+        let forged_header =
+            URL_SAFE_NO_PAD.encode(serde_json::json!({"alg": "RS256", "kid": kid}).to_string());
+        let forged = format!("{forged_header}.{}.{}", parts[1], parts[2]);
+        assert_eq!(
+            tokens.verify_permission_token(&forged),
             Err(TokenError::Algorithm)
         );
     }

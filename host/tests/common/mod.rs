@@ -274,7 +274,7 @@ pub fn plugin_settings(
     extensions: &str,
 ) -> auth_host::plugins::PluginSettings {
     auth_host::plugins::PluginSettings {
-        dir: dir.to_path_buf(),
+        dirs: vec![dir.to_path_buf()],
         allowed_services: services.parse().unwrap(),
         installed_extensions: extensions.parse().unwrap(),
         settings: Default::default(),

@@ -99,6 +99,40 @@ fn two_providers_load_together_with_one_file_under_two_aliases() {
 }
 
 #[test]
+fn a_search_path_takes_each_plugin_from_the_first_directory_that_has_it() {
+    // The image's layout: the operator's (mounted) directory first, the bundled plugins after.
+    let operators = PluginDir::with_workspace_plugins(&["test_provider"]);
+    let bundled =
+        PluginDir::with_workspace_plugins(&["sample_permission_provider", "test_provider"]);
+    let mut settings = settings(
+        operators.path(),
+        "example:sample_permission_provider;own:test_provider;gone:nothing",
+        "",
+    );
+    settings.dirs.push(bundled.path().to_path_buf());
+
+    let files: Vec<_> = PluginRegistry::check(&settings)
+        .into_iter()
+        .map(|outcome| (outcome.alias, outcome.file, outcome.result.is_ok()))
+        .collect();
+    assert_eq!(
+        files,
+        [
+            // Only in the bundled directory: found there.
+            (
+                "example".to_string(),
+                bundled.file_of("sample_permission_provider"),
+                true
+            ),
+            // In both: the operator's copy wins.
+            ("own".to_string(), operators.file_of("test_provider"), true),
+            // In neither: reported where the first directory would have it.
+            ("gone".to_string(), operators.file_of("nothing"), false),
+        ]
+    );
+}
+
+#[test]
 fn a_panicking_call_is_an_error_and_the_next_call_works() {
     let dir = PluginDir::with_workspace_plugins(&["test_provider"]);
     let registry = load(&settings(dir.path(), "p:test_provider", ""));
