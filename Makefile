@@ -103,7 +103,7 @@ image: image-tools audit-tools
 	$(RELEASE_BUILD)
 	tools/image.sh
 
-image-test: image
+image-test: image verifiers
 	tools/image-test.sh
 
 # podman and runc from the system packages, installed when missing.

@@ -5,7 +5,9 @@
 # Each row: requests/s, latency p50 and p99 (wrk --latency), the server's CPU time per
 # request (from /proc), at concurrency 1 and 64, for a fixed duration. The report also holds
 # the server's peak RSS, how long it took to be ready, and this machine's signing bound
-# (openssl speed, one core) measured in the same run.
+# measured in the same run (openssl speed, on every core): authorize at c=64 as a share of
+# that bound, and its CPU per request against one signature's, for each permission-token
+# algorithm (RS256, ES256, EdDSA).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -55,15 +57,28 @@ done
 USERID=$("$BIN" users add --email "bench@bench.example" --name "Bench")
 TOKEN=$("$BIN" token issue --userid "$USERID")
 
+# Starts the server with the extra environment given (NAME=value…), logging to $1, and
+# waits until it answers.
+PID=
+serve() { # log file, NAME=value…
+  local log=$1
+  shift
+  env "$@" "$BIN" serve 2>"$log" &
+  PID=$!
+  until curl -sf "$BASE/auth/health" >/dev/null; do
+    kill -0 $PID 2>/dev/null || { cat "$log"; exit 1; }
+    sleep 0.002
+  done
+}
+stop() {
+  kill $PID
+  wait $PID 2>/dev/null || true
+}
+trap '[ -n "$PID" ] && kill $PID 2>/dev/null || true' EXIT
+
 # Start, and time until it answers.
 started=$(date +%s%N)
-"$BIN" serve 2>"$OUT/server.log" &
-PID=$!
-trap 'kill $PID 2>/dev/null || true' EXIT
-until curl -sf "$BASE/auth/health" >/dev/null; do
-  kill -0 $PID 2>/dev/null || { cat "$OUT/server.log"; exit 1; }
-  sleep 0.002
-done
+serve "$OUT/server.log"
 ready_ms=$(( ($(date +%s%N) - started) / 1000000 ))
 
 ticks=$(getconf CLK_TCK)
@@ -82,6 +97,8 @@ wrk.body = "username=bench_renamed"
 EOF
 
 rows=()
+# requests/s and CPU µs per request of each run, by "name|connections".
+declare -A RPS CPU_US
 run() {
   local name=$1 url=$2 script=${3:-}
   for c in $CONNECTIONS; do
@@ -104,6 +121,8 @@ run() {
     cpu_us=$(awk -v t=$((after - before)) -v hz="$ticks" -v n="$requests" \
       'BEGIN { if (n > 0) printf "%.1f", t / hz / n * 1e6; else print "-" }')
     rows+=("| $name | $c | $rps | $p50 | $p99 | $cpu_us | ${errors:-0} |")
+    RPS["$name|$c"]=$rps
+    CPU_US["$name|$c"]=$cpu_us
     printf '%-34s c=%-3s %8s req/s  p50 %-9s p99 %-9s cpu/req %s µs\n' "$name" "$c" "$rps" "$p50" "$p99" "$cpu_us"
   done
 }
@@ -112,7 +131,8 @@ echo "auth-host bench: $DB, ${DURATION}s per run, ready in ${ready_ms} ms"
 run "GET /auth/public-key" "$BASE/auth/public-key"
 run "GET /auth/check (no token)" "$BASE/auth/check"
 run "GET /auth/check (valid token)" "$BASE/auth/check?jwt=$TOKEN"
-run "GET /auth/authorize (sample provider)" "$BASE/auth/authorize?service=example&jwt=$TOKEN"
+AUTHORIZE="GET /auth/authorize (sample provider)"
+run "$AUTHORIZE" "$BASE/auth/authorize?service=example&jwt=$TOKEN"
 run "GET /auth/authorize (sample provider, isolated)" "$BASE/auth/authorize?service=isolated&jwt=$TOKEN"
 run "GET /auth/authorize (sample provider, isolated, sandboxed)" "$BASE/auth/authorize?service=sandboxed&jwt=$TOKEN"
 run "POST /auth/update" "$BASE/auth/update" "$OUT/update.lua"
@@ -130,20 +150,20 @@ for c in $CONNECTIONS; do
 done
 
 rss_kb=$(awk '/^VmHWM:/ {print $2}' "/proc/$PID/status")
-kill $PID
-wait $PID 2>/dev/null || true
+stop
+
+# Permission tokens signed with ES256, then EdDSA (keys kept in the data directory).
+for algorithm in ES256 EdDSA; do
+  serve "$OUT/server-$algorithm.log" AUTH_PERMISSION_TOKEN_ALGORITHM=$algorithm
+  run "$AUTHORIZE, $algorithm" "$BASE/auth/authorize?service=example&jwt=$TOKEN"
+  stop
+done
 
 # The same server with permission tokens handed out again (permission_token_reuse_secs):
 # authorize costs the plugin call, not a signature.
-AUTH_PERMISSION_TOKEN_REUSE_SECS=30 "$BIN" serve 2>"$OUT/server-reuse.log" &
-PID=$!
-until curl -sf "$BASE/auth/health" >/dev/null; do
-  kill -0 $PID 2>/dev/null || { cat "$OUT/server-reuse.log"; exit 1; }
-  sleep 0.002
-done
+serve "$OUT/server-reuse.log" AUTH_PERMISSION_TOKEN_REUSE_SECS=30
 run "GET /auth/authorize (sample provider, token reuse 30 s)" "$BASE/auth/authorize?service=example&jwt=$TOKEN"
-kill $PID
-wait $PID 2>/dev/null || true
+stop
 trap - EXIT
 
 # A worker's start, with and without the sandbox: `plugins check` of one isolated alias (the
@@ -162,12 +182,35 @@ check_ms() {
 check_off_ms=$(check_ms off)
 check_sandboxed_ms=$(check_ms strict)
 
-# The machine's signing bound, one core, same run.
-speed=$(openssl speed -seconds 3 rsa2048 ecdsap256 ed25519 2>/dev/null)
-rsa_sign=$(awk '/^rsa 2048 bits/ {printf "%.0f", $6}' <<<"$speed")
-rsa_verify=$(awk '/^rsa 2048 bits/ {printf "%.0f", $7}' <<<"$speed")
-ecdsa_sign=$(awk '/256 bits ecdsa \(nistp256\)/ {printf "%.0f", $7}' <<<"$speed")
-ed_sign=$(awk '/253 bits EdDSA \(Ed25519\)/ {printf "%.0f", $7}' <<<"$speed")
+# The machine's signing bound, same run: signatures per second on one core, and with every
+# core signing at once (openssl speed -multi), as the server's cores do under load.
+signing_speed() { # extra openssl speed arguments…
+  local speed
+  speed=$(openssl speed "$@" -seconds 3 rsa2048 ecdsap256 ed25519 2>/dev/null)
+  # `rsa 2048 bits … sign/s verify/s` (one core), `rsa 2048 bits … sign/s verify/s` (multi,
+  # after `Got:` lines): the last line of each wins.
+  awk '/^rsa 2048 bits/ {r = $(NF - 1); v = $NF}
+       /256 bits ecdsa \(nistp256\)/ {e = $(NF - 1)}
+       /253 bits EdDSA \(Ed25519\)/ {d = $(NF - 1)}
+       END {printf "%.0f %.0f %.0f %.0f\n", r, v, e, d}' <<<"$speed"
+}
+read -r rsa_sign rsa_verify ecdsa_sign ed_sign < <(signing_speed)
+cores=$(nproc)
+read -r rsa_sign_all _ ecdsa_sign_all ed_sign_all < <(signing_speed -multi "$cores")
+
+# authorize at c=64 against the bound of its algorithm: the share of all cores' signatures
+# per second it reaches, and its CPU per request against one signature's.
+bound_rows=()
+bound_row() { # label, row name, signatures/s all cores, signatures/s one core
+  local rps=${RPS["$2|64"]:-} cpu=${CPU_US["$2|64"]:-}
+  [ -n "$rps" ] || return 0
+  bound_rows+=("$(awk -v l="$1" -v r="$rps" -v c="$cpu" -v all="$3" -v one="$4" 'BEGIN {
+    sig = 1e6 / one
+    printf "| %s | %d | %d | %.1f%% | %s | %.1f | %.2f× |", l, r, all, 100 * r / all, c, sig, c / sig }')")
+}
+bound_row RS256 "$AUTHORIZE" "$rsa_sign_all" "$rsa_sign"
+bound_row ES256 "$AUTHORIZE, ES256" "$ecdsa_sign_all" "$ecdsa_sign"
+bound_row EdDSA "$AUTHORIZE, EdDSA" "$ed_sign_all" "$ed_sign"
 
 {
   echo "# auth-host bench ($DB)"
@@ -182,8 +225,14 @@ ed_sign=$(awk '/253 bits EdDSA \(Ed25519\)/ {printf "%.0f", $7}' <<<"$speed")
   echo "- ready to serve: ${ready_ms} ms after start (sample plugins, $DB)"
   echo "- peak RSS: $((rss_kb / 1024)) MB"
   echo "- \`plugins check\` of one isolated alias (auth-host's start, the worker's start and hello): ${check_off_ms} ms without the sandbox, ${check_sandboxed_ms} ms sandboxed (mean of 5)"
-  echo "- signing bound (openssl speed, 1 core): RSA-2048 sign ${rsa_sign}/s, verify ${rsa_verify}/s;"
-  echo "  ECDSA P-256 sign ${ecdsa_sign}/s; Ed25519 sign ${ed_sign}/s"
+  echo "- signing bound (openssl speed): RSA-2048 sign ${rsa_sign}/s on 1 core, ${rsa_sign_all}/s on $cores (verify ${rsa_verify}/s on 1);"
+  echo "  ECDSA P-256 sign ${ecdsa_sign}/s on 1, ${ecdsa_sign_all}/s on $cores; Ed25519 sign ${ed_sign}/s on 1, ${ed_sign_all}/s on $cores"
+  echo
+  echo "authorize at c=64 against the signing bound of its permission-token algorithm:"
+  echo
+  echo "| algorithm | authorize/s | bound (signatures/s, $cores cores) | share of the bound | server CPU/authorize (µs) | one signature (µs, 1 core) | CPU/authorize ÷ signature |"
+  echo "|---|---|---|---|---|---|---|"
+  printf '%s\n' "${bound_rows[@]}"
 } >"$REPORT"
 echo
 cat "$REPORT"

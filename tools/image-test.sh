@@ -7,6 +7,9 @@
 # - a provider .so copied into /plugins and named in the configuration answers
 #   /auth/authorize after `kill --signal HUP`;
 # - on PostgreSQL (a SQLAlchemy URL), with keys in the database, it serves;
+# - with the old image's environment unchanged (PRIVATE_KEY/PUBLIC_KEY, GOOGLE_KEY/SECRET,
+#   EXTERNAL_ADDRESS, ALLOWED_SERVICES, INSTALLED_EXTENSIONS, a relative sqlite:/// URL) it
+#   serves that key, offers Google, and takes a token minted as the old service did;
 # - `stop` ends it with exit 0 inside the drain.
 # Host network (the container engine's own networks are not needed); explicit limits, since
 # the machine's sandbox cannot raise them.
@@ -22,6 +25,8 @@ OUT=target/image-test
 RUN=("$ENGINE")
 [ "$ENGINE" = podman ] && RUN+=(--runtime runc)
 NAME=auth-host-image-test-$$
+# PyJWT, to mint a token as the old service did (`make verifiers`).
+VERIFIERS=target/verifiers-venv/bin/python
 
 rm -rf "$OUT"
 mkdir -p "$OUT/data" "$OUT/plugins" "$OUT/config"
@@ -31,7 +36,12 @@ EOF
 chown -R 10001:10001 "$OUT/data" "$OUT/plugins"
 
 failures=()
-cleanup() { "${RUN[@]}" rm -f "$NAME" "$NAME-pg" >/dev/null 2>&1 || true; }
+# One at a time: podman removes none of the list when one of them is already gone.
+cleanup() {
+  for name in "$NAME" "$NAME-pg" "$NAME-old"; do
+    "${RUN[@]}" rm -f "$name" >/dev/null 2>&1 || true
+  done
+}
 trap cleanup EXIT
 
 start() { # name, extra arguments…
@@ -119,6 +129,36 @@ wait_healthy "$NAME-pg" || failures+=("the container on PostgreSQL never became 
 pg_log=$("${RUN[@]}" logs "$NAME-pg" 2>&1)
 grep -q 'PostgreSQL postgres://' <<<"$pg_log" ||
   failures+=("the container on PostgreSQL did not log its database")
+
+"${RUN[@]}" rm -f "$NAME-pg" >/dev/null
+
+# The old image's environment, unchanged. `sqlite:///old.db` is relative to the working
+# directory, /data, as SQLAlchemy reads it.
+mkdir -p "$OUT/old-data"
+chown 10001:10001 "$OUT/old-data"
+openssl genrsa -out "$OUT/old-private.pem" 2048 2>/dev/null
+openssl rsa -in "$OUT/old-private.pem" -pubout -out "$OUT/old-public.pem" 2>/dev/null
+private_key=$(cat "$OUT/old-private.pem")
+public_key=$(cat "$OUT/old-public.pem")
+old_env=(
+  -e PRIVATE_KEY="$private_key" -e PUBLIC_KEY="$public_key"
+  -e GOOGLE_KEY=image-test-client-id -e GOOGLE_SECRET=image-test-client-secret
+  -e EXTERNAL_ADDRESS="http://127.0.0.1:$PORT" -e DATABASE_URL=sqlite:///old.db
+  -e ALLOWED_SERVICES=example:sample_permission_provider -e INSTALLED_EXTENSIONS=sample_extension
+)
+start "$NAME-old" -v "$PWD/$OUT/old-data:/data" "${old_env[@]}" "$TAG"
+wait_healthy "$NAME-old" || failures+=("the container with the old environment never became healthy")
+[ -f "$OUT/old-data/old.db" ] || failures+=("sqlite:///old.db was not /data/old.db")
+[ "$(curl -s "$BASE/auth/public-key")" = "$public_key" ] ||
+  failures+=("/auth/public-key is not the PUBLIC_KEY given")
+grep -q '"google"' <<<"$(curl -s "$BASE/auth/check")" ||
+  failures+=("GOOGLE_KEY/GOOGLE_SECRET did not offer the Google login")
+old_user=$("${RUN[@]}" exec "${old_env[@]}" "$NAME-old" /usr/local/bin/auth-host users add --email old@example.com)
+printf '%s' "$private_key" >"$OUT/old-key-text"
+legacy=$("$VERIFIERS" tools/mint_legacy_token.py "$OUT/old-key-text" \
+  "{\"userid\": \"$old_user\", \"exp\": $(($(date +%s) + 3600))}")
+grep -q '"authenticated":true' <<<"$(curl -s "$BASE/auth/check?jwt=$legacy")" ||
+  failures+=("a token minted as the old service did is not accepted")
 
 size=$("${RUN[@]}" image inspect "$TAG" --format '{{.Size}}')
 layers=$("${RUN[@]}" image inspect "$TAG" --format '{{len .RootFS.Layers}}')
