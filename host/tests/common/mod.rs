@@ -87,6 +87,7 @@ const WORKSPACE_PLUGINS: &[&str] = &[
     "email_allowlist",
     "static_permissions",
     "webhook",
+    "http_permissions",
 ];
 
 pub fn workspace_plugins() -> &'static HashMap<String, PathBuf> {

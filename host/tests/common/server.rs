@@ -181,6 +181,7 @@ impl TestServer {
             "email_allowlist",
             "static_permissions",
             "webhook",
+            "http_permissions",
         ]);
         let data_dir = tempfile::tempdir().unwrap();
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
