@@ -81,6 +81,24 @@ enum PluginsCommand {
         /// Plugin files to check, named by no configuration yet.
         files: Vec<PathBuf>,
     },
+    /// One call of a configured alias through the real loader, in-process or isolated as
+    /// configured: a provider is asked for permissions, an extension runs one hook. Prints
+    /// the answer and the time it took. Exit status 0 when it answered (or let the login
+    /// go on), 1 when it failed or refused, 2 when it could not be loaded.
+    Call {
+        /// The alias, as named in ALLOWED_SERVICES or INSTALLED_EXTENSIONS.
+        alias: String,
+        /// The service asked for (a provider; default: the alias).
+        #[arg(long)]
+        service: Option<String>,
+        /// The user, as a plugin receives it: JSON with `id` and any of `username`,
+        /// `email`, `name`, `provider_id`, `avatar_url`, `join_date`.
+        #[arg(long)]
+        user: String,
+        /// The hook to run (an extension): `new-user`, `login` or `logout`.
+        #[arg(long, value_parser = ["new-user", "login", "logout"])]
+        hook: Option<String>,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -156,6 +174,20 @@ fn main() -> ExitCode {
     } = &cli.command
     {
         let code = check_plugins(&config, files);
+        plugins::isolation::lifetime::end_all();
+        return code;
+    }
+    if let Command::Plugins {
+        command:
+            PluginsCommand::Call {
+                alias,
+                service,
+                user,
+                hook,
+            },
+    } = &cli.command
+    {
+        let code = call_plugin(&config, alias, service.as_deref(), user, hook.as_deref());
         plugins::isolation::lifetime::end_all();
         return code;
     }
@@ -362,6 +394,109 @@ fn check_plugins(config: &Config, files: &[PathBuf]) -> ExitCode {
         ExitCode::SUCCESS
     } else {
         ExitCode::FAILURE
+    }
+}
+
+/// `auth-host plugins call`: one call of `alias`, loaded alone as the configuration says.
+fn call_plugin(
+    config: &Config,
+    alias: &str,
+    service: Option<&str>,
+    user: &str,
+    hook: Option<&str>,
+) -> ExitCode {
+    use auth_host_plugin_api::PluginKind;
+    use plugins::calls::Call;
+    let refuse = |message: String| {
+        eprintln!("{message}");
+        ExitCode::from(EXIT_CONFIG)
+    };
+    let user: auth_host_plugin_api::UserInfo = match serde_json::from_str(user) {
+        Ok(user) => user,
+        Err(error) => return refuse(format!("--user: not a user ({error})")),
+    };
+    let Some((settings, kind)) = PluginSettings::from_config(config).only(alias) else {
+        return refuse(format!(
+            "`{alias}` is named in neither ALLOWED_SERVICES nor INSTALLED_EXTENSIONS"
+        ));
+    };
+    let call = match (kind, hook) {
+        (PluginKind::PermissionProvider, None) => Call::Permissions,
+        (PluginKind::LifecycleExtension, Some("new-user")) => Call::NewUser,
+        (PluginKind::LifecycleExtension, Some("login")) => Call::Login,
+        (PluginKind::LifecycleExtension, Some("logout")) => Call::Logout,
+        (PluginKind::PermissionProvider, Some(_)) => {
+            return refuse(format!(
+                "`{alias}` is a permission provider: it has no hooks"
+            ));
+        }
+        (PluginKind::LifecycleExtension, _) => {
+            return refuse(format!(
+                "`{alias}` is an extension: say which hook with --hook new-user|login|logout"
+            ));
+        }
+    };
+    let registry = match PluginRegistry::load(&settings) {
+        Ok(registry) => registry,
+        Err(outcomes) => {
+            return refuse(auth_host::reload::failure_messages(&outcomes).join("\n"));
+        }
+    };
+    let plugin = match kind {
+        PluginKind::PermissionProvider => registry.permission_provider(alias),
+        PluginKind::LifecycleExtension => registry.extensions().first(),
+    };
+    let Some(plugin) = plugin.cloned() else {
+        return refuse(format!("`{alias}` did not load"));
+    };
+    let Some(runtime) = runtime(tokio::runtime::Builder::new_current_thread()) else {
+        return ExitCode::FAILURE;
+    };
+    let summary = plugin.summary();
+    let place = match summary.sandbox.as_str() {
+        "" => "in-process".to_owned(),
+        sandbox => format!("isolated, sandbox: {sandbox}"),
+    };
+    let about = format!("`{alias}` ({} {}, {place})", summary.name, summary.version);
+    let started = std::time::Instant::now();
+    let (outcome, answer) = runtime.block_on(async {
+        match call {
+            Call::Permissions => {
+                let service = service.unwrap_or(alias);
+                match plugin.get_permissions(service, &user).await {
+                    Ok(permissions) => (
+                        Ok(format!("permissions in `{service}`")),
+                        serde_json::to_string_pretty(&permissions).ok(),
+                    ),
+                    Err(error) => (Err(error.to_string()), None),
+                }
+            }
+            hook => match plugin.hook(hook, &user).await {
+                Ok(plugins::HookDecision::Continue) => (Ok("continue".to_owned()), None),
+                Ok(plugins::HookDecision::Amend(amendment)) => (
+                    Ok("continue, amending the profile".to_owned()),
+                    serde_json::to_string_pretty(&amendment).ok(),
+                ),
+                Ok(plugins::HookDecision::Refuse(reason)) => {
+                    (Err(format!("refused: {reason}")), None)
+                }
+                Err(error) => (Err(error.to_string()), None),
+            },
+        }
+    });
+    let took = format!("{:.1} ms", started.elapsed().as_secs_f64() * 1000.0);
+    match outcome {
+        Ok(what) => {
+            println!("{about}: {what} ({took})");
+            if let Some(answer) = answer {
+                println!("{answer}");
+            }
+            ExitCode::SUCCESS
+        }
+        Err(why) => {
+            println!("{about}: {why} ({took})");
+            ExitCode::FAILURE
+        }
     }
 }
 

@@ -94,6 +94,36 @@ impl PluginSettings {
             .unwrap_or_else(|| PathBuf::from(file_name))
     }
 
+    /// These settings with only `alias` named (in whichever list names it), and what kind
+    /// of plugin it must be; `None` when neither list names it.
+    pub fn only(&self, alias: &str) -> Option<(PluginSettings, PluginKind)> {
+        let keep = |list: &EntryList| {
+            EntryList(
+                list.iter()
+                    .filter(|entry| entry.alias == alias)
+                    .cloned()
+                    .collect(),
+            )
+        };
+        let services = keep(&self.allowed_services);
+        let extensions = keep(&self.installed_extensions);
+        let kind = if !services.is_empty() {
+            PluginKind::PermissionProvider
+        } else if !extensions.is_empty() {
+            PluginKind::LifecycleExtension
+        } else {
+            return None;
+        };
+        Some((
+            PluginSettings {
+                allowed_services: services,
+                installed_extensions: extensions,
+                ..self.clone()
+            },
+            kind,
+        ))
+    }
+
     /// The plugin settings in `config`.
     pub fn from_config(config: &Config) -> PluginSettings {
         PluginSettings {

@@ -588,3 +588,115 @@ async fn version_names_the_commit_and_health_answers_with_its_exit_status() {
     let down = run(&["health", "--url", &nowhere]);
     assert_eq!(down.status.code(), Some(1));
 }
+
+#[test]
+fn plugins_call_makes_one_call_and_says_how_it_went() {
+    let dir = PluginDir::with_workspace_plugins(&["test_provider", "test_extension"]);
+    let envs = [
+        ("ALLOWED_SERVICES", "p:test_provider;iso:test_provider"),
+        ("INSTALLED_EXTENSIONS", "ext:test_extension"),
+        ("AUTH_PLUGINS__ISO__ISOLATION", "process"),
+        ("RUST_LOG", "warn"),
+    ];
+    let call = |args: &[&str]| {
+        let mut all = vec!["plugins", "call"];
+        all.extend_from_slice(args);
+        let output = auth_host(&dir, &envs, &all);
+        (
+            output.status.code(),
+            text(&output.stdout),
+            text(&output.stderr),
+        )
+    };
+
+    // A provider answers, in-process and isolated, for the service given.
+    for alias in ["p", "iso"] {
+        let (code, stdout, stderr) = call(&[
+            alias,
+            "--service",
+            "wiki",
+            "--user",
+            r#"{"id":"u1","email":"a@x.test"}"#,
+        ]);
+        assert_eq!(code, Some(0), "{stdout}{stderr}");
+        let (first, answer) = stdout.split_once('\n').unwrap();
+        assert!(
+            first.starts_with(&format!("`{alias}` (test_provider 0.3.0, "))
+                && first.contains("): permissions in `wiki` (")
+                && first.ends_with(" ms)"),
+            "{first}"
+        );
+        let answer: serde_json::Value = serde_json::from_str(answer).unwrap();
+        assert_eq!(answer["user"], "u1", "{answer}");
+        assert_eq!(answer["service"], "wiki", "{answer}");
+    }
+    let (_, stdout, _) = call(&["iso", "--user", r#"{"id":"u1"}"#]);
+    assert!(stdout.contains("isolated, sandbox: "), "{stdout}");
+
+    // Its failure and its panic: exit 1, saying so.
+    let (code, stdout, _) = call(&["p", "--user", r#"{"id":"error"}"#]);
+    assert_eq!(code, Some(1), "{stdout}");
+    assert!(stdout.contains("asked to fail"), "{stdout}");
+    let (code, stdout, _) = call(&["iso", "--user", r#"{"id":"panic"}"#]);
+    assert_eq!(code, Some(1), "{stdout}");
+    assert!(stdout.contains("asked to panic"), "{stdout}");
+
+    // An extension's hook: continue, amend, refuse.
+    let (code, stdout, _) = call(&[
+        "ext",
+        "--hook",
+        "login",
+        "--user",
+        r#"{"id":"u1","email":"a@fine.test"}"#,
+    ]);
+    assert_eq!(code, Some(0), "{stdout}");
+    assert!(stdout.contains("): continue ("), "{stdout}");
+    let (code, stdout, _) = call(&[
+        "ext",
+        "--hook",
+        "new-user",
+        "--user",
+        r#"{"id":"u1","email":"a@amend.test"}"#,
+    ]);
+    assert_eq!(code, Some(0), "{stdout}");
+    assert!(
+        stdout.contains("continue, amending the profile"),
+        "{stdout}"
+    );
+    let (code, stdout, _) = call(&[
+        "ext",
+        "--hook",
+        "login",
+        "--user",
+        r#"{"id":"u1","email":"a@refuse.test"}"#,
+    ]);
+    assert_eq!(code, Some(1), "{stdout}");
+    assert!(
+        stdout.contains("refused: on_user_login: not welcome"),
+        "{stdout}"
+    );
+
+    // What cannot be called: exit 2, saying why.
+    for (args, expected) in [
+        (
+            vec!["nobody", "--user", r#"{"id":"u1"}"#],
+            "named in neither ALLOWED_SERVICES nor INSTALLED_EXTENSIONS",
+        ),
+        (
+            vec!["p", "--user", r#"{"email":"a@x.test"}"#],
+            "--user: not a user (missing field `id`",
+        ),
+        (
+            vec!["p", "--hook", "login", "--user", r#"{"id":"u1"}"#],
+            "is a permission provider: it has no hooks",
+        ),
+        (
+            vec!["ext", "--user", r#"{"id":"u1"}"#],
+            "say which hook with --hook",
+        ),
+    ] {
+        let (code, stdout, stderr) = call(&args);
+        assert_eq!(code, Some(2), "{args:?}: {stdout}{stderr}");
+        assert!(stderr.contains(expected), "{args:?}: {stderr}");
+    }
+}
