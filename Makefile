@@ -111,7 +111,7 @@ image-tools:
 	@command -v podman >/dev/null && command -v runc >/dev/null || \
 	  { apt-get update -qq && apt-get install -y -qq podman runc >/dev/null; }
 
-bench: bench-tools audit-tools
+bench: bench-tools audit-tools verifiers
 	$(RELEASE_BUILD)
 	DB=$(DB) tools/bench.sh
 

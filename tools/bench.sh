@@ -29,12 +29,29 @@ mkdir -p "$OUT/data"
 PLUGIN_DIR=target/release
 . tools/sample-server-env.sh
 # The sample provider three times: in-process (`example`), in a worker process without the
-# sandbox (`isolated`) and in a sandboxed one (`sandboxed`).
-export ALLOWED_SERVICES="example:sample_permission_provider;isolated:sample_permission_provider;sandboxed:sample_permission_provider"
+# sandbox (`isolated`) and in a sandboxed one (`sandboxed`); then the providers that need no
+# Rust: Cedar policies (`cedar`) and the example HTTP service (`http`, asked every time).
+export ALLOWED_SERVICES="example:sample_permission_provider;isolated:sample_permission_provider;sandboxed:sample_permission_provider;cedar:cedar_permissions;http:http_permissions"
 export AUTH_PLUGINS__ISOLATED__ISOLATION=process
 export AUTH_PLUGINS__ISOLATED__SANDBOX=off
 export AUTH_PLUGINS__SANDBOXED__ISOLATION=process
 export AUTH_PLUGINS__SANDBOXED__SANDBOX=strict
+cat >"$OUT/policies.cedar" <<'EOF'
+permit (principal, action == Action::"read", resource);
+permit (principal, action == Action::"write", resource)
+  when { principal has email && principal.email like "*@bench.example" };
+forbid (principal, action == Action::"admin", resource) unless { principal has username };
+EOF
+export AUTH_PLUGINS__CEDAR__POLICIES="$OUT/policies.cedar"
+export AUTH_PLUGINS__CEDAR__ACTIONS='["read", "write", "admin"]'
+HTTP_PORT=$((PORT + 1))
+HTTP_SECRET="whsec_$(openssl rand -base64 24)"
+printf '{"http": {"*": {"read": true, "write": false}}}' >"$OUT/http-permissions.json"
+PROVIDER_SECRET="$HTTP_SECRET" target/verifiers-venv/bin/python examples/http-provider/provider.py \
+  "$OUT/http-permissions.json" "$HTTP_PORT" >/dev/null 2>&1 &
+HTTP_PID=$!
+export AUTH_PLUGINS__HTTP__URL="http://127.0.0.1:$HTTP_PORT/{service}"
+export AUTH_PLUGINS__HTTP__SECRET="$HTTP_SECRET"
 # The login benchmark is one client with up to 64 logins in flight at once.
 export AUTH_MAX_UNFINISHED_LOGINS_PER_CLIENT=1000
 case "$DB" in
@@ -74,7 +91,7 @@ stop() {
   kill $PID
   wait $PID 2>/dev/null || true
 }
-trap '[ -n "$PID" ] && kill $PID 2>/dev/null || true' EXIT
+trap '[ -n "$PID" ] && kill $PID 2>/dev/null; kill $HTTP_PID 2>/dev/null || true' EXIT
 
 # Start, and time until it answers.
 started=$(date +%s%N)
@@ -135,6 +152,8 @@ AUTHORIZE="GET /auth/authorize (sample provider)"
 run "$AUTHORIZE" "$BASE/auth/authorize?service=example&jwt=$TOKEN"
 run "GET /auth/authorize (sample provider, isolated)" "$BASE/auth/authorize?service=isolated&jwt=$TOKEN"
 run "GET /auth/authorize (sample provider, isolated, sandboxed)" "$BASE/auth/authorize?service=sandboxed&jwt=$TOKEN"
+run "$AUTHORIZE, Cedar policies" "$BASE/auth/authorize?service=cedar&jwt=$TOKEN"
+run "$AUTHORIZE, HTTP service (Python example)" "$BASE/auth/authorize?service=http&jwt=$TOKEN"
 run "POST /auth/update" "$BASE/auth/update" "$OUT/update.lua"
 
 # A whole login (start, then callback: state, user refresh, hooks, client token) cannot be

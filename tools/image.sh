@@ -19,7 +19,7 @@ ENGINE=${IMAGE_ENGINE:-$(command -v podman >/dev/null && echo podman || echo doc
 VERSION=$(awk -F'"' '/^version = / {print $2; exit}' host/Cargo.toml)
 REVISION=$(git rev-parse --short=12 HEAD 2>/dev/null || echo unknown)
 TAG=${IMAGE_TAG:-auth-host:$VERSION}
-BUNDLED="sample_permission_provider sample_extension email_allowlist static_permissions webhook http_permissions"
+BUNDLED="sample_permission_provider sample_extension email_allowlist static_permissions webhook http_permissions cedar_permissions"
 OUT=target/image
 ROOT=$OUT/rootfs
 BUNDLED_DIR=/usr/local/lib/auth-host/plugins

@@ -88,6 +88,7 @@ const WORKSPACE_PLUGINS: &[&str] = &[
     "static_permissions",
     "webhook",
     "http_permissions",
+    "cedar_permissions",
 ];
 
 pub fn workspace_plugins() -> &'static HashMap<String, PathBuf> {

@@ -6,6 +6,7 @@
 mod common;
 
 mod bundled_plugins;
+mod cedar_permissions;
 mod http_permissions;
 mod plugin_abi;
 mod plugin_loading;

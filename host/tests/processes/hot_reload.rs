@@ -400,3 +400,83 @@ async fn authorize_under_load_survives_reloads(
     );
     server
 }
+
+/// A changed Cedar policy file is in force after a reload, and the requests in flight
+/// meanwhile all get an answer (the old policies' or the new ones').
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_changed_cedar_policy_takes_effect_on_reload_under_load_with_no_failed_request() {
+    let plugins = PluginDir::with_workspace_plugins(&["cedar_permissions"]);
+    let deployment = Deployment::new(&plugins);
+    let policies = deployment.data.path().join("wiki.cedar");
+    let read_only = "permit (principal, action == Action::\"read\", resource);\n";
+    std::fs::write(&policies, read_only).unwrap();
+    deployment.configure(&format!(
+        "allowed_services = \"wiki:cedar_permissions\"\n\
+         [plugins.wiki]\npolicies = \"{}\"\nactions = [\"read\", \"write\"]\n",
+        policies.display()
+    ));
+    let server = deployment.start();
+    let ada = deployment.auth_host(&["users", "add", "--email", "ada@example.org"]);
+    let token = deployment.auth_host(&["token", "issue", "--userid", &ada]);
+    let authorize = Arc::new(format!(
+        "{}/auth/authorize?service=wiki&jwt={token}",
+        server.base
+    ));
+    let before = json!({"read": true, "write": false});
+    let after = json!({"read": true, "write": true});
+    wait_for(&authorize, &before).await;
+
+    let stop = Arc::new(AtomicBool::new(false));
+    let (answered, failed, new_seen) = (
+        Arc::new(AtomicU64::new(0)),
+        Arc::new(AtomicU64::new(0)),
+        Arc::new(AtomicU64::new(0)),
+    );
+    let load: Vec<_> = (0..4)
+        .map(|_| {
+            let (authorize, stop) = (Arc::clone(&authorize), Arc::clone(&stop));
+            let (answered, failed, new_seen) = (
+                Arc::clone(&answered),
+                Arc::clone(&failed),
+                Arc::clone(&new_seen),
+            );
+            let (before, after) = (before.clone(), after.clone());
+            tokio::spawn(async move {
+                while !stop.load(Ordering::Relaxed) {
+                    let (status, body) = get(&authorize).await;
+                    let permissions = &body["permissions"];
+                    if status != 200 || (permissions != &before && permissions != &after) {
+                        failed.fetch_add(1, Ordering::Relaxed);
+                        eprintln!("failed: {status} {body}");
+                    } else if permissions == &after {
+                        new_seen.fetch_add(1, Ordering::Relaxed);
+                    }
+                    answered.fetch_add(1, Ordering::Relaxed);
+                }
+            })
+        })
+        .collect();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    std::fs::write(
+        &policies,
+        format!("{read_only}permit (principal, action == Action::\"write\", resource)\n  when {{ principal has email && principal.email like \"*@example.org\" }};\n"),
+    )
+    .unwrap();
+    let reloaded_at = answered.load(Ordering::Relaxed);
+    server.hangup();
+    wait_for(&authorize, &after).await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    stop.store(true, Ordering::Relaxed);
+    for task in load {
+        task.await.unwrap();
+    }
+    let total = answered.load(Ordering::Relaxed);
+    assert_eq!(failed.load(Ordering::Relaxed), 0, "of {total}");
+    assert!(
+        reloaded_at > 20 && total > reloaded_at + 20,
+        "{reloaded_at} then {total}"
+    );
+    assert!(new_seen.load(Ordering::Relaxed) > 0);
+    // And they stay in force.
+    assert_eq!(get(&authorize).await.1["permissions"], after);
+}
