@@ -123,6 +123,7 @@ bench-tools:
 lint:
 	$(CARGO) fmt --all -- --check
 	$(CARGO) clippy --workspace --all-targets -- -D warnings
+	$(CARGO) clippy -p auth-host-plugin-api --features testing --all-targets -- -D warnings
 
 fmt:
 	$(CARGO) fmt --all

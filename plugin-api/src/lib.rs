@@ -32,6 +32,8 @@ pub mod abi;
 mod author;
 #[doc(hidden)]
 pub mod glue;
+#[cfg(feature = "testing")]
+pub mod testing;
 
 pub use abi::HostLogger as Logger;
 pub use abi::{API_VERSION, LogLevel, PluginKind};

@@ -139,16 +139,49 @@ pub fn build_copy(
     build_in: &str,
     patch: impl FnOnce(&Path),
 ) -> HashMap<String, PathBuf> {
+    let copy = copy_with_lock(source, build_in, patch);
+    let mut command = cargo();
+    command
+        .current_dir(copy.path().join(build_in))
+        .args(["build", "--offline", MESSAGE_FORMAT]);
+    cargo_cdylibs(command)
+}
+
+/// A copy of `source` (outside the workspace) holding the workspace's Cargo.lock in
+/// `build_in`, after `patch` edits it.
+fn copy_with_lock(source: &Path, build_in: &str, patch: impl FnOnce(&Path)) -> tempfile::TempDir {
     let copy = tempfile::tempdir().unwrap();
     copy_dir(source, copy.path());
     let root = copy.path().join(build_in);
     std::fs::copy(workspace_root().join("Cargo.lock"), root.join("Cargo.lock")).unwrap();
     patch(copy.path());
+    copy
+}
+
+/// `cargo test` of a copy of examples/plugin-template outside the workspace, as its README
+/// says (the `plugin-api` dependency pointed at this checkout).
+pub fn test_plugin_template() -> std::process::Output {
+    let copy = copy_with_lock(
+        &workspace_root().join("examples/plugin-template"),
+        ".",
+        point_at_plugin_api,
+    );
     let mut command = cargo();
     command
-        .current_dir(&root)
-        .args(["build", "--offline", MESSAGE_FORMAT]);
-    cargo_cdylibs(command)
+        .current_dir(copy.path())
+        .args(["test", "--offline", "--color", "never"]);
+    output_within(&mut command, std::time::Duration::from_secs(600))
+}
+
+fn point_at_plugin_api(root: &Path) {
+    replace_in(
+        &root.join("Cargo.toml"),
+        "path = \"../../plugin-api\"",
+        &format!(
+            "path = \"{}\"",
+            workspace_root().join("plugin-api").display()
+        ),
+    );
 }
 
 /// Builds examples/plugin-template outside the workspace as its README says (the
@@ -159,14 +192,7 @@ pub fn build_plugin_template(patch: impl FnOnce(&Path)) -> HashMap<String, PathB
         &workspace_root().join("examples/plugin-template"),
         ".",
         |root| {
-            replace_in(
-                &root.join("Cargo.toml"),
-                "path = \"../../plugin-api\"",
-                &format!(
-                    "path = \"{}\"",
-                    workspace_root().join("plugin-api").display()
-                ),
-            );
+            point_at_plugin_api(root);
             patch(root);
         },
     )

@@ -90,3 +90,19 @@ fn the_template_builds_outside_the_workspace_and_its_plugins_work() {
         "{message}"
     );
 }
+
+#[test]
+fn the_templates_own_tests_load_and_call_the_built_plugins() {
+    // `cargo test` in a copy outside the workspace, as an author runs it.
+    let output = common::test_plugin_template();
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(output.status.success(), "{stdout}\n{stderr}");
+    for test in [
+        "admins_from_the_settings_and_no_one_else ... ok",
+        "unknown_settings_stop_the_load ... ok",
+        "the_blocked_domain_is_refused_and_others_go_on ... ok",
+    ] {
+        assert!(stdout.contains(test), "{test} missing:\n{stdout}");
+    }
+}
