@@ -1,5 +1,5 @@
-//! The admin API (`POST /admin/reload`): who may call it, and what it does. It exists only
-//! when `admin_token` is set.
+//! The admin API (`POST /admin/reload`, `GET /admin/audit`): who may call it, and what it
+//! does. It exists only when `admin_token` is set.
 
 use std::sync::Arc;
 
@@ -31,11 +31,19 @@ impl AdminAccess {
         AdminAccess { token, reloader }
     }
 
+    /// Whether `bearer` is the admin token (a miss is logged).
+    pub fn authorized(&self, bearer: Option<&str>) -> bool {
+        let granted = bearer.is_some_and(|token| self.token.matches(token));
+        if !granted {
+            tracing::warn!("admin endpoint: missing or wrong bearer token");
+        }
+        granted
+    }
+
     /// Reloads the plugins as SIGHUP does, for a caller holding the admin token; answers
     /// when the reload is done, with its outcome.
     pub async fn reload(&self, bearer: Option<&str>) -> Result<Reloaded, ReloadError> {
-        if !bearer.is_some_and(|token| self.token.matches(token)) {
-            tracing::warn!("admin endpoint: missing or wrong bearer token");
+        if !self.authorized(bearer) {
             return Err(ReloadError::Unauthorized);
         }
         // A task of its own: a caller that goes away must not cut a reload in half.

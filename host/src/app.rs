@@ -204,6 +204,8 @@ impl App {
             "plugins loaded"
         );
         let logins = logins(config, store.clone())?;
+        let replica = uuid::Uuid::new_v4().simple().to_string();
+        let audit = crate::audit::Audit::new(store.clone(), replica);
         let service = Arc::new(AuthService::new(
             store,
             tokens,
@@ -211,6 +213,7 @@ impl App {
             Arc::new(plugins),
             metrics,
             Duration::from_millis(config.token_cache_ms),
+            audit,
         ));
         let reloader = Arc::new(PluginReloader::new(
             Arc::clone(&service),
@@ -243,7 +246,12 @@ impl App {
         crate::background::start(
             &service,
             keyring.clone(),
-            Duration::from_secs(config.maintenance_interval_secs),
+            crate::background::Maintenance {
+                every: Duration::from_secs(config.maintenance_interval_secs),
+                audit_retention: Duration::from_secs(
+                    config.audit_retention_days.saturating_mul(24 * 3600),
+                ),
+            },
         );
         Ok(App {
             service,

@@ -10,14 +10,20 @@ use crate::service::AuthService;
 
 const MAINTENANCE_LEASE: &str = "maintenance";
 
+/// How often the lease holder purges, and how long audit events are kept.
+#[derive(Debug, Clone, Copy)]
+pub struct Maintenance {
+    pub every: Duration,
+    pub audit_retention: Duration,
+}
+
 /// Starts every background job; they end with the process (or when the service is gone).
-pub fn start(
-    service: &Arc<AuthService>,
-    keyring: Option<Arc<Keyring>>,
-    maintenance_every: Duration,
-) {
-    let replica = uuid::Uuid::new_v4().simple().to_string();
-    tracing::info!(replica, "replica id (holder name of background-job leases)");
+pub fn start(service: &Arc<AuthService>, keyring: Option<Arc<Keyring>>, maintenance: Maintenance) {
+    let replica = service.audit().replica().to_owned();
+    tracing::info!(
+        replica,
+        "replica id (in audit events; holder name of background-job leases)"
+    );
     let weak = Arc::downgrade(service);
     service.store().listen_for_changes({
         let weak = weak.clone();
@@ -36,17 +42,19 @@ pub fn start(
             }
         });
     }
-    tokio::spawn(maintenance(weak, keyring, maintenance_every, replica));
+    tokio::spawn(maintain(weak, keyring, maintenance, replica));
 }
 
-/// Purges expired login states, revocations and signing keys while this replica holds the
-/// lease. The lease outlives a few missed rounds, so one slow round does not hand it over.
-async fn maintenance(
+/// Purges expired login states, revocations, signing keys and audit events past their
+/// retention while this replica holds the lease. The lease outlives a few missed rounds, so
+/// one slow round does not hand it over.
+async fn maintain(
     service: Weak<AuthService>,
     keyring: Option<Arc<Keyring>>,
-    every: Duration,
+    maintenance: Maintenance,
     replica: String,
 ) {
+    let every = maintenance.every;
     let lease_secs = i64::try_from(every.as_secs().saturating_mul(3).max(3)).unwrap_or(i64::MAX);
     let mut ticks = tokio::time::interval(every);
     ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -67,7 +75,14 @@ async fn maintenance(
                 continue;
             }
         }
-        let purged = store.purge_expired().await;
+        let retention = i64::try_from(maintenance.audit_retention.as_millis()).unwrap_or(i64::MAX);
+        let purged = match store.purge_expired().await {
+            Ok(rows) => store
+                .purge_audit(crate::clock::unix_now_millis().saturating_sub(retention))
+                .await
+                .map(|events| rows + events),
+            Err(error) => Err(error),
+        };
         let keys = match &keyring {
             Some(keyring) => keyring.delete_expired().await,
             None => Ok(0),

@@ -15,6 +15,14 @@ pub fn unix_now_i64() -> i64 {
     i64::try_from(unix_now()).unwrap_or(i64::MAX)
 }
 
+/// Now, in Unix milliseconds (audit events).
+pub fn unix_now_millis() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+        .unwrap_or(0)
+}
+
 /// How long until the Unix second `at` begins (zero once it has).
 pub fn time_until(at: i64) -> std::time::Duration {
     let at = u64::try_from(at)

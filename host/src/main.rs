@@ -4,6 +4,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use auth_host::app::{self, StartupError};
+use auth_host::audit::{Audit, AuditEvent, AuditKind, Caller, Outcome};
 use auth_host::config::Config;
 use auth_host::plugins::{self, PluginRegistry, PluginSettings};
 use auth_host::storage::Store;
@@ -58,6 +59,28 @@ enum Command {
     Users {
         #[command(subcommand)]
         command: UsersCommand,
+    },
+    /// The audit trail, newest first: logins and refusals, logouts, username changes,
+    /// deletions, reloads.
+    Audit {
+        /// Only this user (an id or an email).
+        #[arg(long)]
+        user: Option<String>,
+        /// Only this type (login.succeeded, login.refused, logout, username.changed,
+        /// user.deleted, plugins.reloaded).
+        #[arg(long = "type")]
+        event_type: Option<String>,
+        /// From this time: 2026-12-01T08:00:00Z, 2026-12-01 or Unix seconds.
+        #[arg(long)]
+        since: Option<String>,
+        /// Before this time.
+        #[arg(long)]
+        until: Option<String>,
+        #[arg(long, default_value_t = 100)]
+        limit: u64,
+        /// One JSON object per line instead of a table.
+        #[arg(long)]
+        json: bool,
     },
     /// Runs one plugin alias in a process of its own, speaking to auth-host over stdin and
     /// stdout (started by auth-host itself for isolated plugins).
@@ -207,6 +230,28 @@ fn main() -> ExitCode {
                 command: TokenCommand::Issue { userid },
             } => issue_token(&config, &userid).await,
             Command::Users { command } => users(&config, command).await,
+            Command::Audit {
+                user,
+                event_type,
+                since,
+                until,
+                limit,
+                json,
+            } => {
+                let filter = match auth_host::audit::filter(
+                    user.as_deref(),
+                    event_type.as_deref(),
+                    since.as_deref(),
+                    until.as_deref(),
+                ) {
+                    Ok(filter) => filter,
+                    Err(message) => {
+                        eprintln!("{message}");
+                        return Ok(ExitCode::from(EXIT_CONFIG));
+                    }
+                };
+                audit(&config, &filter, limit, json).await
+            }
             Command::Plugins { .. } | Command::PluginWorker { .. } | Command::Health { .. } => {
                 Ok(ExitCode::SUCCESS)
             }
@@ -329,7 +374,18 @@ async fn users(config: &Config, command: UsersCommand) -> Result<ExitCode, Start
             }
         },
         UsersCommand::Delete { id } => {
+            let user = store_call(config, store.user(&id).await)?;
             if store_call(config, store.delete_user(&id).await)? {
+                let event = AuditEvent::new(AuditKind::UserDeleted, Outcome::Success);
+                let event = match &user {
+                    Some(user) => event.user(user),
+                    None => AuditEvent {
+                        user_id: Some(id.clone()),
+                        ..event
+                    },
+                };
+                let audit = Audit::new(store.clone(), "cli".into());
+                store_call(config, audit.record(event, &Caller::command_line()).await)?;
                 println!("deleted user `{id}`");
                 Ok(ExitCode::SUCCESS)
             } else {
@@ -338,6 +394,38 @@ async fn users(config: &Config, command: UsersCommand) -> Result<ExitCode, Start
             }
         }
     }
+}
+
+/// `auth-host audit`: a table (or JSON lines) of the events matching `filter`.
+async fn audit(
+    config: &Config,
+    filter: &auth_host::storage::AuditFilter,
+    limit: u64,
+    json: bool,
+) -> Result<ExitCode, StartupError> {
+    let store = app::open_store(config).await?;
+    let events = store_call(config, store.audit_events(filter, limit).await)?;
+    for event in &events {
+        let time = auth_host::audit::format_time(event.at);
+        if json {
+            let mut line = serde_json::to_value(event).unwrap_or_default();
+            line["time"] = time.into();
+            println!("{line}");
+        } else {
+            let or_dash = |v: &Option<String>| v.clone().unwrap_or_else(|| "-".into());
+            println!(
+                "{time}  {:<16} {:<8} {:<32} {:<28} {:<8} {:<15} {}",
+                event.event_type,
+                event.outcome,
+                or_dash(&event.user_id),
+                or_dash(&event.email),
+                or_dash(&event.provider),
+                or_dash(&event.client),
+                or_dash(&event.reason),
+            );
+        }
+    }
+    Ok(ExitCode::SUCCESS)
 }
 
 fn check_plugins(config: &Config, files: &[PathBuf]) -> ExitCode {

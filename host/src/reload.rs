@@ -1,6 +1,7 @@
 //! Reloading the plugins without a restart, on SIGHUP or from the admin endpoint
 //! (`admin.rs`).
 
+use crate::audit::{AuditEvent, AuditKind, Caller, Outcome};
 use std::path::PathBuf;
 use std::sync::Arc;
 
@@ -103,6 +104,25 @@ impl PluginReloader {
             }
         };
         let outcome = if result.is_ok() { "ok" } else { "failed" };
+        let event = match &result {
+            Ok(reloaded) => {
+                AuditEvent::new(AuditKind::PluginsReloaded, Outcome::Success).reason(format!(
+                    "{cause}: services {}; extensions {}",
+                    reloaded.services.join(", "),
+                    reloaded.extensions.join(", ")
+                ))
+            }
+            Err(error) => AuditEvent::new(AuditKind::PluginsReloaded, Outcome::Failure)
+                .reason(format!("{cause}: {error}")),
+        };
+        let caller = Caller {
+            client: Some(cause.to_owned()),
+            request_id: None,
+        };
+        self.service
+            .audit()
+            .record_best_effort(event, &caller)
+            .await;
         metrics
             .plugin_reloads
             .get_or_create(&ReloadLabels { result: outcome })

@@ -31,6 +31,7 @@ impl Config {
             ),
             ("plugin_timeout_ms", self.plugin_timeout_ms),
             ("maintenance_interval_secs", self.maintenance_interval_secs),
+            ("audit_retention_days", self.audit_retention_days),
             ("plugin_max_in_flight", self.plugin_max_in_flight as u64),
             (
                 "max_unfinished_logins_per_client",
@@ -69,6 +70,12 @@ impl Config {
                 self.maintenance_interval_secs,
                 DAY_SECS,
                 "s (a day)",
+            ),
+            (
+                "audit_retention_days",
+                self.audit_retention_days,
+                3660,
+                " days (ten years)",
             ),
             (
                 "token_cache_ms",

@@ -65,6 +65,7 @@ pub mod defaults {
     pub const MAX_UNFINISHED_LOGINS_PER_CLIENT: usize = 30;
     pub const PLUGIN_MEMORY_LIMIT_MB: u64 = 2048;
     pub const MAINTENANCE_INTERVAL_SECS: u64 = 60;
+    pub const AUDIT_RETENTION_DAYS: u64 = 90;
     /// Long enough for a load balancer checking every second or two to see it.
     pub const SHUTDOWN_DELAY_MS: u64 = 5_000;
     pub const SHUTDOWN_GRACE_MS: u64 = 10_000;
@@ -196,6 +197,8 @@ pub struct Config {
     pub log_format: LogFormat,
     /// How often expired rows are purged (by one replica at a time).
     pub maintenance_interval_secs: u64,
+    /// How long audit events are kept (purged with the expired rows).
+    pub audit_retention_days: u64,
     /// On SIGTERM: how long `/auth/health` says "draining" while requests are still
     /// served, so that load balancers take the replica out first.
     pub shutdown_delay_ms: u64,
@@ -343,6 +346,9 @@ impl Config {
             maintenance_interval_secs: keys
                 .get("maintenance_interval_secs")
                 .unwrap_or(defaults::MAINTENANCE_INTERVAL_SECS),
+            audit_retention_days: keys
+                .get("audit_retention_days")
+                .unwrap_or(defaults::AUDIT_RETENTION_DAYS),
             shutdown_delay_ms: keys
                 .get("shutdown_delay_ms")
                 .unwrap_or(defaults::SHUTDOWN_DELAY_MS),

@@ -36,7 +36,12 @@ pub async fn start(
     secure: bool,
 ) -> Result<Reply> {
     match service
-        .start_login(provider, params.get("next"), params.client())
+        .start_login(
+            provider,
+            params.get("next"),
+            params.client(),
+            &params.caller(),
+        )
         .await
     {
         Ok(started) => Ok(Reply::redirect(started.redirect)
@@ -68,6 +73,7 @@ pub async fn callback(service: &AuthService, params: &Params) -> Reply {
                 params.get("code"),
                 params.get("error"),
                 params.browser(),
+                &params.caller(),
             )
             .await,
     )
@@ -94,6 +100,7 @@ pub async fn dev(
                 params.get("email"),
                 params.get("name"),
                 params.browser(),
+                &params.caller(),
             )
             .await;
         return Ok(render_end(end));
@@ -107,7 +114,10 @@ pub async fn dev(
 /// `GET|POST /auth/logout?jwt=…&next=…`
 pub async fn logout(service: &AuthService, params: &Params) -> Result<Reply> {
     Ok(
-        match service.logout(params.jwt(), params.get("next")).await? {
+        match service
+            .logout(params.jwt(), params.get("next"), &params.caller())
+            .await?
+        {
             Some(next) => Reply::redirect(next),
             None => Reply::json(json!({"success": true})),
         },

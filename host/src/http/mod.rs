@@ -127,7 +127,8 @@ impl HttpApi {
         let span = tracing::info_span!("request", id = %request_id);
         let (route, mut response) = match tokio::time::timeout(
             self.settings.request_timeout,
-            self.dispatch(request, peer).instrument(span.clone()),
+            self.dispatch(request, peer, &request_id)
+                .instrument(span.clone()),
         )
         .await
         {
@@ -171,6 +172,7 @@ impl HttpApi {
         &self,
         request: Request<Incoming>,
         peer: IpAddr,
+        request_id: &str,
     ) -> (&'static str, Response<Body>) {
         let path = request.uri().path().to_owned();
         let Some(route) = Route::from_path(&path) else {
@@ -192,10 +194,11 @@ impl HttpApi {
             &self.settings.trusted_proxies,
             self.settings.client_ip_header,
         );
-        let params = match Params::read(request, self.settings.max_body_bytes, client).await {
-            Ok(params) => params,
-            Err(error) => return (route.name(), Reply::from(error).render(None)),
-        };
+        let params =
+            match Params::read(request, self.settings.max_body_bytes, client, request_id).await {
+                Ok(params) => params,
+                Err(error) => return (route.name(), Reply::from(error).render(None)),
+            };
         let callback = match params.callback() {
             Ok(callback) => callback,
             Err(error) => return (route.name(), Reply::from(error).render(None)),

@@ -24,15 +24,17 @@ pub struct Params {
     browser: Option<String>,
     /// Who sent the request (see [`client_address`]).
     client: IpAddr,
+    request_id: String,
 }
 
 impl Params {
     /// Reads the query, and for a POST with a form body, the form (at most `max_body` bytes).
-    /// `client` is who sent it.
+    /// `client` is who sent it, `request_id` its id.
     pub async fn read(
         request: Request<Incoming>,
         max_body: usize,
         client: IpAddr,
+        request_id: &str,
     ) -> Result<Params, Rejection> {
         let (parts, body) = request.into_parts();
         let is_form = parts
@@ -63,12 +65,9 @@ impl Params {
                 })?
                 .to_bytes();
         }
-        Ok(Params::parse(
-            parts.uri.query(),
-            &parts.headers,
-            &form,
-            client,
-        ))
+        let mut params = Params::parse(parts.uri.query(), &parts.headers, &form, client);
+        params.request_id = request_id.to_owned();
+        Ok(params)
     }
 
     /// The parameters of a request with this query, headers and form body (empty unless a
@@ -102,6 +101,7 @@ impl Params {
             bearer,
             browser,
             client,
+            request_id: String::new(),
         }
     }
 
@@ -122,6 +122,14 @@ impl Params {
     /// Who sent the request.
     pub fn client(&self) -> IpAddr {
         self.client
+    }
+
+    /// Who sent it and its id, as the audit trail records them.
+    pub fn caller(&self) -> crate::audit::Caller {
+        crate::audit::Caller {
+            client: Some(self.client.to_string()),
+            request_id: Some(self.request_id.clone()),
+        }
     }
 
     /// The browser-binding cookie of a login in progress.

@@ -34,6 +34,8 @@ pub enum Route {
     Logout,
     /// `/admin/reload`, outside the old service's prefixes.
     AdminReload,
+    /// `/admin/audit`
+    AdminAudit,
 }
 
 const GET: &[&str] = &["GET"];
@@ -54,6 +56,9 @@ impl Route {
     pub fn from_path(path: &str) -> Option<Route> {
         if path == "/admin/reload" {
             return Some(Route::AdminReload);
+        }
+        if path == "/admin/audit" {
+            return Some(Route::AdminAudit);
         }
         let rest = path
             .strip_prefix("/auth/")
@@ -102,6 +107,7 @@ impl Route {
             Route::OAuthCallback => "oauth_callback",
             Route::Logout => "logout",
             Route::AdminReload => "admin_reload",
+            Route::AdminAudit => "admin_audit",
         }
     }
 
@@ -171,6 +177,7 @@ pub async fn handle(
         Route::Authorize => authorize(service, params).await?,
         Route::Update => update(service, params).await?,
         Route::AdminReload => admin_reload(context.admin, params).await?,
+        Route::AdminAudit => admin_audit(context.admin, service, params).await?,
         Route::PublicKey => Reply::text("text/plain; charset=utf-8", service.public_key()),
         Route::Resolve => {
             let userid = service.resolve(params.get("username")).await?;
@@ -269,7 +276,7 @@ async fn authorize(service: &AuthService, params: &Params) -> Result<Reply> {
 async fn update(service: &AuthService, params: &Params) -> Result<Reply> {
     Ok(Reply::json(
         match service
-            .choose_username(params.jwt(), params.get("username"))
+            .choose_username(params.jwt(), params.get("username"), &params.caller())
             .await?
         {
             Ok(()) => json!({"success": true}),
@@ -297,6 +304,73 @@ async fn get_profile(service: &AuthService, params: &Params) -> Result<Reply> {
 }
 
 /// `POST /admin/reload`: the same reload as SIGHUP, answering how it went.
+/// Most events one page of `GET /admin/audit` holds.
+const MAX_AUDIT_PAGE: u64 = 1000;
+
+/// `GET /admin/audit?user=&type=&since=&until=&limit=&cursor=`: events newest first, a page
+/// at a time; `next` is the cursor of the following page (absent on the last).
+async fn admin_audit(
+    admin: Option<&AdminAccess>,
+    service: &AuthService,
+    params: &Params,
+) -> std::result::Result<Reply, Failure> {
+    let Some(admin) = admin else {
+        return Err(Rejection::NotFound.into());
+    };
+    if !admin.authorized(params.bearer()) {
+        return Err(Rejection::Unauthorized.into());
+    }
+    let bad = |message: String| Failure::from(Rejection::BadRequest(message));
+    let mut filter = crate::audit::filter(
+        params.get("user"),
+        params.get("type").filter(|t| !t.is_empty()),
+        params.get("since").filter(|t| !t.is_empty()),
+        params.get("until").filter(|t| !t.is_empty()),
+    )
+    .map_err(bad)?;
+    filter.before_id = params
+        .get("cursor")
+        .filter(|c| !c.is_empty())
+        .map(|c| {
+            c.parse::<i64>()
+                .map_err(|_| bad(format!("cursor `{c}`: not a cursor")))
+        })
+        .transpose()?;
+    let limit = params
+        .get("limit")
+        .filter(|l| !l.is_empty())
+        .map(|l| {
+            l.parse::<u64>()
+                .ok()
+                .filter(|l| (1..=MAX_AUDIT_PAGE).contains(l))
+                .ok_or_else(|| bad(format!("limit `{l}`: from 1 to {MAX_AUDIT_PAGE}")))
+        })
+        .transpose()?
+        .unwrap_or(100);
+    let mut events = service
+        .store()
+        .audit_events(&filter, limit + 1)
+        .await
+        .map_err(|e| Failure::from(Error::from(e)))?;
+    let next = (events.len() as u64 > limit).then(|| {
+        events.truncate(usize::try_from(limit).unwrap_or(usize::MAX));
+        events.last().map(|event| event.id.to_string())
+    });
+    let events: Vec<Value> = events
+        .iter()
+        .map(|event| {
+            let mut value = serde_json::to_value(event).unwrap_or(Value::Null);
+            value["time"] = json!(crate::audit::format_time(event.at));
+            value
+        })
+        .collect();
+    let mut body = json!({ "events": events });
+    if let Some(Some(next)) = next {
+        body["next"] = json!(next);
+    }
+    Ok(Reply::json(body))
+}
+
 async fn admin_reload(
     admin: Option<&AdminAccess>,
     params: &Params,

@@ -4,6 +4,7 @@
 
 use std::net::IpAddr;
 
+use crate::audit::{AuditEvent, AuditKind, Caller, Outcome};
 use crate::error::Error;
 use crate::login::{Identity, LoginEnd, LoginFailure, LoginStart, StartError, landing_url};
 use crate::users::{User, new_user, username_candidates};
@@ -50,8 +51,16 @@ impl AuthService {
         provider: &str,
         next: Option<&str>,
         client: IpAddr,
+        caller: &Caller,
     ) -> Result<LoginStart, StartError> {
-        self.logins.start(provider, next, client).await
+        let started = self.logins.start(provider, next, client).await;
+        if let Err(limited @ StartError::TooManyLogins { .. }) = &started {
+            let event = AuditEvent::new(AuditKind::LoginRefused, Outcome::Refused)
+                .provider(Some(provider))
+                .reason(format!("limited: {limited}"));
+            self.audit.record_best_effort(event, caller).await;
+        }
+        started
     }
 
     /// Finishes a provider login at the callback.
@@ -61,12 +70,13 @@ impl AuthService {
         code: Option<&str>,
         provider_error: Option<&str>,
         browser: Option<&str>,
+        caller: &Caller,
     ) -> LoginEnd {
         let finished = self
             .logins
             .finish(state, code, provider_error, browser)
             .await;
-        self.complete(finished).await
+        self.complete(finished, caller).await
     }
 
     /// Finishes a development login: whoever the form names.
@@ -76,40 +86,85 @@ impl AuthService {
         email: Option<&str>,
         name: Option<&str>,
         browser: Option<&str>,
+        caller: &Caller,
     ) -> LoginEnd {
         let finished = self.logins.finish_dev(state, email, name, browser).await;
-        self.complete(finished).await
+        self.complete(finished, caller).await
     }
 
-    /// Turns a vouched identity into a token at `next`, or an error there.
-    async fn complete(&self, finished: Result<(Identity, String), LoginFailure>) -> LoginEnd {
+    /// Turns a vouched identity into a token at `next`, or an error there; either way
+    /// recorded in the audit trail before the browser is told.
+    async fn complete(
+        &self,
+        finished: Result<(Identity, String), LoginFailure>,
+        caller: &Caller,
+    ) -> LoginEnd {
         let (identity, next) = match finished {
             Ok(finished) => finished,
-            Err(failure) => return failure.end(),
+            Err(failure) => {
+                // An unknown, expired or replayed state, or the provider's refusal.
+                let event = AuditEvent::new(AuditKind::LoginRefused, Outcome::Refused)
+                    .reason(failure.message.clone());
+                self.audit.record_best_effort(event, caller).await;
+                return failure.end();
+            }
+        };
+        let provider = identity
+            .provider_id
+            .split_once(':')
+            .map(|(provider, _)| provider.to_owned());
+        let email = identity.email.clone();
+        let refused = |outcome, reason: &str| {
+            AuditEvent::new(AuditKind::LoginRefused, outcome)
+                .email(email.as_deref())
+                .provider(provider.as_deref())
+                .reason(reason)
         };
         match self.complete_login(identity).await {
-            Ok(token) => LoginEnd::Redirect(landing_url(&next, "jwt", &token)),
-            Err(Unfinished::Refused(message)) => LoginFailure::new(Some(&next), message).end(),
+            Ok((token, user, new)) => {
+                let mut event = AuditEvent::new(AuditKind::LoginSucceeded, Outcome::Success)
+                    .provider(provider.as_deref())
+                    .user(&user);
+                if new {
+                    event = event.reason("new user");
+                }
+                // Not reported as logged in unless it is on record.
+                if let Err(error) = self.audit.record(event, caller).await {
+                    tracing::error!(%error, "login not recorded in the audit trail");
+                    return LoginFailure::new(Some(&next), "Login failed: internal error").end();
+                }
+                LoginEnd::Redirect(landing_url(&next, "jwt", &token))
+            }
+            Err(Unfinished::Refused(message)) => {
+                self.audit
+                    .record_best_effort(refused(Outcome::Refused, &message), caller)
+                    .await;
+                LoginFailure::new(Some(&next), message).end()
+            }
             Err(Unfinished::Failed(error)) => {
                 tracing::error!(%error, "login failed");
+                self.audit
+                    .record_best_effort(refused(Outcome::Failure, "internal error"), caller)
+                    .await;
                 LoginFailure::new(Some(&next), "Login failed: internal error").end()
             }
         }
     }
 
     /// Creates or refreshes the user of a vouched identity (after the hooks agree) and
-    /// issues a client token.
-    async fn complete_login(&self, identity: Identity) -> Result<String, Unfinished> {
+    /// issues a client token; also the user, and whether it is new.
+    async fn complete_login(&self, identity: Identity) -> Result<(String, User, bool), Unfinished> {
         let Some(email) = identity.email.as_deref() else {
             return Err(Unfinished::Refused(
                 "The provider gave no email address for this account".into(),
             ));
         };
-        let user = match self.store.user(&crate::users::user_id_of(email)).await? {
-            None => self.first_login(&identity, email).await?,
-            Some(user) => self.later_login(identity, user).await?,
+        let (user, new) = match self.store.user(&crate::users::user_id_of(email)).await? {
+            None => (self.first_login(&identity, email).await?, true),
+            Some(user) => (self.later_login(identity, user).await?, false),
         };
-        Ok(self.issue_client_token(&user.id)?)
+        let token = self.issue_client_token(&user.id)?;
+        Ok((token, user, new))
     }
 
     /// A new user: stored only if both hooks agree, under the first free username.

@@ -13,6 +13,7 @@ mod permissions;
 mod profile;
 mod session;
 
+use crate::audit::Audit;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
@@ -50,6 +51,7 @@ pub struct AuthService {
     cache: AuthCache,
     /// Set on SIGTERM: `/auth/health` says not ready, so load balancers stop sending.
     draining: AtomicBool,
+    audit: Audit,
 }
 
 impl std::fmt::Debug for AuthService {
@@ -68,6 +70,7 @@ impl AuthService {
         plugins: Arc<PluginRegistry>,
         metrics: Arc<Metrics>,
         auth_cache: Duration,
+        audit: Audit,
     ) -> Self {
         let service = AuthService {
             cache: AuthCache::new(auth_cache, !store.announces_changes()),
@@ -77,9 +80,15 @@ impl AuthService {
             plugins: RwLock::new(plugins),
             metrics,
             draining: AtomicBool::new(false),
+            audit,
         };
         service.count_loaded_plugins();
         service
+    }
+
+    /// The audit trail (and this replica's id).
+    pub fn audit(&self) -> &Audit {
+        &self.audit
     }
 
     pub fn store(&self) -> &Store {

@@ -40,6 +40,7 @@ impl AuthService {
         &self,
         token: Option<&str>,
         username: Option<&str>,
+        caller: &crate::audit::Caller,
     ) -> Result<UpdateOutcome> {
         let Some(token) = token.filter(|t| !t.is_empty()) else {
             return Ok(Err(UpdateRefusal::NoToken));
@@ -70,7 +71,19 @@ impl AuthService {
         // Cached logins of this user carry the old username.
         self.cache.forget_user(&user.id);
         Ok(match choice {
-            UsernameChoice::Changed => Ok(()),
+            UsernameChoice::Changed => {
+                let event = crate::audit::AuditEvent::new(
+                    crate::audit::AuditKind::UsernameChanged,
+                    crate::audit::Outcome::Success,
+                )
+                .user(&user)
+                .reason(format!(
+                    "{} -> {username}",
+                    user.username.as_deref().unwrap_or("(none)")
+                ));
+                self.audit.record(event, caller).await?;
+                Ok(())
+            }
             UsernameChoice::AlreadySet => Err(UpdateRefusal::AlreadySet),
             UsernameChoice::Taken => Err(UpdateRefusal::Taken),
             UsernameChoice::UnknownUser => Err(UpdateRefusal::UnknownUser),

@@ -1,6 +1,7 @@
 //! Who a client token belongs to (`/auth/check`, and every use case that takes a token),
 //! and logout.
 
+use crate::audit::{AuditEvent, AuditKind, Outcome};
 use std::collections::BTreeMap;
 
 use crate::error::{Error, Result};
@@ -79,7 +80,12 @@ impl AuthService {
     /// extensions, and says where the browser goes: `next` (which must be on an allowed
     /// origin: otherwise nothing is revoked) or nowhere. A token that does not verify has
     /// nothing to revoke.
-    pub async fn logout(&self, token: Option<&str>, next: Option<&str>) -> Result<Option<String>> {
+    pub async fn logout(
+        &self,
+        token: Option<&str>,
+        next: Option<&str>,
+        caller: &crate::audit::Caller,
+    ) -> Result<Option<String>> {
         let next = match next.filter(|n| !n.is_empty()) {
             Some(next) => Some(
                 self.logins
@@ -101,7 +107,17 @@ impl AuthService {
                 i64::try_from(claims.exp).unwrap_or(i64::MAX),
             )
             .await?;
-        if let Some(mut user) = self.store.user(&claims.userid).await? {
+        let user = self.store.user(&claims.userid).await?;
+        let mut event = AuditEvent::new(AuditKind::Logout, Outcome::Success);
+        event = match &user {
+            Some(user) => event.user(user),
+            None => AuditEvent {
+                user_id: Some(claims.userid.clone()),
+                ..event
+            },
+        };
+        self.audit.record(event, caller).await?;
+        if let Some(mut user) = user {
             // Logout cannot be refused.
             let _ = self.run_hook(Hook::Logout, &mut user).await;
         }

@@ -104,3 +104,29 @@ pub mod leases {
 
     impl ActiveModelBehavior for ActiveModel {}
 }
+
+pub mod audit_events {
+    use sea_orm::entity::prelude::*;
+
+    #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
+    #[sea_orm(table_name = "audit_events")]
+    pub struct Model {
+        #[sea_orm(primary_key)]
+        pub id: i64,
+        pub at: i64,
+        pub event_type: String,
+        pub outcome: String,
+        pub user_id: Option<String>,
+        pub email: Option<String>,
+        pub provider: Option<String>,
+        pub client: Option<String>,
+        pub request_id: Option<String>,
+        pub replica: Option<String>,
+        pub reason: Option<String>,
+    }
+
+    #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
+    pub enum Relation {}
+
+    impl ActiveModelBehavior for ActiveModel {}
+}

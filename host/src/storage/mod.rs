@@ -15,6 +15,7 @@ use sea_orm::{
 use crate::clock::unix_now_i64;
 use crate::users::User;
 
+mod audit;
 mod entities;
 mod keys;
 mod leases;
@@ -23,6 +24,7 @@ mod redact;
 mod schema;
 mod url;
 
+pub use audit::{AuditFilter, AuditRecord};
 pub use keys::{KeyTransaction, StoredKey};
 pub use notify::{Change, ChangeKeys};
 pub use redact::redact_url;

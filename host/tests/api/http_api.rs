@@ -247,7 +247,11 @@ async fn authorize_signs_the_providers_permissions(backend: Backend) {
         assert_eq!((status, &body), (StatusCode::OK, &nothing), "{what}");
     }
     // Revoked (logged out on this replica), deleted user.
-    server.service.logout(Some(&token), None).await.unwrap();
+    server
+        .service
+        .logout(Some(&token), None, &Default::default())
+        .await
+        .unwrap();
     let (_, body) =
         get_json(&server.url(&format!("/auth/authorize?jwt={token}&service=example"))).await;
     assert_eq!(body, nothing);

@@ -6,6 +6,7 @@
 #[path = "../common/mod.rs"]
 mod common;
 
+mod audit;
 mod downstream_verification;
 mod hardening;
 mod http_api;

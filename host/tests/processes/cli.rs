@@ -700,3 +700,55 @@ fn plugins_call_makes_one_call_and_says_how_it_went() {
         assert!(stderr.contains(expected), "{args:?}: {stderr}");
     }
 }
+
+#[test]
+fn a_deletion_is_on_record_and_auth_host_audit_reads_the_trail() {
+    let dir = PluginDir::new();
+    let data = tempfile::tempdir().unwrap();
+    let run = |envs: &[(&str, &str)], args: &[&str]| {
+        let output = auth_host_in(data.path(), &dir, envs, args);
+        (
+            output.status.code(),
+            text(&output.stdout),
+            text(&output.stderr),
+        )
+    };
+    let (_, id, _) = run(&[], &["users", "add", "--email", "gone@example.com"]);
+    let id = id.trim();
+    let (code, stdout, stderr) = run(&[("AUTH_LOG_FORMAT", "json")], &["users", "delete", id]);
+    assert_eq!(code, Some(0), "{stdout}{stderr}");
+    // The JSON line log shippers and fail2ban read.
+    let line: serde_json::Value = stderr
+        .lines()
+        .filter_map(|line| serde_json::from_str::<serde_json::Value>(line).ok())
+        .find(|line| line["target"] == "auth_host::audit")
+        .unwrap_or_else(|| panic!("no audit line in {stderr}"));
+    let fields = line.get("fields").unwrap_or(&line);
+    assert_eq!(fields["type"], "user.deleted", "{line}");
+    assert_eq!(fields["user_id"], id, "{line}");
+    assert_eq!(fields["client"], "cli", "{line}");
+
+    let (code, stdout, _) = run(&[], &["audit", "--json", "--user", "gone@example.com"]);
+    assert_eq!(code, Some(0));
+    let events: Vec<serde_json::Value> = stdout
+        .lines()
+        .map(|line| serde_json::from_str(line).unwrap())
+        .collect();
+    assert_eq!(events.len(), 1, "{stdout}");
+    assert_eq!(events[0]["type"], "user.deleted");
+    assert_eq!(events[0]["email"], "gone@example.com");
+    let (code, table, _) = run(
+        &[],
+        &["audit", "--type", "user.deleted", "--since", "2020-01-01"],
+    );
+    assert_eq!(code, Some(0));
+    assert!(
+        table.contains("user.deleted") && table.contains(id),
+        "{table}"
+    );
+    let (_, none, _) = run(&[], &["audit", "--until", "2020-01-01"]);
+    assert_eq!(none, "");
+    let (code, _, stderr) = run(&[], &["audit", "--type", "deleted"]);
+    assert_eq!(code, Some(2));
+    assert!(stderr.contains("not one of"), "{stderr}");
+}

@@ -272,6 +272,27 @@ async fn the_admin_endpoint_reloads_and_says_how_it_went() {
         metrics.contains("auth_host_plugin_reloads_total{result=\"failed\"} 1"),
         "{metrics}"
     );
+    // Both reloads are on record, with who asked and how each ended.
+    let reloads = deployment.auth_host(&["audit", "--json", "--type", "plugins.reloaded"]);
+    let reloads: Vec<Value> = reloads
+        .lines()
+        .map(|line| serde_json::from_str(line).unwrap())
+        .collect();
+    assert_eq!(reloads.len(), 2, "{reloads:?}");
+    assert_eq!(reloads[0]["outcome"], "failure");
+    assert!(
+        reloads[0]["reason"]
+            .as_str()
+            .unwrap()
+            .starts_with("admin endpoint: reload refused"),
+        "{}",
+        reloads[0]
+    );
+    assert_eq!(reloads[1]["outcome"], "success");
+    assert_eq!(
+        reloads[1]["reason"],
+        "admin endpoint: services added, example; extensions "
+    );
     let log = server.stop();
     assert!(
         log.contains("admin endpoint: missing or wrong bearer token"),

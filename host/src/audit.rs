@@ -1,0 +1,298 @@
+//! The audit trail: who logged in, who was refused and why, from where; logouts, username
+//! changes, deletions and plugin reloads. Each event is stored (`audit_events`) before the
+//! answer that reports it goes out, then logged as one JSON line with the target
+//! `auth_host::audit` for log shippers and fail2ban. Reads: `auth-host audit` and
+//! `GET /admin/audit`. Not one event per `/auth/check` or `/auth/authorize`: metrics count
+//! those.
+
+use crate::clock::unix_now_millis;
+use crate::storage::{AuditRecord, Store, StoreError};
+use crate::users::User;
+
+/// What happened.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AuditKind {
+    LoginSucceeded,
+    LoginRefused,
+    Logout,
+    UsernameChanged,
+    UserDeleted,
+    PluginsReloaded,
+}
+
+impl AuditKind {
+    pub const ALL: [AuditKind; 6] = [
+        AuditKind::LoginSucceeded,
+        AuditKind::LoginRefused,
+        AuditKind::Logout,
+        AuditKind::UsernameChanged,
+        AuditKind::UserDeleted,
+        AuditKind::PluginsReloaded,
+    ];
+
+    /// The event's `type`, as stored, logged and filtered on.
+    pub fn name(self) -> &'static str {
+        match self {
+            AuditKind::LoginSucceeded => "login.succeeded",
+            AuditKind::LoginRefused => "login.refused",
+            AuditKind::Logout => "logout",
+            AuditKind::UsernameChanged => "username.changed",
+            AuditKind::UserDeleted => "user.deleted",
+            AuditKind::PluginsReloaded => "plugins.reloaded",
+        }
+    }
+
+    pub fn from_name(name: &str) -> Option<AuditKind> {
+        AuditKind::ALL.into_iter().find(|kind| kind.name() == name)
+    }
+}
+
+/// How it ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Outcome {
+    Success,
+    /// Refused on purpose: a hook, the allowlist, an unknown or replayed state, a limit.
+    Refused,
+    /// auth-host or a provider failed.
+    Failure,
+}
+
+impl Outcome {
+    pub fn name(self) -> &'static str {
+        match self {
+            Outcome::Success => "success",
+            Outcome::Refused => "refused",
+            Outcome::Failure => "failure",
+        }
+    }
+}
+
+/// Who asked: the client's address as the trusted-proxy rules resolved it, and the
+/// request's id; for commands, `cli` and none.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Caller {
+    pub client: Option<String>,
+    pub request_id: Option<String>,
+}
+
+impl Caller {
+    /// A command run on the server (`auth-host users delete`).
+    pub fn command_line() -> Caller {
+        Caller {
+            client: Some("cli".into()),
+            request_id: None,
+        }
+    }
+}
+
+/// Reasons are shown to operators, and some come from providers or plugins: bounded.
+const MAX_REASON_CHARS: usize = 500;
+
+/// One event, before it is stored.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AuditEvent {
+    pub kind: AuditKind,
+    pub outcome: Outcome,
+    pub user_id: Option<String>,
+    pub email: Option<String>,
+    pub provider: Option<String>,
+    pub reason: Option<String>,
+}
+
+impl AuditEvent {
+    pub fn new(kind: AuditKind, outcome: Outcome) -> AuditEvent {
+        AuditEvent {
+            kind,
+            outcome,
+            user_id: None,
+            email: None,
+            provider: None,
+            reason: None,
+        }
+    }
+
+    /// About `user`: its id and email, and the provider of its login.
+    pub fn user(mut self, user: &User) -> AuditEvent {
+        self.user_id = Some(user.id.clone());
+        self.email = user.email.as_ref().map(|e| e.to_lowercase());
+        if self.provider.is_none() {
+            self.provider = user
+                .provider_id
+                .as_deref()
+                .and_then(|id| id.split_once(':'))
+                .map(|(provider, _)| provider.to_owned());
+        }
+        self
+    }
+
+    pub fn email(mut self, email: Option<&str>) -> AuditEvent {
+        self.email = email.map(str::to_lowercase);
+        self
+    }
+
+    pub fn provider(mut self, provider: Option<&str>) -> AuditEvent {
+        self.provider = provider.map(str::to_owned);
+        self
+    }
+
+    pub fn reason(mut self, reason: impl Into<String>) -> AuditEvent {
+        let reason: String = reason
+            .into()
+            .chars()
+            .map(|c| if c.is_control() { ' ' } else { c })
+            .take(MAX_REASON_CHARS)
+            .collect();
+        self.reason = Some(reason);
+        self
+    }
+}
+
+/// Stores and logs events, naming this replica.
+#[derive(Debug, Clone)]
+pub struct Audit {
+    store: Store,
+    replica: String,
+}
+
+impl Audit {
+    pub fn new(store: Store, replica: String) -> Audit {
+        Audit { store, replica }
+    }
+
+    /// This replica's id (also the holder name of its background-job leases).
+    pub fn replica(&self) -> &str {
+        &self.replica
+    }
+
+    /// Stores `event`, then logs it. An error means it was not stored: the caller must not
+    /// report the change as done.
+    pub async fn record(&self, event: AuditEvent, caller: &Caller) -> Result<(), StoreError> {
+        let record = AuditRecord {
+            id: 0,
+            at: unix_now_millis(),
+            event_type: event.kind.name().to_owned(),
+            outcome: event.outcome.name().to_owned(),
+            user_id: event.user_id,
+            email: event.email,
+            provider: event.provider,
+            client: caller.client.clone(),
+            request_id: caller.request_id.clone(),
+            replica: Some(self.replica.clone()),
+            reason: event.reason,
+        };
+        self.store.append_audit(&record).await?;
+        tracing::info!(
+            target: "auth_host::audit",
+            r#type = record.event_type,
+            outcome = record.outcome,
+            user_id = record.user_id,
+            email = record.email,
+            provider = record.provider,
+            client = record.client,
+            request_id = record.request_id,
+            replica = record.replica,
+            reason = record.reason,
+            "audit"
+        );
+        Ok(())
+    }
+
+    /// Records an event whose outcome stands whether or not it is stored (a refusal, a
+    /// reload already done): a failure to store it is logged, and nothing else changes.
+    pub async fn record_best_effort(&self, event: AuditEvent, caller: &Caller) {
+        let kind = event.kind.name();
+        if let Err(error) = self.record(event, caller).await {
+            tracing::error!(%error, r#type = kind, "cannot store an audit event");
+        }
+    }
+}
+
+/// A time given to `--since`/`--until` or `since=`/`until=`: RFC 3339
+/// (`2026-12-01T08:00:00Z`), a date (`2026-12-01`, its midnight UTC) or Unix seconds; Unix
+/// milliseconds.
+pub fn parse_time(text: &str) -> Result<i64, String> {
+    let text = text.trim();
+    if let Ok(at) = chrono::DateTime::parse_from_rfc3339(text) {
+        return Ok(at.timestamp_millis());
+    }
+    if let Ok(day) = chrono::NaiveDate::parse_from_str(text, "%Y-%m-%d") {
+        return Ok(day
+            .and_time(chrono::NaiveTime::MIN)
+            .and_utc()
+            .timestamp_millis());
+    }
+    if let Ok(seconds) = text.parse::<i64>() {
+        return seconds
+            .checked_mul(1000)
+            .ok_or_else(|| format!("`{text}`: out of range"));
+    }
+    Err(format!(
+        "`{text}`: not a time (2026-12-01T08:00:00Z, 2026-12-01 or Unix seconds)"
+    ))
+}
+
+/// A filter from what a reader asked: a user id or email, a type (one of
+/// [`AuditKind::ALL`]), a time range.
+pub fn filter(
+    user: Option<&str>,
+    event_type: Option<&str>,
+    since: Option<&str>,
+    until: Option<&str>,
+) -> Result<crate::storage::AuditFilter, String> {
+    if let Some(event_type) = event_type
+        && AuditKind::from_name(event_type).is_none()
+    {
+        let known: Vec<&str> = AuditKind::ALL.iter().map(|kind| kind.name()).collect();
+        return Err(format!(
+            "type `{event_type}`: not one of {}",
+            known.join(", ")
+        ));
+    }
+    Ok(crate::storage::AuditFilter {
+        user: user.filter(|u| !u.is_empty()).map(str::to_owned),
+        event_type: event_type.map(str::to_owned),
+        since: since.map(parse_time).transpose()?,
+        until: until.map(parse_time).transpose()?,
+        before_id: None,
+    })
+}
+
+/// Unix milliseconds as RFC 3339 (UTC, milliseconds).
+pub fn format_time(at: i64) -> String {
+    chrono::DateTime::from_timestamp_millis(at)
+        .map(|at| at.to_rfc3339_opts(chrono::SecondsFormat::Millis, true))
+        .unwrap_or_else(|| at.to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn times_are_read_in_three_forms() {
+        assert_eq!(parse_time("2026-12-01T08:00:00Z"), Ok(1_796_112_000_000));
+        assert_eq!(
+            parse_time("2026-12-01T09:00:00+01:00"),
+            Ok(1_796_112_000_000)
+        );
+        assert_eq!(parse_time("2026-12-01"), Ok(1_796_083_200_000));
+        assert_eq!(parse_time("1796112000"), Ok(1_796_112_000_000));
+        assert!(parse_time("yesterday").is_err());
+        assert!(parse_time("99999999999999999").is_err());
+        assert_eq!(format_time(1_796_112_000_000), "2026-12-01T08:00:00.000Z");
+    }
+
+    #[test]
+    fn only_known_types_are_filtered_on() {
+        assert!(filter(None, Some("login.succeeded"), None, None).is_ok());
+        let error = filter(None, Some("login"), None, None).unwrap_err();
+        assert!(error.contains("login.succeeded, login.refused"), "{error}");
+        let reasons =
+            AuditEvent::new(AuditKind::Logout, Outcome::Success).reason("a\nb".repeat(400));
+        assert_eq!(
+            reasons.reason.as_ref().map(|r| r.chars().count()),
+            Some(MAX_REASON_CHARS)
+        );
+        assert!(!reasons.reason.unwrap_or_default().contains('\n'));
+    }
+}
