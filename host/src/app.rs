@@ -47,6 +47,7 @@ pub async fn load_keys(
     config: &Config,
     store: &Store,
     refused_rows: Gauge,
+    audit: Option<crate::audit::Audit>,
 ) -> Result<(KeySet, Option<Arc<Keyring>>), StartupError> {
     let finish = {
         let own_keys = [
@@ -86,7 +87,7 @@ pub async fn load_keys(
             Ok((keys, None))
         }
         Some(KeySource::Database) => {
-            let keyring = Keyring::new(config, store.clone(), finish, refused_rows)?;
+            let keyring = Keyring::new(config, store.clone(), finish, refused_rows, audit)?;
             let keys = keyring.current().await?.ok_or_else(|| {
                 StartupError::Io("signing keys: none read from the database".into())
             })?;
@@ -186,8 +187,16 @@ impl App {
     ) -> Result<App, StartupError> {
         let store = open_store(config).await?;
         let metrics = Arc::new(Metrics::new());
-        let (keys, keyring) =
-            load_keys(config, &store, metrics.signing_key_rows_refused.clone()).await?;
+        // This replica's id: in its audit events, and the holder name of its leases.
+        let replica = uuid::Uuid::new_v4().simple().to_string();
+        let audit = crate::audit::Audit::new(store.clone(), replica);
+        let (keys, keyring) = load_keys(
+            config,
+            &store,
+            metrics.signing_key_rows_refused.clone(),
+            Some(audit.clone()),
+        )
+        .await?;
         let tokens = token_service(config, keys);
         let settings = PluginSettings {
             worker_metrics: metrics.workers.clone(),
@@ -204,8 +213,6 @@ impl App {
             "plugins loaded"
         );
         let logins = logins(config, store.clone())?;
-        let replica = uuid::Uuid::new_v4().simple().to_string();
-        let audit = crate::audit::Audit::new(store.clone(), replica);
         let service = Arc::new(AuthService::new(
             store,
             tokens,

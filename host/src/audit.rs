@@ -18,16 +18,26 @@ pub enum AuditKind {
     UsernameChanged,
     UserDeleted,
     PluginsReloaded,
+    /// A signing key made in the database (the first, or the next of a rotation).
+    SigningKeyCreated,
+    /// `signing_keys` rows not authenticated under `key_secrets` (when their number
+    /// changes).
+    SigningKeyRowsRefused,
+    /// An isolated plugin's worker entered a crash loop.
+    PluginCrashLoop,
 }
 
 impl AuditKind {
-    pub const ALL: [AuditKind; 6] = [
+    pub const ALL: [AuditKind; 9] = [
         AuditKind::LoginSucceeded,
         AuditKind::LoginRefused,
         AuditKind::Logout,
         AuditKind::UsernameChanged,
         AuditKind::UserDeleted,
         AuditKind::PluginsReloaded,
+        AuditKind::SigningKeyCreated,
+        AuditKind::SigningKeyRowsRefused,
+        AuditKind::PluginCrashLoop,
     ];
 
     /// The event's `type`, as stored, logged and filtered on.
@@ -39,6 +49,9 @@ impl AuditKind {
             AuditKind::UsernameChanged => "username.changed",
             AuditKind::UserDeleted => "user.deleted",
             AuditKind::PluginsReloaded => "plugins.reloaded",
+            AuditKind::SigningKeyCreated => "signing_key.created",
+            AuditKind::SigningKeyRowsRefused => "signing_key.rows_refused",
+            AuditKind::PluginCrashLoop => "plugin.crash_loop",
         }
     }
 
@@ -78,8 +91,13 @@ pub struct Caller {
 impl Caller {
     /// A command run on the server (`auth-host users delete`).
     pub fn command_line() -> Caller {
+        Caller::named("cli")
+    }
+
+    /// Something of auth-host's own (`keyring`, `supervisor`) or a signal (`SIGHUP`).
+    pub fn named(name: &str) -> Caller {
         Caller {
-            client: Some("cli".into()),
+            client: Some(name.to_owned()),
             request_id: None,
         }
     }

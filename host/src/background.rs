@@ -5,6 +5,7 @@
 use std::sync::{Arc, Weak};
 use std::time::Duration;
 
+use crate::audit::{AuditEvent, AuditKind, Caller, Outcome};
 use crate::keyring::Keyring;
 use crate::service::AuthService;
 
@@ -42,7 +43,37 @@ pub fn start(service: &Arc<AuthService>, keyring: Option<Arc<Keyring>>, maintena
             }
         });
     }
+    tokio::spawn(watch_crash_loops(weak.clone()));
     tokio::spawn(maintain(weak, keyring, maintenance, replica));
+}
+
+/// Puts each isolated plugin's entry into a crash loop on record, once per loop (the
+/// supervisors run on threads of their own; this looks every second).
+async fn watch_crash_loops(service: Weak<AuthService>) {
+    let mut known: Vec<String> = Vec::new();
+    let mut ticks = tokio::time::interval(Duration::from_secs(1));
+    loop {
+        ticks.tick().await;
+        let Some(service) = service.upgrade() else {
+            return;
+        };
+        let now: Vec<String> = service
+            .plugins()
+            .crash_loops()
+            .into_iter()
+            .map(str::to_owned)
+            .collect();
+        for alias in now.iter().filter(|alias| !known.contains(alias)) {
+            let event = AuditEvent::new(AuditKind::PluginCrashLoop, Outcome::Failure).reason(
+                format!("{alias}: its worker keeps crashing; restarted with growing delays"),
+            );
+            service
+                .audit()
+                .record_best_effort(event, &Caller::named("supervisor"))
+                .await;
+        }
+        known = now;
+    }
 }
 
 /// Purges expired login states, revocations, signing keys and audit events past their

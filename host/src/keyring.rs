@@ -6,6 +6,7 @@
 //! thumbprint of its public key. Whoever can write the table but knows no secret cannot
 //! publish a key of their own; the rows they write are left out and reported.
 
+use crate::audit::{Audit, AuditEvent, AuditKind, Caller, Outcome};
 use std::sync::Arc;
 
 use prometheus_client::metrics::gauge::Gauge;
@@ -58,6 +59,10 @@ pub struct Keyring {
     next_change: std::sync::atomic::AtomicI64,
     /// Rows refused at the last look (a metric).
     refused_rows: Gauge,
+    /// Where made keys and refused rows go on record (none for some commands).
+    audit: Option<Audit>,
+    /// The refused rows last put on record: a new event only when the number changes.
+    refused_on_record: std::sync::atomic::AtomicUsize,
 }
 
 impl std::fmt::Debug for Keyring {
@@ -76,6 +81,7 @@ impl Keyring {
         store: Store,
         finish: impl Fn(KeySet) -> Result<KeySet, KeyError> + Send + Sync + 'static,
         refused_rows: Gauge,
+        audit: Option<Audit>,
     ) -> Result<Keyring, KeyError> {
         Ok(Keyring {
             store,
@@ -89,6 +95,8 @@ impl Keyring {
             in_use: std::sync::Mutex::new(InUse::default()),
             next_change: std::sync::atomic::AtomicI64::new(i64::MAX),
             refused_rows,
+            audit,
+            refused_on_record: std::sync::atomic::AtomicUsize::new(0),
         })
     }
 
@@ -102,6 +110,7 @@ impl Keyring {
             plan = self.plan(&sorted);
         }
         self.report(&sorted.refused);
+        self.put_refusals_on_record(&sorted.refused).await;
         self.next_change.store(
             plan.next_change.unwrap_or(i64::MAX),
             std::sync::atomic::Ordering::SeqCst,
@@ -211,6 +220,27 @@ impl Keyring {
         }
     }
 
+    /// An audit event when the number of refused rows changes (not one per look).
+    async fn put_refusals_on_record(&self, refused: &[(i64, String)]) {
+        use std::sync::atomic::Ordering;
+        let before = self.refused_on_record.swap(refused.len(), Ordering::SeqCst);
+        let (Some(audit), Some((generation, why))) = (&self.audit, refused.first()) else {
+            return;
+        };
+        if before == refused.len() {
+            return;
+        }
+        let event =
+            AuditEvent::new(AuditKind::SigningKeyRowsRefused, Outcome::Refused).reason(format!(
+                "{} signing_keys rows not authenticated under key_secrets; first: generation \
+                 {generation}: {why}",
+                refused.len()
+            ));
+        audit
+            .record_best_effort(event, &Caller::named("keyring"))
+            .await;
+    }
+
     /// Under the lock: seals again the keys that need it, then makes the keys the schedule
     /// lacks. A replica that waited for the lock finds the work done and does none. The rows
     /// afterwards.
@@ -231,10 +261,25 @@ impl Keyring {
             }
         }
         let Plan { missing, .. } = self.schedule.plan(&windows(&trusted), unix_now_i64());
+        let mut made = Vec::new();
         for window in missing {
-            self.make(&transaction, window).await?;
+            made.push((self.make(&transaction, window).await?, window));
         }
         transaction.commit().await?;
+        if let Some(audit) = &self.audit {
+            for (kid, window) in made {
+                let event = AuditEvent::new(AuditKind::SigningKeyCreated, Outcome::Success).reason(
+                    format!(
+                        "kid {kid}, generation {}, signs from {}",
+                        window.generation,
+                        crate::audit::format_time(window.signs_from.saturating_mul(1000))
+                    ),
+                );
+                audit
+                    .record_best_effort(event, &Caller::named("keyring"))
+                    .await;
+            }
+        }
         Ok(self.store.signing_keys().await?)
     }
 
@@ -251,12 +296,12 @@ impl Keyring {
             .await?)
     }
 
-    /// Makes the key of `window` and stores it.
+    /// Makes the key of `window` and stores it; its kid.
     async fn make(
         &self,
         transaction: &KeyTransaction,
         window: KeyWindow,
-    ) -> Result<(), KeyringError> {
+    ) -> Result<String, KeyringError> {
         let (private_pem, public_pem, kid) =
             tokio::task::spawn_blocking(new_rsa_key_pair)
                 .await
@@ -288,7 +333,7 @@ impl Keyring {
             signs_from = window.signs_from,
             "created a signing key in the database"
         );
-        Ok(())
+        Ok(kid)
     }
 
     /// Forgets keys no token can need any more; how many.

@@ -275,7 +275,8 @@ fn main() -> ExitCode {
 
 async fn issue_token(config: &Config, userid: &str) -> Result<ExitCode, StartupError> {
     let store = app::open_store(config).await?;
-    let (keys, _) = app::load_keys(config, &store, Default::default()).await?;
+    let audit = Audit::new(store.clone(), "cli".into());
+    let (keys, _) = app::load_keys(config, &store, Default::default(), Some(audit)).await?;
     let tokens = app::token_service(config, keys);
     if store_call(config, store.user(userid).await)?.is_none() {
         eprintln!("no user with id `{userid}`");

@@ -115,13 +115,9 @@ impl PluginReloader {
             Err(error) => AuditEvent::new(AuditKind::PluginsReloaded, Outcome::Failure)
                 .reason(format!("{cause}: {error}")),
         };
-        let caller = Caller {
-            client: Some(cause.to_owned()),
-            request_id: None,
-        };
         self.service
             .audit()
-            .record_best_effort(event, &caller)
+            .record_best_effort(event, &Caller::named(cause))
             .await;
         metrics
             .plugin_reloads

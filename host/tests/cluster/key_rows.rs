@@ -210,6 +210,36 @@ async fn a_key_row_written_without_the_secret_is_never_published_nor_trusted() {
     );
     assert!(authenticated_at(&running.base, &genuine).await);
     assert!(!authenticated_at(&running.base, &forged).await);
+
+    // On record: the keys made, and the refused rows each time their number changed (not
+    // once a look).
+    let db = database.connect().await;
+    let events = db
+        .query_all_raw(Statement::from_string(
+            DbBackend::Postgres,
+            "SELECT event_type, reason FROM audit_events ORDER BY id",
+        ))
+        .await
+        .unwrap();
+    let of_type = |wanted: &str| -> Vec<String> {
+        events
+            .iter()
+            .filter(|row| row.try_get::<String>("", "event_type").unwrap() == wanted)
+            .map(|row| row.try_get::<String>("", "reason").unwrap())
+            .collect()
+    };
+    assert!(!of_type("signing_key.created").is_empty());
+    let refused = of_type("signing_key.rows_refused");
+    assert!(
+        refused
+            .iter()
+            .any(|r| r.starts_with("20002 signing_keys rows")),
+        "{refused:?}"
+    );
+    assert!(
+        refused.len() <= 6,
+        "one event per change, not per look: {refused:?}"
+    );
 }
 
 /// A row the earlier release wrote (sealed bound to the kid only): a replica of this release

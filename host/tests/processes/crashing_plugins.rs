@@ -252,6 +252,22 @@ async fn isolated_plugins_crash_alone_and_answer_again_once_the_crashes_stop() {
     assert_eq!(health.0, 200, "{}", health.1);
     let log = server.stop();
     assert!(log.contains("plugin worker ended"), "{log}");
+    // The crash loop is on record (once), with who noticed it.
+    let loops = common::auth_host_command(
+        data.path(),
+        &["audit", "--json", "--type", "plugin.crash_loop"],
+    );
+    let loops: Vec<serde_json::Value> = loops
+        .lines()
+        .map(|line| serde_json::from_str(line).unwrap())
+        .collect();
+    assert!(
+        loops.iter().any(|event| event["reason"]
+            .as_str()
+            .is_some_and(|r| r.starts_with("abort: "))
+            && event["client"] == "supervisor"),
+        "{loops:?}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
