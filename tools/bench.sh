@@ -152,8 +152,8 @@ AUTHORIZE="GET /auth/authorize (sample provider)"
 run "$AUTHORIZE" "$BASE/auth/authorize?service=example&jwt=$TOKEN"
 run "GET /auth/authorize (sample provider, isolated)" "$BASE/auth/authorize?service=isolated&jwt=$TOKEN"
 run "GET /auth/authorize (sample provider, isolated, sandboxed)" "$BASE/auth/authorize?service=sandboxed&jwt=$TOKEN"
-run "$AUTHORIZE, Cedar policies" "$BASE/auth/authorize?service=cedar&jwt=$TOKEN"
-run "$AUTHORIZE, HTTP service (Python example)" "$BASE/auth/authorize?service=http&jwt=$TOKEN"
+run "GET /auth/authorize (Cedar policies, 3 actions)" "$BASE/auth/authorize?service=cedar&jwt=$TOKEN"
+run "GET /auth/authorize (http_permissions, the Python example)" "$BASE/auth/authorize?service=http&jwt=$TOKEN"
 run "POST /auth/update" "$BASE/auth/update" "$OUT/update.lua"
 
 # A whole login (start, then callback: state, user refresh, hooks, client token) cannot be

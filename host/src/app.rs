@@ -189,7 +189,14 @@ impl App {
         let metrics = Arc::new(Metrics::new());
         // This replica's id: in its audit events, and the holder name of its leases.
         let replica = uuid::Uuid::new_v4().simple().to_string();
-        let audit = crate::audit::Audit::new(store.clone(), replica);
+        let audit = crate::audit::Audit::new(store.clone(), replica)
+            .counting_logins(metrics.logins.clone());
+        metrics
+            .signing_key_rotation
+            .set(i64::try_from(config.key_rotation_secs).unwrap_or(i64::MAX));
+        metrics
+            .signing_key_in_use_since
+            .set(crate::clock::unix_now_i64());
         let (keys, keyring) = load_keys(
             config,
             &store,

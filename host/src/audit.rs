@@ -166,15 +166,40 @@ impl AuditEvent {
 }
 
 /// Stores and logs events, naming this replica.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct Audit {
     store: Store,
     replica: String,
+    /// Where logins are counted by provider and outcome (a server's metrics).
+    logins: Option<LoginCounter>,
+}
+
+type LoginCounter = prometheus_client::metrics::family::Family<
+    crate::metrics::LoginLabels,
+    prometheus_client::metrics::counter::Counter,
+>;
+
+impl std::fmt::Debug for Audit {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Audit")
+            .field("replica", &self.replica)
+            .finish_non_exhaustive()
+    }
 }
 
 impl Audit {
     pub fn new(store: Store, replica: String) -> Audit {
-        Audit { store, replica }
+        Audit {
+            store,
+            replica,
+            logins: None,
+        }
+    }
+
+    /// Also counts the logins it records in `logins` (`auth_host_logins_total`).
+    pub fn counting_logins(mut self, logins: LoginCounter) -> Audit {
+        self.logins = Some(logins);
+        self
     }
 
     /// This replica's id (also the holder name of its background-job leases).
@@ -199,6 +224,19 @@ impl Audit {
             reason: event.reason,
         };
         self.store.append_audit(&record).await?;
+        if let Some(logins) = &self.logins
+            && matches!(
+                event.kind,
+                AuditKind::LoginSucceeded | AuditKind::LoginRefused
+            )
+        {
+            logins
+                .get_or_create(&crate::metrics::LoginLabels {
+                    provider: record.provider.clone().unwrap_or_else(|| "unknown".into()),
+                    outcome: event.outcome.name(),
+                })
+                .inc();
+        }
         tracing::info!(
             target: "auth_host::audit",
             r#type = record.event_type,

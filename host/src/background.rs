@@ -39,6 +39,10 @@ pub fn start(service: &Arc<AuthService>, keyring: Option<Arc<Keyring>>, maintena
         Arc::clone(keyring).keep_current(move |keys| {
             if let Some(service) = weak.upgrade() {
                 service.metrics().signing_key_changes.inc();
+                service
+                    .metrics()
+                    .signing_key_in_use_since
+                    .set(crate::clock::unix_now_i64());
                 service.tokens().replace_keys(keys);
             }
         });

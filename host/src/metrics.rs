@@ -66,8 +66,32 @@ pub struct ReloadLabels {
     pub result: &'static str,
 }
 
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct LoginLabels {
+    /// The login provider (`unknown` when the state named none that is known).
+    pub provider: String,
+    /// `success`, `refused` or `failure`, as in the audit trail.
+    pub outcome: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct CacheLabels {
+    /// `hit` or `miss`.
+    pub result: &'static str,
+}
+
 pub struct Metrics {
     registry: Registry,
+    /// Logins ended, by provider and outcome.
+    pub logins: Family<LoginLabels, Counter>,
+    /// Client-token lookups answered from the token cache, or not.
+    pub token_cache: Family<CacheLabels, Counter>,
+    /// Requests that failed because the database did.
+    pub database_errors: Counter,
+    /// Unix time this replica put its current signing key in use.
+    pub signing_key_in_use_since: Gauge,
+    /// `key_rotation_secs` (0: no rotation), for the "rotation stalled" alert.
+    pub signing_key_rotation: Gauge,
     pub plugin_reloads: Family<ReloadLabels, Counter>,
     pub requests: Family<RequestLabels, Counter>,
     pub request_seconds: Family<RouteLabels, Histogram>,
@@ -191,8 +215,43 @@ impl Metrics {
              secret (ignored)",
             notifications_refused.clone(),
         );
+        let logins = Family::<LoginLabels, Counter>::default();
+        registry.register(
+            "logins",
+            "Logins ended, by provider and outcome",
+            logins.clone(),
+        );
+        let token_cache = Family::<CacheLabels, Counter>::default();
+        registry.register(
+            "token_cache_lookups",
+            "Client-token lookups, answered from the token cache (hit) or not (miss)",
+            token_cache.clone(),
+        );
+        let database_errors = Counter::default();
+        registry.register(
+            "database_errors",
+            "Requests that failed because the database did",
+            database_errors.clone(),
+        );
+        let signing_key_in_use_since = Gauge::default();
+        registry.register(
+            "signing_key_in_use_since_seconds",
+            "Unix time this replica put its current signing key in use",
+            signing_key_in_use_since.clone(),
+        );
+        let signing_key_rotation = Gauge::default();
+        registry.register(
+            "signing_key_rotation_seconds",
+            "key_rotation_secs: how often the signing key is replaced (0: never)",
+            signing_key_rotation.clone(),
+        );
         Metrics {
             registry,
+            logins,
+            token_cache,
+            database_errors,
+            signing_key_in_use_since,
+            signing_key_rotation,
             signing_key_rows_refused,
             notifications_refused,
             maintenance_runs,

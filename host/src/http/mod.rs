@@ -210,9 +210,15 @@ impl HttpApi {
             post: method == Method::POST,
             secure_cookies: self.settings.secure_cookies,
         };
-        let reply = routes::handle(route, &context, &params)
-            .await
-            .unwrap_or_else(Reply::from);
+        let reply = match routes::handle(route, &context, &params).await {
+            Ok(reply) => reply,
+            Err(failure) => {
+                if let routes::Failure::Service(crate::error::Error::Storage(_)) = &failure {
+                    self.service.metrics().database_errors.inc();
+                }
+                Reply::from(failure)
+            }
+        };
         (route.name(), reply.render(callback))
     }
 

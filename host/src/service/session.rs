@@ -47,7 +47,13 @@ impl AuthService {
         let Some(token) = token.filter(|t| !t.is_empty()) else {
             return Ok(None);
         };
-        if let Some(known) = self.cache.get(token) {
+        let cached = self.cache.get(token);
+        let result = if cached.is_some() { "hit" } else { "miss" };
+        self.metrics
+            .token_cache
+            .get_or_create(&crate::metrics::CacheLabels { result })
+            .inc();
+        if let Some(known) = cached {
             return Ok(Some(known));
         }
         let Some(claims) = self.client_claims(Some(token)) else {

@@ -7,6 +7,7 @@
 mod common;
 
 mod audit;
+mod dashboards;
 mod downstream_verification;
 mod hardening;
 mod http_api;
