@@ -202,6 +202,33 @@ async fn logins_refusals_logouts_and_changes_are_on_record(backend: Backend) {
     let _ = server.stop().await;
 }
 
+/// "Written before the answer that reports it": when the event cannot be stored, the login
+/// is not reported as done (no token reaches the app).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_login_that_cannot_be_put_on_record_fails() {
+    use sea_orm::ConnectionTrait;
+    let server = TestServer::start_with(Backend::Sqlite, json!({"dev_login": true})).await;
+    let app = server.url("/app");
+    let landing = dev_login_landing(&server, &app, "kept@example.com").await;
+    assert!(params_of(&landing).contains_key("jwt"), "{landing}");
+    server
+        .database()
+        .connect()
+        .await
+        .execute_unprepared("DROP TABLE audit_events")
+        .await
+        .unwrap();
+    let landing = dev_login_landing(&server, &app, "lost@example.com").await;
+    let params = params_of(&landing);
+    assert!(!params.contains_key("jwt"), "{landing}");
+    assert_eq!(
+        params.get("error").map(String::as_str),
+        Some("Login failed: internal error"),
+        "{landing}"
+    );
+    let _ = server.stop().await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn without_an_admin_token_there_is_no_audit_endpoint() {
     let server = TestServer::start(Backend::Sqlite).await;
