@@ -87,7 +87,9 @@ async fn isolated_plugins_crash_alone_and_answer_again_once_the_crashes_stop() {
         ),
         ("ALLOWED_SERVICES".into(), services.join(";")),
         ("AUTH_PLUGIN_TIMEOUT_MS".into(), "3000".into()),
-        ("AUTH_PLUGIN_MEMORY_LIMIT_MB".into(), "1024".into()),
+        // `alloc` must meet this limit within the 3 s call limit even beside the other tests
+        // of this binary: 1 GiB of page faults took longer than that once under load.
+        ("AUTH_PLUGIN_MEMORY_LIMIT_MB".into(), "256".into()),
     ];
     for mode in CRASHES {
         let alias = mode.to_uppercase();
