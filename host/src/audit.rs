@@ -143,6 +143,18 @@ impl AuditEvent {
         self
     }
 
+    /// About the user `id`, or the record of it when there is one (a user deleted in the
+    /// meantime is named by id only).
+    pub fn user_or_id(self, user: Option<&User>, id: &str) -> AuditEvent {
+        match user {
+            Some(user) => self.user(user),
+            None => AuditEvent {
+                user_id: Some(id.to_owned()),
+                ..self
+            },
+        }
+    }
+
     pub fn email(mut self, email: Option<&str>) -> AuditEvent {
         self.email = email.map(str::to_lowercase);
         self
@@ -311,6 +323,14 @@ pub fn filter(
         until: until.map(parse_time).transpose()?,
         before_id: None,
     })
+}
+
+/// An event as readers get it (`auth-host audit --json`, `GET /admin/audit`): the stored
+/// fields and `time`, RFC 3339.
+pub fn to_json(record: &AuditRecord) -> serde_json::Value {
+    let mut value = serde_json::to_value(record).unwrap_or_default();
+    value["time"] = format_time(record.at).into();
+    value
 }
 
 /// Unix milliseconds as RFC 3339 (UTC, milliseconds).

@@ -377,14 +377,8 @@ async fn users(config: &Config, command: UsersCommand) -> Result<ExitCode, Start
         UsersCommand::Delete { id } => {
             let user = store_call(config, store.user(&id).await)?;
             if store_call(config, store.delete_user(&id).await)? {
-                let event = AuditEvent::new(AuditKind::UserDeleted, Outcome::Success);
-                let event = match &user {
-                    Some(user) => event.user(user),
-                    None => AuditEvent {
-                        user_id: Some(id.clone()),
-                        ..event
-                    },
-                };
+                let event = AuditEvent::new(AuditKind::UserDeleted, Outcome::Success)
+                    .user_or_id(user.as_ref(), &id);
                 let audit = Audit::new(store.clone(), "cli".into());
                 store_call(config, audit.record(event, &Caller::command_line()).await)?;
                 println!("deleted user `{id}`");
@@ -407,12 +401,10 @@ async fn audit(
     let store = app::open_store(config).await?;
     let events = store_call(config, store.audit_events(filter, limit).await)?;
     for event in &events {
-        let time = auth_host::audit::format_time(event.at);
         if json {
-            let mut line = serde_json::to_value(event).unwrap_or_default();
-            line["time"] = time.into();
-            println!("{line}");
+            println!("{}", auth_host::audit::to_json(event));
         } else {
+            let time = auth_host::audit::format_time(event.at);
             let or_dash = |v: &Option<String>| v.clone().unwrap_or_else(|| "-".into());
             println!(
                 "{time}  {:<16} {:<8} {:<32} {:<28} {:<8} {:<15} {}",

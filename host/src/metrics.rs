@@ -84,8 +84,10 @@ pub struct Metrics {
     registry: Registry,
     /// Logins ended, by provider and outcome.
     pub logins: Family<LoginLabels, Counter>,
-    /// Client-token lookups answered from the token cache, or not.
-    pub token_cache: Family<CacheLabels, Counter>,
+    /// Client-token lookups answered from the token cache, and not: the two series of
+    /// `token_cache_lookups`, looked up once (every authenticated request counts one).
+    pub token_cache_hits: Counter,
+    pub token_cache_misses: Counter,
     /// Requests that failed because the database did.
     pub database_errors: Counter,
     /// Unix time this replica put its current signing key in use.
@@ -245,10 +247,17 @@ impl Metrics {
             "key_rotation_secs: how often the signing key is replaced (0: never)",
             signing_key_rotation.clone(),
         );
+        let token_cache_hits = token_cache
+            .get_or_create(&CacheLabels { result: "hit" })
+            .clone();
+        let token_cache_misses = token_cache
+            .get_or_create(&CacheLabels { result: "miss" })
+            .clone();
         Metrics {
             registry,
             logins,
-            token_cache,
+            token_cache_hits,
+            token_cache_misses,
             database_errors,
             signing_key_in_use_since,
             signing_key_rotation,

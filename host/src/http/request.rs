@@ -65,14 +65,24 @@ impl Params {
                 })?
                 .to_bytes();
         }
-        let mut params = Params::parse(parts.uri.query(), &parts.headers, &form, client);
-        params.request_id = request_id.to_owned();
-        Ok(params)
+        Ok(Params::parse(
+            parts.uri.query(),
+            &parts.headers,
+            &form,
+            client,
+            request_id,
+        ))
     }
 
     /// The parameters of a request with this query, headers and form body (empty unless a
     /// form was posted). Any bytes are accepted: invalid UTF-8 is read lossily.
-    fn parse(query: Option<&str>, headers: &HeaderMap, form: &[u8], client: IpAddr) -> Params {
+    fn parse(
+        query: Option<&str>,
+        headers: &HeaderMap,
+        form: &[u8],
+        client: IpAddr,
+        request_id: &str,
+    ) -> Params {
         let query = query
             .map(|q| form_urlencoded::parse(q.as_bytes()).into_owned().collect())
             .unwrap_or_default();
@@ -101,7 +111,7 @@ impl Params {
             bearer,
             browser,
             client,
-            request_id: String::new(),
+            request_id: request_id.to_owned(),
         }
     }
 
@@ -408,7 +418,7 @@ mod tests {
                 headers.insert("auth-token", token.parse().unwrap());
             }
             let client: IpAddr = "127.0.0.1".parse().unwrap();
-            let params = Params::parse(Some(&query), &headers, &form, client);
+            let params = Params::parse(Some(&query), &headers, &form, client, "r");
             let from_query: Vec<(String, String)> =
                 form_urlencoded::parse(query.as_bytes()).into_owned().collect();
             for (key, value) in &from_query {
@@ -462,7 +472,7 @@ mod tests {
             let encoded: String = form_urlencoded::byte_serialize(name.as_bytes()).collect();
             let query = format!("{before}&callback={encoded}&{after}&callback=second");
             let client: IpAddr = "127.0.0.1".parse().unwrap();
-            let params = Params::parse(Some(&query), &HeaderMap::new(), &[], client);
+            let params = Params::parse(Some(&query), &HeaderMap::new(), &[], client, "r");
             // The first `callback` counts, as for every parameter.
             match params.callback() {
                 Ok(Some(got)) => {

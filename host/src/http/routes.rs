@@ -356,14 +356,7 @@ async fn admin_audit(
         events.truncate(usize::try_from(limit).unwrap_or(usize::MAX));
         events.last().map(|event| event.id.to_string())
     });
-    let events: Vec<Value> = events
-        .iter()
-        .map(|event| {
-            let mut value = serde_json::to_value(event).unwrap_or(Value::Null);
-            value["time"] = json!(crate::audit::format_time(event.at));
-            value
-        })
-        .collect();
+    let events: Vec<Value> = events.iter().map(crate::audit::to_json).collect();
     let mut body = json!({ "events": events });
     if let Some(Some(next)) = next {
         body["next"] = json!(next);

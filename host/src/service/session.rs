@@ -47,15 +47,11 @@ impl AuthService {
         let Some(token) = token.filter(|t| !t.is_empty()) else {
             return Ok(None);
         };
-        let cached = self.cache.get(token);
-        let result = if cached.is_some() { "hit" } else { "miss" };
-        self.metrics
-            .token_cache
-            .get_or_create(&crate::metrics::CacheLabels { result })
-            .inc();
-        if let Some(known) = cached {
+        if let Some(known) = self.cache.get(token) {
+            self.metrics.token_cache_hits.inc();
             return Ok(Some(known));
         }
+        self.metrics.token_cache_misses.inc();
         let Some(claims) = self.client_claims(Some(token)) else {
             return Ok(None);
         };
@@ -114,14 +110,8 @@ impl AuthService {
             )
             .await?;
         let user = self.store.user(&claims.userid).await?;
-        let mut event = AuditEvent::new(AuditKind::Logout, Outcome::Success);
-        event = match &user {
-            Some(user) => event.user(user),
-            None => AuditEvent {
-                user_id: Some(claims.userid.clone()),
-                ..event
-            },
-        };
+        let event = AuditEvent::new(AuditKind::Logout, Outcome::Success)
+            .user_or_id(user.as_ref(), &claims.userid);
         self.audit.record(event, caller).await?;
         if let Some(mut user) = user {
             // Logout cannot be refused.

@@ -41,7 +41,8 @@ impl Cache {
             .then(|| entry.permissions.clone())
     }
 
-    /// Keeps an answer; when full, entries too old to serve go first, then the oldest.
+    /// Keeps an answer (unless nothing is kept at all); when full, entries too old to serve
+    /// go first, then the oldest.
     pub fn put(
         &mut self,
         key: (String, String),
@@ -49,7 +50,7 @@ impl Cache {
         permissions: Permissions,
         now: Instant,
     ) {
-        if self.capacity == 0 {
+        if self.capacity == 0 || self.keep.is_zero() {
             return;
         }
         if self.entries.len() >= self.capacity && !self.entries.contains_key(&key) {

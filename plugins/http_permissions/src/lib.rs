@@ -179,9 +179,7 @@ impl PermissionProvider for HttpPermissions {
         }
         match self.ask(service, &body) {
             Ok(permissions) => {
-                if !self.fresh_for.max(self.stale_for).is_zero()
-                    && let Ok(mut cache) = self.cache.lock()
-                {
+                if let Ok(mut cache) = self.cache.lock() {
                     cache.put(key, body, permissions.clone(), now);
                 }
                 Ok(permissions)
