@@ -328,6 +328,7 @@ pub async fn serve(
             Err(error) => tracing::warn!(%error, "cannot listen for SIGHUP; no reloads"),
         }
     }
+    let mut stops = StopSignals::listen();
     let listener = TcpListener::bind(config.listen)
         .await
         .map_err(|e| StartupError::Io(format!("cannot listen on {}: {e}", config.listen)))?;
@@ -339,14 +340,14 @@ pub async fn serve(
     let delay = Duration::from_millis(config.shutdown_delay_ms);
     app.http
         .serve(listener, async move {
-            if shutdown_signal().await == Stop::Terminate && !delay.is_zero() {
+            if stops.stop().await == Stop::Terminate && !delay.is_zero() {
                 // Load balancers see the health check fail and stop sending; what they
                 // still send meanwhile is served.
                 service.start_draining();
                 tracing::info!(?delay, "SIGTERM: draining, then stopping");
                 tokio::select! {
                     _ = tokio::time::sleep(delay) => {}
-                    _ = tokio::signal::ctrl_c() => {
+                    _ = stops.interrupted() => {
                         tracing::info!("SIGINT: stopping without waiting out the drain");
                     }
                 }
@@ -368,26 +369,71 @@ enum Stop {
     Interrupt,
 }
 
-async fn shutdown_signal() -> Stop {
+/// The stop signals, listened to from before the server says it listens: a SIGTERM that
+/// arrives right after "listening" drains instead of killing the process outright.
+struct StopSignals {
     #[cfg(unix)]
-    {
-        use tokio::signal::unix::{SignalKind, signal};
-        match signal(SignalKind::terminate()) {
-            Ok(mut terminate) => {
-                tokio::select! {
-                    _ = tokio::signal::ctrl_c() => Stop::Interrupt,
-                    _ = terminate.recv() => Stop::Terminate,
+    terminate: Option<tokio::signal::unix::Signal>,
+    #[cfg(unix)]
+    interrupt: Option<tokio::signal::unix::Signal>,
+}
+
+impl StopSignals {
+    fn listen() -> StopSignals {
+        #[cfg(unix)]
+        {
+            use tokio::signal::unix::{SignalKind, signal};
+            let listen = |kind: SignalKind, name: &str| match signal(kind) {
+                Ok(signal) => Some(signal),
+                Err(error) => {
+                    tracing::warn!(%error, "cannot listen for {name}");
+                    None
                 }
-            }
-            Err(_) => {
-                let _ = tokio::signal::ctrl_c().await;
-                Stop::Interrupt
+            };
+            StopSignals {
+                terminate: listen(SignalKind::terminate(), "SIGTERM"),
+                interrupt: listen(SignalKind::interrupt(), "SIGINT"),
             }
         }
+        #[cfg(not(unix))]
+        StopSignals {}
     }
-    #[cfg(not(unix))]
-    {
+
+    /// The first stop signal.
+    async fn stop(&mut self) -> Stop {
+        #[cfg(unix)]
+        {
+            tokio::select! {
+                _ = Self::received(&mut self.interrupt) => Stop::Interrupt,
+                _ = Self::received(&mut self.terminate) => Stop::Terminate,
+            }
+        }
+        #[cfg(not(unix))]
+        {
+            let _ = tokio::signal::ctrl_c().await;
+            Stop::Interrupt
+        }
+    }
+
+    /// A SIGINT (during the drain).
+    async fn interrupted(&mut self) {
+        #[cfg(unix)]
+        Self::received(&mut self.interrupt).await;
+        #[cfg(not(unix))]
         let _ = tokio::signal::ctrl_c().await;
-        Stop::Interrupt
+    }
+
+    /// Waits for `signal`; forever when it could not be listened to.
+    #[cfg(unix)]
+    async fn received(signal: &mut Option<tokio::signal::unix::Signal>) {
+        match signal {
+            Some(signal) => {
+                // `None` only when the runtime shuts down.
+                if signal.recv().await.is_none() {
+                    std::future::pending::<()>().await;
+                }
+            }
+            None => std::future::pending::<()>().await,
+        }
     }
 }
