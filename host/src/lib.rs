@@ -19,4 +19,5 @@ pub mod reload;
 pub mod service;
 pub mod storage;
 pub mod tokens;
+pub mod traces;
 pub mod users;

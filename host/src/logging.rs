@@ -1,21 +1,44 @@
-//! Log output: `RUST_LOG` filter (default `info`), human or JSON lines on stderr.
+//! Log output: `RUST_LOG` filter (default `info`), human or JSON lines on stderr; and, when
+//! `[tracing]` names a collector, OpenTelemetry traces beside it.
 
 use std::io::IsTerminal;
 
-use tracing_subscriber::EnvFilter;
+use tracing_subscriber::filter::{FilterExt, filter_fn};
+use tracing_subscriber::layer::SubscriberExt;
+use tracing_subscriber::util::SubscriberInitExt;
+use tracing_subscriber::{EnvFilter, Layer};
 
-use crate::config::LogFormat;
+use crate::config::{LogFormat, TracingSettings};
+use crate::traces::{self, Exporting};
 
-pub fn init(format: LogFormat) {
+/// Starts logging (and exporting traces when `tracing` says where). The returned guard sends
+/// the last spans when dropped.
+pub fn init(
+    format: LogFormat,
+    tracing: Option<&TracingSettings>,
+) -> Result<Option<Exporting>, String> {
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
+    // The log shows events and the request they belong to; the finer spans are for traces.
+    let filter = filter.and(filter_fn(|metadata| {
+        metadata.is_event() || metadata.name() == "request"
+    }));
+    let log = tracing_subscriber::fmt::layer()
         .with_writer(std::io::stderr)
         // Colour codes only for a person at a terminal, never into files or journald.
         .with_ansi(std::io::stderr().is_terminal());
-    // A second initialisation (tests) keeps the first subscriber.
-    let _ = match format {
-        LogFormat::Human => builder.try_init(),
-        LogFormat::Json => builder.json().flatten_event(true).try_init(),
+    let log = match format {
+        LogFormat::Human => log.boxed(),
+        LogFormat::Json => log.json().flatten_event(true).boxed(),
+    }
+    .with_filter(filter);
+    let (traces, exporting) = match tracing.map(traces::layer).transpose()?.flatten() {
+        Some((layer, exporting)) => (Some(layer), Some(exporting)),
+        None => (None, None),
     };
+    // A second initialisation (tests) keeps the first subscriber.
+    let _ = tracing_subscriber::registry()
+        .with(log)
+        .with(traces)
+        .try_init();
+    Ok(exporting)
 }

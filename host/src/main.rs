@@ -165,7 +165,8 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     // A plugin worker reads no configuration: the host hands it what it needs.
     if let Command::PluginWorker { alias, file, kind } = &cli.command {
-        auth_host::logging::init(auth_host::config::LogFormat::Json);
+        // No traces from a worker: it has no network, and its calls are spans of the host's.
+        let _ = auth_host::logging::init(auth_host::config::LogFormat::Json, None);
         let kind = match kind.as_str() {
             "provider" => auth_host_plugin_api::PluginKind::PermissionProvider,
             "extension" => auth_host_plugin_api::PluginKind::LifecycleExtension,
@@ -191,7 +192,15 @@ fn main() -> ExitCode {
             return ExitCode::from(EXIT_CONFIG);
         }
     };
-    auth_host::logging::init(config.log_format);
+    // Traces are for the server; commands only log.
+    let tracing = matches!(cli.command, Command::Serve).then_some(&config.tracing);
+    let _exporting = match auth_host::logging::init(config.log_format, tracing) {
+        Ok(exporting) => exporting,
+        Err(message) => {
+            eprintln!("{message}");
+            return ExitCode::from(EXIT_CONFIG);
+        }
+    };
     if let Command::Plugins {
         command: PluginsCommand::Check { files },
     } = &cli.command

@@ -121,6 +121,7 @@ impl Config {
             ));
         }
         problems.extend(self.key_problems());
+        problems.extend(self.tracing.problems());
         if let Some(address) = &self.external_address
             && let Err(problem) = normalize_external_address(address)
         {

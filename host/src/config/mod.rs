@@ -13,6 +13,7 @@ mod networks;
 mod placement;
 mod providers;
 mod reader;
+mod traces;
 mod urls;
 
 use std::collections::BTreeMap;
@@ -32,6 +33,7 @@ pub use placement::{
     ISOLATION_KEY, Isolation, NETWORK_KEY, READ_PATHS_KEY, SANDBOX_KEY, SandboxMode,
 };
 pub use providers::{LoginProvider, LoginProviderKind, ProviderTable};
+pub use traces::{SamplerKind, TracingSettings};
 pub use urls::{is_loopback_url, normalize_external_address, normalize_origin, origin_of};
 
 use crate::tokens::TokenAlgorithm;
@@ -204,6 +206,8 @@ pub struct Config {
     pub shutdown_delay_ms: u64,
     /// Then: how long requests in flight may take to finish.
     pub shutdown_grace_ms: u64,
+    /// `[tracing]`: OpenTelemetry traces (off unless an endpoint is set).
+    pub tracing: TracingSettings,
 }
 
 /// Problems found in the configuration, one message each (key, what is wrong, what is
@@ -224,6 +228,11 @@ impl std::fmt::Display for ConfigErrors {
 }
 
 impl std::error::Error for ConfigErrors {}
+
+/// The variable outside `AUTH_` (an old service's or OpenTelemetry's) that sets `key`.
+fn env_name_of(key: &str) -> Option<&'static str> {
+    providers::compat_env_name(key).or_else(|| traces::otel_env_name(key))
+}
 
 impl Config {
     /// Reads the configuration from `file` (or `AUTH_CONFIG`) and the environment.
@@ -253,7 +262,11 @@ impl Config {
             .merge(Env::raw().only(COMPAT_ENV))
             .merge(
                 Env::raw()
-                    .filter_map(|key| providers::compat_env_key(key.as_str()).map(Into::into))
+                    .filter_map(|key| {
+                        providers::compat_env_key(key.as_str())
+                            .or_else(|| traces::otel_env_key(key.as_str()))
+                            .map(Into::into)
+                    })
                     .split("."),
             )
             .merge(Env::prefixed("AUTH_").split("__").ignore(&["CONFIG"]));
@@ -355,6 +368,7 @@ impl Config {
             shutdown_grace_ms: keys
                 .get("shutdown_grace_ms")
                 .unwrap_or(defaults::SHUTDOWN_GRACE_MS),
+            tracing: keys.get("tracing").unwrap_or_default(),
         };
         let mut problems = keys.into_problems();
         problems.extend(config.problems());

@@ -21,6 +21,14 @@ pub(super) fn compat_env_key(variable: &str) -> Option<&'static str> {
         .map(|(_, key)| *key)
 }
 
+/// The old variable that sets `key`, if one does.
+pub(super) fn compat_env_name(key: &str) -> Option<&'static str> {
+    COMPAT_ENV
+        .iter()
+        .find(|(_, k)| *k == key)
+        .map(|(name, _)| *name)
+}
+
 /// What kind of login provider a `[providers.<name>]` table describes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "lowercase")]

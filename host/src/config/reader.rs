@@ -26,8 +26,16 @@ impl<'a> KeyReader<'a> {
                 for mut problem in error {
                     // Errors raised by our own parsing (e.g. `[alias:]name` lists) come
                     // without their key and source: add them.
+                    let parts: Vec<String> = key.split('.').map(str::to_owned).collect();
                     if problem.path.is_empty() {
-                        problem.path = key.split('.').map(str::to_owned).collect();
+                        problem.path = parts;
+                    } else if problem.path.len() > parts.len()
+                        && problem.path.ends_with(&parts)
+                        && !problem.path.starts_with(&parts)
+                    {
+                        // figment appends the key it was asked for after the inner path
+                        // (`sampler.tracing`): put it first.
+                        problem.path.rotate_right(parts.len());
                     }
                     if problem.metadata.is_none() {
                         problem.metadata = self.figment.find_metadata(key).cloned();
@@ -53,7 +61,10 @@ pub(super) fn describe(error: figment::Error) -> String {
         Some(metadata) => match &metadata.source {
             Some(figment::Source::File(file)) => format!(" (in {})", file.display()),
             _ if metadata.name.starts_with("`AUTH_`") => format!(" (from AUTH_{variable})"),
-            _ if metadata.name.contains("environment") => format!(" (from {variable})"),
+            _ if metadata.name.contains("environment") => match super::env_name_of(&key) {
+                Some(name) => format!(" (from {name})"),
+                None => format!(" (from {variable})"),
+            },
             _ => format!(" ({})", metadata.name),
         },
         None => String::new(),

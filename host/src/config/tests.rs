@@ -458,3 +458,66 @@ fn permission_tokens_are_reused_for_at_most_half_their_lifetime() {
         0
     );
 }
+
+#[test]
+fn tracing_from_the_standard_otel_variables_and_from_the_file() {
+    Jail::expect_with(|jail| {
+        // Off by default.
+        let off = Config::load(None).unwrap();
+        assert_eq!(off.tracing.traces_url(), None);
+        jail.set_env("OTEL_EXPORTER_OTLP_ENDPOINT", "http://collector:4318/");
+        jail.set_env("OTEL_SERVICE_NAME", "auth-eu");
+        jail.set_env("OTEL_TRACES_SAMPLER", "parentbased_traceidratio");
+        jail.set_env("OTEL_TRACES_SAMPLER_ARG", "0.25");
+        let config = Config::load(None).unwrap();
+        assert_eq!(
+            config.tracing.traces_url().as_deref(),
+            Some("http://collector:4318/v1/traces")
+        );
+        assert_eq!(config.tracing.service_name(), "auth-eu");
+        assert_eq!(config.tracing.sampler, SamplerKind::ParentbasedTraceIdRatio);
+        assert_eq!(config.tracing.ratio(), 0.25);
+        // The signal's own URL is taken as it is.
+        jail.set_env(
+            "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT",
+            "https://otel.example/x",
+        );
+        let config = Config::load(None).unwrap();
+        assert_eq!(
+            config.tracing.traces_url().as_deref(),
+            Some("https://otel.example/x")
+        );
+        Ok(())
+    });
+    Jail::expect_with(|jail| {
+        jail.create_file(
+            "auth-host.toml",
+            "[tracing]\nendpoint = \"http://127.0.0.1:4318\"\nsampler = \"always_off\"\n",
+        )?;
+        let config = Config::load(Some(Path::new("auth-host.toml"))).unwrap();
+        assert_eq!(
+            config.tracing.traces_url().as_deref(),
+            Some("http://127.0.0.1:4318/v1/traces")
+        );
+        assert_eq!(config.tracing.sampler, SamplerKind::AlwaysOff);
+        assert_eq!(config.tracing.service_name(), "auth-host");
+        Ok(())
+    });
+    Jail::expect_with(|jail| {
+        jail.set_env("OTEL_EXPORTER_OTLP_ENDPOINT", "collector:4318");
+        jail.set_env("OTEL_TRACES_SAMPLER_ARG", "2");
+        let errors = Config::load(None).unwrap_err().to_string();
+        for expected in [
+            "tracing.endpoint (OTEL_EXPORTER_OTLP_ENDPOINT): `collector:4318` is not an http:// or https:// URL",
+            "tracing.sampler_arg (OTEL_TRACES_SAMPLER_ARG): 2 is not a ratio from 0 to 1",
+        ] {
+            assert!(errors.contains(expected), "{expected} in {errors}");
+        }
+        jail.set_env("OTEL_TRACES_SAMPLER", "sometimes");
+        let errors = Config::load(None).unwrap_err().to_string();
+        let expected =
+            "tracing.sampler (from OTEL_TRACES_SAMPLER): unknown variant: found `sometimes`";
+        assert!(errors.contains(expected), "{expected} in {errors}");
+        Ok(())
+    });
+}

@@ -125,9 +125,16 @@ impl HttpApi {
         let method = request.method().clone();
         let origin = self.allowed_origin(request.headers());
         let span = tracing::info_span!("request", id = %request_id);
+        let traced = crate::traces::server_span(
+            &span,
+            &method,
+            Route::from_path(request.uri().path()).map_or("unknown", Route::name),
+            request.headers(),
+        );
         let (route, mut response) = match tokio::time::timeout(
             self.settings.request_timeout,
             self.dispatch(request, peer, &request_id)
+                .instrument(traced.clone())
                 .instrument(span.clone()),
         )
         .await
@@ -148,6 +155,7 @@ impl HttpApi {
             // No connection kept for later: there is no later on this replica.
             headers.insert(header::CONNECTION, HeaderValue::from_static("close"));
         }
+        crate::traces::record_status(&traced, status.as_u16());
         let elapsed = started.elapsed();
         let metrics = self.service.metrics();
         metrics

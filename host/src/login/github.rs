@@ -9,6 +9,7 @@ use oauth2::{
 use serde::Deserialize;
 
 use super::Identity;
+use super::provider_http::ProviderHttp;
 use crate::config::LoginProvider;
 use crate::storage::Store;
 use crate::users::user_id_of;
@@ -76,17 +77,18 @@ struct GithubEmail {
 }
 
 async fn api<T: serde::de::DeserializeOwned>(
-    http: &reqwest::Client,
+    http: &ProviderHttp,
     provider: &LoginProvider,
     path: &str,
     token: &str,
 ) -> Result<T, String> {
     let url = format!("{}{path}", provider.api_url.as_deref().unwrap_or_default());
-    let response = http
+    let request = http
         .get(&url)
         .bearer_auth(token)
-        .header(reqwest::header::ACCEPT, "application/vnd.github+json")
-        .send()
+        .header(reqwest::header::ACCEPT, "application/vnd.github+json");
+    let response = http
+        .send(request)
         .await
         .map_err(|e| format!("GitHub API {path} unreachable: {e}"))?;
     if !response.status().is_success() {
@@ -99,7 +101,7 @@ async fn api<T: serde::de::DeserializeOwned>(
 }
 
 pub async fn identity(
-    http: &reqwest::Client,
+    http: &ProviderHttp,
     store: &Store,
     provider: &LoginProvider,
     redirect: RedirectUrl,

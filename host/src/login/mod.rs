@@ -9,6 +9,7 @@
 
 mod github;
 mod oidc;
+mod provider_http;
 mod redirects;
 
 use std::collections::BTreeMap;
@@ -148,7 +149,7 @@ pub struct LoginSettings {
 pub struct Logins {
     settings: LoginSettings,
     store: Store,
-    http: reqwest::Client,
+    http: provider_http::ProviderHttp,
     oidc: oidc::DiscoveryCache,
 }
 
@@ -176,9 +177,10 @@ impl Logins {
                 http = http.add_root_certificate(root);
             }
         }
-        let http = http
-            .build()
-            .map_err(|e| format!("cannot build the HTTP client: {e}"))?;
+        let http = provider_http::ProviderHttp::new(
+            http.build()
+                .map_err(|e| format!("cannot build the HTTP client: {e}"))?,
+        );
         Ok(Logins {
             settings,
             store,

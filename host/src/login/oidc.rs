@@ -15,6 +15,7 @@ use openidconnect::{
 };
 
 use super::Identity;
+use super::provider_http::ProviderHttp;
 use crate::config::LoginProvider;
 
 /// How long a provider's discovery document is trusted before it is fetched again.
@@ -29,7 +30,7 @@ pub struct DiscoveryCache {
 impl DiscoveryCache {
     async fn metadata(
         &self,
-        http: &reqwest::Client,
+        http: &ProviderHttp,
         provider: &LoginProvider,
     ) -> Result<CoreProviderMetadata, String> {
         let issuer = provider.issuer.clone().unwrap_or_default();
@@ -67,7 +68,7 @@ type Client = CoreClient<
 
 async fn client(
     cache: &DiscoveryCache,
-    http: &reqwest::Client,
+    http: &ProviderHttp,
     provider: &LoginProvider,
     redirect: RedirectUrl,
 ) -> Result<Client, String> {
@@ -84,7 +85,7 @@ async fn client(
 
 pub async fn authorize_url(
     cache: &DiscoveryCache,
-    http: &reqwest::Client,
+    http: &ProviderHttp,
     provider: &LoginProvider,
     redirect: RedirectUrl,
     state: &str,
@@ -116,7 +117,7 @@ pub async fn authorize_url(
 #[allow(clippy::too_many_arguments)]
 pub async fn identity(
     cache: &DiscoveryCache,
-    http: &reqwest::Client,
+    http: &ProviderHttp,
     provider: &LoginProvider,
     redirect: RedirectUrl,
     code: &str,

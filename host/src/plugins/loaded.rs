@@ -5,6 +5,7 @@
 
 use std::sync::Arc;
 use std::time::Duration;
+use tracing::Instrument;
 
 use auth_host_plugin_api::{PluginKind, UserInfo};
 
@@ -115,8 +116,39 @@ impl LoadedPlugin {
         }
     }
 
-    /// One call where the alias runs, answered as a worker answers.
+    /// One call where the alias runs, answered as a worker answers; a span of the trace.
     async fn call(
+        &self,
+        call: Call,
+        service: &str,
+        user: &UserInfo,
+    ) -> Result<(Answer, String), PluginCallError> {
+        let span = tracing::debug_span!(
+            "plugin call",
+            otel.name = format!("plugin {} {call:?}", self.alias()),
+            otel.status_code = tracing::field::Empty,
+            plugin.alias = self.alias(),
+            plugin.call = ?call,
+            plugin.isolated = matches!(self.place, Place::Isolated { .. }),
+            plugin.outcome = tracing::field::Empty,
+        );
+        let result = self
+            .call_where_it_runs(call, service, user)
+            .instrument(span.clone())
+            .await;
+        if !span.is_disabled() {
+            match &result {
+                Ok((answer, _)) => span.record("plugin.outcome", format!("{answer:?}")),
+                Err(error) => {
+                    span.record("otel.status_code", "ERROR");
+                    span.record("plugin.outcome", error.to_string())
+                }
+            };
+        }
+        result
+    }
+
+    async fn call_where_it_runs(
         &self,
         call: Call,
         service: &str,

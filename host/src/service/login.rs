@@ -46,6 +46,7 @@ impl AuthService {
 
     /// Starts a login with `provider`: the browser is sent to the provider's consent page
     /// (or the development form), bound to it by a new cookie.
+    #[tracing::instrument(level = "debug", skip_all)]
     pub async fn start_login(
         &self,
         provider: &str,
@@ -64,6 +65,7 @@ impl AuthService {
     }
 
     /// Finishes a provider login at the callback.
+    #[tracing::instrument(level = "debug", skip_all)]
     pub async fn finish_login(
         &self,
         state: Option<&str>,
@@ -80,6 +82,7 @@ impl AuthService {
     }
 
     /// Finishes a development login: whoever the form names.
+    #[tracing::instrument(level = "debug", skip_all)]
     pub async fn finish_dev_login(
         &self,
         state: Option<&str>,

@@ -23,6 +23,7 @@ pub enum Authorization {
 impl AuthService {
     /// What the user of `token` may do in `service`, asked of the service's permission
     /// provider plugin, with a signed permission token saying so.
+    #[tracing::instrument(level = "debug", skip_all, fields(service = service.unwrap_or_default()))]
     pub async fn authorize(
         &self,
         token: Option<&str>,

@@ -36,6 +36,7 @@ impl UpdateRefusal {
 
 impl AuthService {
     /// Replaces the derived username with one the user chose; once.
+    #[tracing::instrument(level = "debug", skip_all)]
     pub async fn choose_username(
         &self,
         token: Option<&str>,
@@ -91,11 +92,13 @@ impl AuthService {
     }
 
     /// The id of the user with this username (case-insensitive).
+    #[tracing::instrument(level = "debug", skip_all)]
     pub async fn resolve(&self, username: Option<&str>) -> Result<Option<String>> {
         Ok(self.profile(username).await?.map(|user| user.id))
     }
 
     /// The user with this username (case-insensitive).
+    #[tracing::instrument(level = "debug", skip_all)]
     pub async fn profile(&self, username: Option<&str>) -> Result<Option<User>> {
         match username {
             Some(username) => Ok(self.store.user_by_username(username).await?),

@@ -43,6 +43,7 @@ impl AuthService {
 
     /// The user a client token belongs to; `None` for no token, a bad, expired or revoked
     /// one, or a user that no longer exists. Only a storage failure is an error.
+    #[tracing::instrument(level = "debug", skip_all)]
     pub async fn authenticate(&self, token: Option<&str>) -> Result<Option<(User, ClientClaims)>> {
         let Some(token) = token.filter(|t| !t.is_empty()) else {
             return Ok(None);
@@ -69,6 +70,7 @@ impl AuthService {
     }
 
     /// `/auth/check`: the token's user, or where to log in (carrying `next`).
+    #[tracing::instrument(level = "debug", skip_all)]
     pub async fn check(&self, token: Option<&str>, next: Option<&str>) -> Result<CheckAnswer> {
         Ok(match self.authenticate(token).await? {
             Some((user, _)) => CheckAnswer::Authenticated(user),
@@ -82,6 +84,7 @@ impl AuthService {
     /// extensions, and says where the browser goes: `next` (which must be on an allowed
     /// origin: otherwise nothing is revoked) or nowhere. A token that does not verify has
     /// nothing to revoke.
+    #[tracing::instrument(level = "debug", skip_all)]
     pub async fn logout(
         &self,
         token: Option<&str>,

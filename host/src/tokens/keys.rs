@@ -279,7 +279,10 @@ impl KeySet {
     /// Signs a token of `kind` with that kind's key (the RS256 key pair unless another
     /// algorithm was chosen for it).
     pub(super) fn sign<T: Serialize>(&self, kind: TokenKind, claims: &T) -> Result<String, String> {
-        self.signer_for(kind).sign(kind, claims)
+        let signer = self.signer_for(kind);
+        let span = tracing::debug_span!("sign token", token.kind = ?kind, token.kid = signer.kid());
+        let _signing = span.enter();
+        signer.sign(kind, claims)
     }
 
     /// The header and claims of a token whose signature, key and expiry check out.

@@ -52,6 +52,8 @@ struct State {
     access: HashMap<String, OidcUser>,
     authorize_requests: usize,
     counter: u64,
+    /// (path, `traceparent`) of each request that carried one.
+    traceparents: Vec<(String, String)>,
 }
 
 pub struct StandInIdp {
@@ -179,6 +181,11 @@ impl StandInIdp {
     }
 
     /// How many browsers reached the consent page.
+    /// (path, `traceparent`) of each request that carried one.
+    pub fn traceparents(&self) -> Vec<(String, String)> {
+        self.state.lock().unwrap().traceparents.clone()
+    }
+
     pub fn authorize_requests(&self) -> usize {
         self.state.lock().unwrap().authorize_requests
     }
@@ -204,6 +211,14 @@ async fn handle(
     base: &str,
 ) -> Response<Full<Bytes>> {
     let path = request.uri().path().to_owned();
+    if let Some(traceparent) = request.headers().get("traceparent") {
+        let traceparent = traceparent.to_str().unwrap_or_default().to_owned();
+        state
+            .lock()
+            .unwrap()
+            .traceparents
+            .push((path.clone(), traceparent));
+    }
     let params = query(request.uri());
     let authorization = request
         .headers()

@@ -317,6 +317,7 @@ pub fn plugin_settings(
 }
 
 pub mod browser;
+pub mod collector;
 pub mod idp;
 pub mod receiver;
 pub mod server;

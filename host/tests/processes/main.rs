@@ -10,3 +10,4 @@ mod crashing_plugins;
 mod hostile_plugins;
 mod hot_reload;
 mod plugin_worker;
+mod traces;

@@ -1,0 +1,210 @@
+//! OpenTelemetry traces over OTLP/HTTP, off unless `[tracing]` names an endpoint.
+//!
+//! The spans are ordinary `tracing` spans at `debug` level (and sea-orm's statement spans):
+//! the log never sees them, and with tracing off no layer wants them, so they cost a
+//! disabled callsite's check. When on, a request's W3C `traceparent` is continued and calls
+//! to login providers carry it onward.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use opentelemetry::propagation::TextMapPropagator;
+use opentelemetry::trace::TracerProvider as _;
+use opentelemetry_otlp::{Protocol, WithExportConfig, WithHttpConfig};
+use opentelemetry_sdk::Resource;
+use opentelemetry_sdk::propagation::TraceContextPropagator;
+use opentelemetry_sdk::trace::{Sampler, SdkTracerProvider};
+use tracing::{Level, Span};
+use tracing_opentelemetry::OpenTelemetrySpanExt;
+use tracing_subscriber::Layer;
+use tracing_subscriber::filter::filter_fn;
+use tracing_subscriber::registry::LookupSpan;
+
+use crate::config::{SamplerKind, TracingSettings};
+
+/// How long one export may take before it is given up (the spans are dropped).
+const EXPORT_TIMEOUT: Duration = Duration::from_secs(10);
+
+static ENABLED: AtomicBool = AtomicBool::new(false);
+
+/// Whether spans are exported: the hot paths skip the propagation work when not.
+pub fn enabled() -> bool {
+    ENABLED.load(Ordering::Relaxed)
+}
+
+/// Traces being exported; dropping it sends what is still queued.
+pub struct Exporting {
+    provider: SdkTracerProvider,
+    runtime: Option<tokio::runtime::Runtime>,
+}
+
+impl Drop for Exporting {
+    fn drop(&mut self) {
+        if let Err(error) = self.provider.shutdown() {
+            tracing::warn!(%error, "traces: the last spans could not be sent");
+        }
+        if let Some(runtime) = self.runtime.take() {
+            runtime.shutdown_background();
+        }
+    }
+}
+
+/// The layer that exports spans, when `settings` turn tracing on.
+pub fn layer<S>(
+    settings: &TracingSettings,
+) -> Result<Option<(impl Layer<S> + use<S>, Exporting)>, String>
+where
+    S: tracing::Subscriber + for<'a> LookupSpan<'a>,
+{
+    let Some(url) = settings.traces_url() else {
+        return Ok(None);
+    };
+    // Exports run on a small runtime of their own: the exporter's thread is no tokio thread,
+    // and a slow collector must not take the server's workers.
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .thread_name("otlp-export")
+        .enable_all()
+        .build()
+        .map_err(|e| format!("traces: cannot start the export thread: {e}"))?;
+    let client = reqwest::Client::builder()
+        .timeout(EXPORT_TIMEOUT)
+        .build()
+        .map_err(|e| format!("traces: {e}"))?;
+    let exporter = opentelemetry_otlp::SpanExporter::builder()
+        .with_http()
+        .with_http_client(OtlpHttp {
+            client,
+            runtime: runtime.handle().clone(),
+        })
+        .with_protocol(Protocol::HttpBinary)
+        .with_endpoint(url)
+        .with_timeout(EXPORT_TIMEOUT)
+        .build()
+        .map_err(|e| format!("traces: {e}"))?;
+    let provider = SdkTracerProvider::builder()
+        .with_batch_exporter(exporter)
+        .with_sampler(sampler(settings))
+        .with_resource(
+            Resource::builder()
+                .with_service_name(settings.service_name().to_owned())
+                .build(),
+        )
+        .build();
+    let tracer = provider.tracer("auth-host");
+    let layer = tracing_opentelemetry::layer()
+        .with_tracer(tracer)
+        .with_threads(false)
+        .with_location(false)
+        .with_target(false)
+        .with_tracked_inactivity(false)
+        .with_filter(filter_fn(|metadata| {
+            metadata.is_span()
+                && *metadata.level() <= Level::DEBUG
+                && metadata.name() != "request"
+                && (metadata.target().starts_with("auth_host")
+                    || metadata.target().starts_with("sea_orm"))
+        }));
+    ENABLED.store(true, Ordering::Relaxed);
+    Ok(Some((
+        layer,
+        Exporting {
+            provider,
+            runtime: Some(runtime),
+        },
+    )))
+}
+
+fn sampler(settings: &TracingSettings) -> Sampler {
+    let ratio = settings.ratio();
+    match settings.sampler {
+        SamplerKind::AlwaysOn => Sampler::AlwaysOn,
+        SamplerKind::AlwaysOff => Sampler::AlwaysOff,
+        SamplerKind::TraceIdRatio => Sampler::TraceIdRatioBased(ratio),
+        SamplerKind::ParentbasedAlwaysOn => Sampler::ParentBased(Box::new(Sampler::AlwaysOn)),
+        SamplerKind::ParentbasedAlwaysOff => Sampler::ParentBased(Box::new(Sampler::AlwaysOff)),
+        SamplerKind::ParentbasedTraceIdRatio => {
+            Sampler::ParentBased(Box::new(Sampler::TraceIdRatioBased(ratio)))
+        }
+    }
+}
+
+/// The span of one HTTP request to `route`, continuing the caller's trace when its
+/// `traceparent` is valid. Disabled (free) when tracing is off.
+pub fn server_span(
+    parent: &Span,
+    method: &http::Method,
+    route: &str,
+    headers: &http::HeaderMap,
+) -> Span {
+    // The fields are evaluated only when the span is enabled.
+    let span = tracing::debug_span!(
+        parent: parent,
+        "http request",
+        otel.name = format!("{method} {route}"),
+        otel.kind = "server",
+        otel.status_code = tracing::field::Empty,
+        http.request.method = %method,
+        http.route = route,
+        http.response.status_code = tracing::field::Empty,
+    );
+    if enabled() && !span.is_disabled() {
+        let caller =
+            TraceContextPropagator::new().extract(&opentelemetry_http::HeaderExtractor(headers));
+        // Fails only once the span has started; it has not.
+        let _ = span.set_parent(caller);
+    }
+    span
+}
+
+/// How the request was answered.
+pub fn record_status(span: &Span, status: u16) {
+    if span.is_disabled() {
+        return;
+    }
+    span.record("http.response.status_code", status);
+    if status >= 500 {
+        span.record("otel.status_code", "ERROR");
+    }
+}
+
+/// Adds the current span's `traceparent` to an outgoing request's headers.
+pub fn inject(headers: &mut http::HeaderMap) {
+    if !enabled() {
+        return;
+    }
+    let context = Span::current().context();
+    TraceContextPropagator::new()
+        .inject_context(&context, &mut opentelemetry_http::HeaderInjector(headers));
+}
+
+/// Posts OTLP requests with reqwest, on the export runtime.
+#[derive(Debug)]
+struct OtlpHttp {
+    client: reqwest::Client,
+    runtime: tokio::runtime::Handle,
+}
+
+#[async_trait::async_trait]
+impl opentelemetry_http::HttpClient for OtlpHttp {
+    async fn send_bytes(
+        &self,
+        request: http::Request<bytes::Bytes>,
+    ) -> Result<http::Response<bytes::Bytes>, opentelemetry_http::HttpError> {
+        let request = reqwest::Request::try_from(request)?;
+        let client = self.client.clone();
+        let (status, body) = self
+            .runtime
+            .spawn(async move {
+                let response = client.execute(request).await?;
+                let status = response.status();
+                // A collector answers briefly; whatever it says beyond that is not read.
+                let body = response.bytes().await?;
+                Ok::<_, reqwest::Error>((status, body))
+            })
+            .await??;
+        let mut response = http::Response::new(body);
+        *response.status_mut() = status;
+        Ok(response)
+    }
+}
