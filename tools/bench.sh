@@ -178,6 +178,16 @@ for algorithm in ES256 EdDSA; do
   stop
 done
 
+# The same server exporting every span to a collector (a sink that keeps nothing): what
+# tracing costs when on. Off (the rows above) its spans are disabled callsites.
+SINK_PORT=$((PORT + 2))
+python3 tools/otlp-sink.py "$SINK_PORT" &
+SINK_PID=$!
+serve "$OUT/server-traced.log" OTEL_EXPORTER_OTLP_ENDPOINT="http://127.0.0.1:$SINK_PORT" OTEL_TRACES_SAMPLER=always_on
+run "$AUTHORIZE, traced (every span exported)" "$BASE/auth/authorize?service=example&jwt=$TOKEN"
+stop
+kill $SINK_PID 2>/dev/null || true
+
 # The same server with permission tokens handed out again (permission_token_reuse_secs):
 # authorize costs the plugin call, not a signature.
 serve "$OUT/server-reuse.log" AUTH_PERMISSION_TOKEN_REUSE_SECS=30

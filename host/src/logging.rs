@@ -40,5 +40,15 @@ pub fn init(
         .with(log)
         .with(traces)
         .try_init();
+    if exporting.is_some()
+        && let Some(settings) = tracing
+        && let Some(url) = settings.traces_url()
+    {
+        tracing::info!(
+            collector = traces::describe_url(&url),
+            sampler = ?settings.sampler,
+            "exporting traces"
+        );
+    }
     Ok(exporting)
 }

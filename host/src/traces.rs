@@ -193,18 +193,55 @@ impl opentelemetry_http::HttpClient for OtlpHttp {
     ) -> Result<http::Response<bytes::Bytes>, opentelemetry_http::HttpError> {
         let request = reqwest::Request::try_from(request)?;
         let client = self.client.clone();
-        let (status, body) = self
+        // Errors without the URL: it may hold credentials.
+        let sent = self
             .runtime
             .spawn(async move {
-                let response = client.execute(request).await?;
+                let response = client.execute(request).await.map_err(|e| e.without_url())?;
                 let status = response.status();
-                // A collector answers briefly; whatever it says beyond that is not read.
-                let body = response.bytes().await?;
+                let body = response.bytes().await.map_err(|e| e.without_url())?;
                 Ok::<_, reqwest::Error>((status, body))
             })
-            .await??;
+            .await?;
+        let failure = match &sent {
+            Ok((status, _)) if status.is_success() => None,
+            Ok((status, _)) => Some(format!("the collector answered {status}")),
+            // Without the URL: it may hold credentials.
+            Err(error) => Some(format!("the collector is unreachable: {error}")),
+        };
+        if let Some(failure) = failure {
+            warn_now_and_then(&failure);
+        }
+        let (status, body) = sent?;
         let mut response = http::Response::new(body);
         *response.status_mut() = status;
         Ok(response)
+    }
+}
+
+/// Warns that spans were lost, at most once a minute (a collector that is down would
+/// otherwise fill the log).
+fn warn_now_and_then(failure: &str) {
+    static LAST: std::sync::Mutex<Option<std::time::Instant>> = std::sync::Mutex::new(None);
+    let Ok(mut last) = LAST.lock() else {
+        return;
+    };
+    if last.is_some_and(|at| at.elapsed() < Duration::from_secs(60)) {
+        return;
+    }
+    *last = Some(std::time::Instant::now());
+    tracing::warn!(failure, "traces: spans could not be sent and are lost");
+}
+
+/// Where spans go, for the log: scheme, host and port, never credentials or query.
+pub fn describe_url(url: &str) -> String {
+    match url::Url::parse(url) {
+        Ok(url) => format!(
+            "{}://{}{}",
+            url.scheme(),
+            url.host_str().unwrap_or_default(),
+            url.port().map(|p| format!(":{p}")).unwrap_or_default()
+        ),
+        Err(_) => "(not a URL)".to_owned(),
     }
 }

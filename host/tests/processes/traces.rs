@@ -22,9 +22,17 @@ fn children<'a>(spans: &'a [ReceivedSpan], parent: &ReceivedSpan) -> Vec<&'a Rec
         .collect()
 }
 
+/// The collector's URL with credentials in it, which the log must never show.
+fn with_credentials(base: &str) -> String {
+    base.replacen("http://", "http://trace-user:trace-secret@", 1)
+}
+
 fn tracing_env(collector: &StandInCollector) -> Vec<(&'static str, String)> {
     vec![
-        ("OTEL_EXPORTER_OTLP_ENDPOINT", collector.base.clone()),
+        (
+            "OTEL_EXPORTER_OTLP_ENDPOINT",
+            with_credentials(&collector.base),
+        ),
         ("OTEL_SERVICE_NAME", "auth-host-under-test".into()),
         // Sent within a tenth of a second, not the default 5 s.
         ("OTEL_BSP_SCHEDULE_DELAY", "100".into()),
@@ -135,7 +143,35 @@ async fn an_authorize_continues_the_callers_trace_with_the_expected_span_tree() 
         "{:?}",
         collector.paths()
     );
-    server.stop();
+    let log = server.stop();
+    assert!(log.contains("exporting traces"), "{log}");
+    assert!(!log.contains("trace-secret"), "{log}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_collector_that_is_down_costs_the_spans_not_the_requests() {
+    let data = tempfile::tempdir().unwrap();
+    // A port nothing listens on.
+    let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let down = format!("http://{}", closed.local_addr().unwrap());
+    drop(closed);
+    let server = ServerProcess::start(&[
+        ("AUTH_DATA_DIR", data.path().to_str().unwrap()),
+        ("OTEL_EXPORTER_OTLP_ENDPOINT", &with_credentials(&down)),
+        ("OTEL_BSP_SCHEDULE_DELAY", "50"),
+    ]);
+    for _ in 0..5 {
+        let (status, _) = common::server::get_json(&format!("{}/auth/check", server.base)).await;
+        assert_eq!(status, 200);
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    let log = server.stop();
+    let warnings = log
+        .lines()
+        .filter(|l| l.contains("spans could not be sent"))
+        .count();
+    assert_eq!(warnings, 1, "one warning a minute at most: {log}");
+    assert!(!log.contains("trace-secret"), "{log}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
