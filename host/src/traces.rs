@@ -6,10 +6,11 @@
 //! to login providers carry it onward.
 
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::Duration;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+use opentelemetry::KeyValue;
 use opentelemetry::propagation::TextMapPropagator;
-use opentelemetry::trace::TracerProvider as _;
+use opentelemetry::trace::{Span as _, Tracer as _, TracerProvider as _};
 use opentelemetry_otlp::{Protocol, WithExportConfig, WithHttpConfig};
 use opentelemetry_sdk::Resource;
 use opentelemetry_sdk::propagation::TraceContextPropagator;
@@ -92,6 +93,8 @@ where
         )
         .build();
     let tracer = provider.tracer("auth-host");
+    // For the spans made from times measured elsewhere (an isolated plugin's worker).
+    opentelemetry::global::set_tracer_provider(provider.clone());
     let layer = tracing_opentelemetry::layer()
         .with_tracer(tracer)
         .with_threads(false)
@@ -166,6 +169,29 @@ pub fn record_status(span: &Span, status: u16) {
     if status >= 500 {
         span.record("otel.status_code", "ERROR");
     }
+}
+
+/// The worker's side of an isolated call (a child of the current span): when the plugin ran
+/// in the worker, as the worker said. Taken only when it lies between the host asking and
+/// now — a worker is not trusted with the trace.
+pub fn record_worker_run(alias: &str, asked: SystemTime, from_ns: u64, until_ns: u64) {
+    if !enabled() {
+        return;
+    }
+    let at = |ns| UNIX_EPOCH.checked_add(Duration::from_nanos(ns));
+    let (Some(from), Some(until)) = (at(from_ns), at(until_ns)) else {
+        return;
+    };
+    if from < asked || until < from || until > SystemTime::now() {
+        return;
+    }
+    let tracer = opentelemetry::global::tracer("auth-host");
+    let mut span = tracer
+        .span_builder(format!("plugin {alias} in its worker"))
+        .with_start_time(from)
+        .with_attributes([KeyValue::new("plugin.alias", alias.to_owned())])
+        .start_with_context(&tracer, &Span::current().context());
+    span.end_with_timestamp(until);
 }
 
 /// Adds the current span's `traceparent` to an outgoing request's headers.

@@ -172,7 +172,14 @@ impl LoadedPlugin {
                 let _permit = Arc::clone(in_flight)
                     .try_acquire_owned()
                     .map_err(|_| self.busy())?;
+                let asked = std::time::SystemTime::now();
                 let response = plugin.call(call, service, user).await?;
+                crate::traces::record_worker_run(
+                    self.alias(),
+                    asked,
+                    response.ran_from_ns,
+                    response.ran_until_ns,
+                );
                 Ok((response.answer, response.text))
             }
         }

@@ -79,6 +79,7 @@ async fn an_authorize_continues_the_callers_trace_with_the_expected_span_tree() 
                     .iter()
                     .all(|name| spans.iter().any(|s| s.name == *name))
                     && spans.iter().any(|s| s.name.starts_with("plugin "))
+                    && (service == "example" || spans.iter().any(|s| s.name.ends_with("worker")))
             })
             .await;
         // The request: a server span under the caller's.
@@ -98,6 +99,17 @@ async fn an_authorize_continues_the_callers_trace_with_the_expected_span_tree() 
         assert_eq!(plugin.attributes["plugin.alias"], service);
         assert_eq!(plugin.attributes["plugin.isolated"], isolated);
         assert_eq!(plugin.attributes["plugin.outcome"], "Permissions");
+        // An isolated plugin's own run, as its worker timed it, under the host's call.
+        let in_worker: Vec<&ReceivedSpan> = spans
+            .iter()
+            .filter(|s| s.name == format!("plugin {service} in its worker"))
+            .collect();
+        if isolated == "true" {
+            assert_eq!(in_worker.len(), 1, "{spans:#?}");
+            assert_eq!(in_worker[0].parent_span_id, plugin.span_id);
+        } else {
+            assert!(in_worker.is_empty());
+        }
         let sign = one(&spans, "sign token");
         assert_eq!(sign.parent_span_id, authorize.span_id);
         assert_eq!(sign.attributes["token.kind"], "Permission");
@@ -127,7 +139,7 @@ async fn an_authorize_continues_the_callers_trace_with_the_expected_span_tree() 
     let traces: Vec<String> = collector
         .spans()
         .into_iter()
-        .filter(|s| s.name == "authorize" || s.name.starts_with("plugin "))
+        .filter(|s| s.name == "authorize" || s.name.ends_with(" Permissions"))
         .map(|s| s.trace_id)
         .collect();
     assert_eq!(traces.len(), 4, "{traces:?}");

@@ -36,6 +36,10 @@ pub struct Request {
 pub struct Response {
     pub id: u64,
     pub answer: Answer,
+    /// When the plugin started and ended this call, in the worker (Unix nanoseconds, the
+    /// host's clock too), for the trace; 0 when not said.
+    pub ran_from_ns: u64,
+    pub ran_until_ns: u64,
     pub text: String,
 }
 
@@ -216,6 +220,8 @@ impl Response {
         Writer::new()
             .u64(self.id)
             .u8(self.answer as u8)
+            .u64(self.ran_from_ns)
+            .u64(self.ran_until_ns)
             .str(&self.text)
             .frame()
     }
@@ -225,6 +231,8 @@ impl Response {
         let response = Response {
             id: reader.u64()?,
             answer: Answer::from_u8(reader.u8()?)?,
+            ran_from_ns: reader.u64()?,
+            ran_until_ns: reader.u64()?,
             text: reader.str()?,
         };
         reader.end()?;
@@ -339,6 +347,8 @@ mod tests {
             let response = Response {
                 id: 3,
                 answer,
+                ran_from_ns: 1_764_000_000_000_000_000,
+                ran_until_ns: 1_764_000_000_000_250_000,
                 text: "{\"a\":1}".into(),
             };
             assert_eq!(Response::parse(payload(&response.frame())), Ok(response));
@@ -397,6 +407,8 @@ mod tests {
         let mut bad_utf8 = Response {
             id: 1,
             answer: Answer::Failed,
+            ran_from_ns: 0,
+            ran_until_ns: 0,
             text: "ab".into(),
         }
         .frame();

@@ -189,10 +189,20 @@ fn start(alias: &str, file: &Path, kind: PluginKind, setup: &Setup) -> Result<Pl
 
 /// Runs one call and says how it went, as the plugin in-process would.
 fn answer(plugin: &Plugin, request: Request) -> Response {
+    let ran_from_ns = unix_ns();
     let (answer, text) = plugin.answer(request.call, &request.service, &request.user);
     Response {
         id: request.id,
         answer,
+        ran_from_ns,
+        ran_until_ns: unix_ns(),
         text,
     }
+}
+
+/// Now, in Unix nanoseconds (the host reads the same clock).
+fn unix_ns() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_nanos()).unwrap_or(0))
 }
