@@ -229,9 +229,24 @@ impl std::fmt::Display for ConfigErrors {
 
 impl std::error::Error for ConfigErrors {}
 
-/// The variable outside `AUTH_` (an old service's or OpenTelemetry's) that sets `key`.
+/// Variables outside `AUTH_` that set a nested key, with that key: the old service's names of
+/// its OAuth clients, and OpenTelemetry's standard names.
+fn named_env() -> impl Iterator<Item = &'static (&'static str, &'static str)> {
+    [providers::COMPAT_ENV, traces::OTEL_ENV]
+        .into_iter()
+        .flatten()
+}
+
+/// The key such a variable sets, if `variable` is one.
+fn key_of_env(variable: &str) -> Option<&'static str> {
+    named_env()
+        .find(|(name, _)| variable.eq_ignore_ascii_case(name))
+        .map(|(_, key)| *key)
+}
+
+/// The variable outside `AUTH_` that sets `key`, if one does.
 fn env_name_of(key: &str) -> Option<&'static str> {
-    providers::compat_env_name(key).or_else(|| traces::otel_env_name(key))
+    named_env().find(|(_, k)| *k == key).map(|(name, _)| *name)
 }
 
 impl Config {
@@ -262,11 +277,7 @@ impl Config {
             .merge(Env::raw().only(COMPAT_ENV))
             .merge(
                 Env::raw()
-                    .filter_map(|key| {
-                        providers::compat_env_key(key.as_str())
-                            .or_else(|| traces::otel_env_key(key.as_str()))
-                            .map(Into::into)
-                    })
+                    .filter_map(|key| key_of_env(key.as_str()).map(Into::into))
                     .split("."),
             )
             .merge(Env::prefixed("AUTH_").split("__").ignore(&["CONFIG"]));

@@ -6,28 +6,12 @@ use serde::Deserialize;
 use super::{List, Secret, urls::is_loopback_url};
 
 /// The old service's names for the Google and GitHub OAuth clients.
-const COMPAT_ENV: &[(&str, &str)] = &[
+pub(super) const COMPAT_ENV: &[(&str, &str)] = &[
     ("GOOGLE_KEY", "providers.google.client_id"),
     ("GOOGLE_SECRET", "providers.google.client_secret"),
     ("GITHUB_KEY", "providers.github.client_id"),
     ("GITHUB_SECRET", "providers.github.client_secret"),
 ];
-
-/// The key an old environment name sets, if it is one of them.
-pub(super) fn compat_env_key(variable: &str) -> Option<&'static str> {
-    COMPAT_ENV
-        .iter()
-        .find(|(name, _)| variable.eq_ignore_ascii_case(name))
-        .map(|(_, key)| *key)
-}
-
-/// The old variable that sets `key`, if one does.
-pub(super) fn compat_env_name(key: &str) -> Option<&'static str> {
-    COMPAT_ENV
-        .iter()
-        .find(|(_, k)| *k == key)
-        .map(|(name, _)| *name)
-}
 
 /// What kind of login provider a `[providers.<name>]` table describes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]

@@ -4,7 +4,7 @@
 use serde::Deserialize;
 
 /// The standard OpenTelemetry variables auth-host honours, and the key each sets.
-const OTEL_ENV: &[(&str, &str)] = &[
+pub(super) const OTEL_ENV: &[(&str, &str)] = &[
     ("OTEL_EXPORTER_OTLP_ENDPOINT", "tracing.endpoint"),
     (
         "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT",
@@ -14,22 +14,6 @@ const OTEL_ENV: &[(&str, &str)] = &[
     ("OTEL_TRACES_SAMPLER", "tracing.sampler"),
     ("OTEL_TRACES_SAMPLER_ARG", "tracing.sampler_arg"),
 ];
-
-/// The key a standard `OTEL_*` variable sets, if it is one of them.
-pub(super) fn otel_env_key(variable: &str) -> Option<&'static str> {
-    OTEL_ENV
-        .iter()
-        .find(|(name, _)| variable.eq_ignore_ascii_case(name))
-        .map(|(_, key)| *key)
-}
-
-/// The standard variable that sets `key`, if one does.
-pub(super) fn otel_env_name(key: &str) -> Option<&'static str> {
-    OTEL_ENV
-        .iter()
-        .find(|(_, k)| *k == key)
-        .map(|(name, _)| *name)
-}
 
 /// Which traces are kept, by the names of `OTEL_TRACES_SAMPLER`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
