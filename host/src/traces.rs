@@ -178,13 +178,9 @@ pub fn record_worker_run(alias: &str, asked: SystemTime, from_ns: u64, until_ns:
     if !enabled() {
         return;
     }
-    let at = |ns| UNIX_EPOCH.checked_add(Duration::from_nanos(ns));
-    let (Some(from), Some(until)) = (at(from_ns), at(until_ns)) else {
+    let Some((from, until)) = worker_run(asked, from_ns, until_ns, SystemTime::now()) else {
         return;
     };
-    if from < asked || until < from || until > SystemTime::now() {
-        return;
-    }
     let tracer = opentelemetry::global::tracer("auth-host");
     let mut span = tracer
         .span_builder(format!("plugin {alias} in its worker"))
@@ -192,6 +188,19 @@ pub fn record_worker_run(alias: &str, asked: SystemTime, from_ns: u64, until_ns:
         .with_attributes([KeyValue::new("plugin.alias", alias.to_owned())])
         .start_with_context(&tracer, &Span::current().context());
     span.end_with_timestamp(until);
+}
+
+/// The times a worker said its plugin ran (Unix ns), when they lie between the host asking
+/// and `now`, in order.
+fn worker_run(
+    asked: SystemTime,
+    from_ns: u64,
+    until_ns: u64,
+    now: SystemTime,
+) -> Option<(SystemTime, SystemTime)> {
+    let at = |ns| UNIX_EPOCH.checked_add(Duration::from_nanos(ns));
+    let (from, until) = (at(from_ns)?, at(until_ns)?);
+    (asked <= from && from <= until && until <= now).then_some((from, until))
 }
 
 /// Adds the current span's `traceparent` to an outgoing request's headers.
@@ -269,5 +278,33 @@ pub fn describe_url(url: &str) -> String {
             url.port().map(|p| format!(":{p}")).unwrap_or_default()
         ),
         Err(_) => "(not a URL)".to_owned(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_worker_is_believed_only_within_the_call() {
+        let ns = |t: SystemTime| {
+            u64::try_from(t.duration_since(UNIX_EPOCH).unwrap_or_default().as_nanos()).unwrap_or(0)
+        };
+        let asked = SystemTime::now();
+        let from = asked + Duration::from_micros(10);
+        let until = asked + Duration::from_micros(200);
+        let now = asked + Duration::from_millis(1);
+        assert_eq!(
+            worker_run(asked, ns(from), ns(until), now),
+            Some((from, until))
+        );
+        // Before the host asked, after now, the wrong way round, the end of time, unsaid.
+        let before = asked - Duration::from_secs(3600);
+        assert_eq!(worker_run(asked, ns(before), ns(until), now), None);
+        let later = now + Duration::from_secs(3600);
+        assert_eq!(worker_run(asked, ns(from), ns(later), now), None);
+        assert_eq!(worker_run(asked, ns(until), ns(from), now), None);
+        assert_eq!(worker_run(asked, u64::MAX, u64::MAX, now), None);
+        assert_eq!(worker_run(asked, 0, 0, now), None);
     }
 }
