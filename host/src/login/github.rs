@@ -13,6 +13,7 @@ use super::provider_http::ProviderHttp;
 use crate::config::LoginProvider;
 use crate::storage::Store;
 use crate::users::user_id_of;
+use oauth2::AsyncHttpClient;
 
 fn client(
     provider: &LoginProvider,
@@ -83,20 +84,22 @@ async fn api<T: serde::de::DeserializeOwned>(
     token: &str,
 ) -> Result<T, String> {
     let url = format!("{}{path}", provider.api_url.as_deref().unwrap_or_default());
-    let request = http
-        .get(&url)
-        .bearer_auth(token)
-        .header(reqwest::header::ACCEPT, "application/vnd.github+json");
-    let response = http
-        .send(request)
-        .await
-        .map_err(|e| format!("GitHub API {path} unreachable: {e}"))?;
+    let request = http::Request::get(&url)
+        .header(http::header::AUTHORIZATION, format!("Bearer {token}"))
+        .header(http::header::ACCEPT, "application/vnd.github+json")
+        .body(Vec::new())
+        .map_err(|e| format!("GitHub API {path}: {e}"))?;
+    let response = http.call(request).await.map_err(|error| match error {
+        // The reqwest error itself says why; its wrapper only says "client error".
+        oauth2::HttpClientError::Reqwest(error) => {
+            format!("GitHub API {path} unreachable: {error}")
+        }
+        other => format!("GitHub API {path} unreachable: {other}"),
+    })?;
     if !response.status().is_success() {
         return Err(format!("GitHub API {path} answered {}", response.status()));
     }
-    response
-        .json()
-        .await
+    serde_json::from_slice(response.body())
         .map_err(|e| format!("GitHub API {path} answered unreadable JSON: {e}"))
 }
 

@@ -1,6 +1,6 @@
-//! HTTP to login providers. Each call is a client span of the trace and carries its
-//! `traceparent`, whether the oauth2 crates make it (discovery, code exchange) or we do
-//! (GitHub's API).
+//! HTTP to login providers. Each call — by the oauth2 crates (discovery, code exchange) or
+//! ours (GitHub's API), all through [`AsyncHttpClient`] — is a client span of the trace and
+//! carries its `traceparent`.
 
 use std::future::Future;
 use std::pin::Pin;
@@ -14,29 +14,6 @@ pub(super) struct ProviderHttp(reqwest::Client);
 impl ProviderHttp {
     pub(super) fn new(client: reqwest::Client) -> ProviderHttp {
         ProviderHttp(client)
-    }
-
-    /// A GET of `url`, to be completed (headers) and sent with [`ProviderHttp::send`].
-    pub(super) fn get(&self, url: &str) -> reqwest::RequestBuilder {
-        self.0.get(url)
-    }
-
-    pub(super) async fn send(
-        &self,
-        request: reqwest::RequestBuilder,
-    ) -> reqwest::Result<reqwest::Response> {
-        let mut request = request.build()?;
-        let span = call_span(
-            request.method(),
-            request.url().host_str(),
-            request.url().path(),
-        );
-        span.in_scope(|| crate::traces::inject(request.headers_mut()));
-        let response = self.0.execute(request).instrument(span.clone()).await;
-        if let Ok(response) = &response {
-            record_status(&span, response.status().as_u16());
-        }
-        response
     }
 }
 
