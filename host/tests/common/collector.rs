@@ -4,7 +4,7 @@
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use http_body_util::{BodyExt, Full};
 use hyper::body::Bytes;
@@ -115,22 +115,19 @@ impl StandInCollector {
         trace_id: &str,
         done: impl Fn(&[ReceivedSpan]) -> bool,
     ) -> Vec<ReceivedSpan> {
-        let deadline = Instant::now() + Duration::from_secs(20);
-        loop {
-            let spans: Vec<ReceivedSpan> = self
-                .spans()
-                .into_iter()
-                .filter(|s| s.trace_id == trace_id)
-                .collect();
-            if done(&spans) {
-                return spans;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "trace {trace_id} incomplete: {spans:#?}"
-            );
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
+        super::poll_until(
+            Duration::from_secs(20),
+            Duration::from_millis(50),
+            &format!("trace {trace_id} complete"),
+            || {
+                self.spans()
+                    .into_iter()
+                    .filter(|s| s.trace_id == trace_id)
+                    .collect::<Vec<ReceivedSpan>>()
+            },
+            |spans| done(spans),
+        )
+        .await
     }
 }
 

@@ -322,6 +322,29 @@ pub mod idp;
 pub mod receiver;
 pub mod server;
 
+/// Reads with `read` every `every` until `done` holds for what it read, and returns that;
+/// panics after `limit`, naming `what` and showing the last read.
+pub async fn poll_until<T: std::fmt::Debug>(
+    limit: std::time::Duration,
+    every: std::time::Duration,
+    what: &str,
+    mut read: impl FnMut() -> T,
+    done: impl Fn(&T) -> bool,
+) -> T {
+    let deadline = std::time::Instant::now() + limit;
+    loop {
+        let value = read();
+        if done(&value) {
+            return value;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "never happened: {what}; got {value:#?}"
+        );
+        tokio::time::sleep(every).await;
+    }
+}
+
 /// Serves `handle` over HTTP/1 on a free 127.0.0.1 port, for as long as the test runs;
 /// returns `http://127.0.0.1:<port>`. The stand-in services of the test kit run on it.
 pub async fn serve_local<H, F>(handle: H) -> String

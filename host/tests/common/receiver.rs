@@ -5,7 +5,7 @@
 #![allow(dead_code, clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
@@ -143,18 +143,14 @@ impl WebhookReceiver {
 
     /// Waits (up to 10 s) until `done` holds for the attempts so far.
     pub async fn wait_until(&self, what: &str, done: impl Fn(&[Attempt]) -> bool) -> Vec<Attempt> {
-        let deadline = Instant::now() + Duration::from_secs(10);
-        loop {
-            let attempts = self.attempts();
-            if done(&attempts) {
-                return attempts;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "never happened: {what}; got {attempts:#?}"
-            );
-            tokio::time::sleep(Duration::from_millis(25)).await;
-        }
+        super::poll_until(
+            Duration::from_secs(10),
+            Duration::from_millis(25),
+            what,
+            || self.attempts(),
+            |attempts| done(attempts),
+        )
+        .await
     }
 }
 
