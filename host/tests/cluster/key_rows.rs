@@ -52,6 +52,13 @@ async fn execute(database: &TestDatabase, sql: String) {
         .unwrap();
 }
 
+async fn query(database: &TestDatabase, sql: &str) -> Vec<sea_orm::QueryResult> {
+    let db = database.connect().await;
+    db.query_all_raw(Statement::from_string(DbBackend::Postgres, sql))
+        .await
+        .unwrap()
+}
+
 async fn jwks_kids(base: &str) -> Vec<String> {
     let (_, jwks) = get_json(&format!("{base}/auth/.well-known/jwks.json")).await;
     jwks["keys"]
@@ -213,14 +220,11 @@ async fn a_key_row_written_without_the_secret_is_never_published_nor_trusted() {
 
     // On record: the keys made, and the refused rows each time their number changed (not
     // once a look).
-    let db = database.connect().await;
-    let events = db
-        .query_all_raw(Statement::from_string(
-            DbBackend::Postgres,
-            "SELECT event_type, reason FROM audit_events ORDER BY id",
-        ))
-        .await
-        .unwrap();
+    let events = query(
+        &database,
+        "SELECT event_type, reason FROM audit_events ORDER BY id",
+    )
+    .await;
     let of_type = |wanted: &str| -> Vec<String> {
         events
             .iter()
@@ -328,14 +332,11 @@ async fn keys_sealed_by_the_earlier_release_keep_verifying_after_the_upgrade() {
         "{kids:?}"
     );
 
-    let db = database.connect().await;
-    let rows = db
-        .query_all_raw(Statement::from_string(
-            DbBackend::Postgres,
-            "SELECT generation, sealed_private_key FROM signing_keys ORDER BY generation",
-        ))
-        .await
-        .unwrap();
+    let rows = query(
+        &database,
+        "SELECT generation, sealed_private_key FROM signing_keys ORDER BY generation",
+    )
+    .await;
     let sealed_now: Vec<(i64, String)> = rows
         .iter()
         .map(|r| {
