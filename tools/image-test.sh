@@ -10,7 +10,8 @@
 # - with the old image's environment unchanged (PRIVATE_KEY/PUBLIC_KEY, GOOGLE_KEY/SECRET,
 #   EXTERNAL_ADDRESS, ALLOWED_SERVICES, INSTALLED_EXTENSIONS, a relative sqlite:/// URL) it
 #   serves that key, offers Google, and takes a token minted as the old service did;
-# - `stop` ends it with exit 0 inside the drain.
+# - `stop` ends it with exit 0 inside the drain;
+# - the image is within its size budget (40 MB).
 # Host network (the container engine's own networks are not needed); explicit limits, since
 # the machine's sandbox cannot raise them.
 set -euo pipefail
@@ -162,6 +163,11 @@ grep -q '"authenticated":true' <<<"$(curl -s "$BASE/auth/check?jwt=$legacy")" ||
 
 size=$("${RUN[@]}" image inspect "$TAG" --format '{{.Size}}')
 layers=$("${RUN[@]}" image inspect "$TAG" --format '{{len .RootFS.Layers}}')
+# The size operators pull and store (uncompressed, as the engine reports it) stays within the
+# budget; a dependency or build setting that outgrows it fails here rather than unnoticed.
+IMAGE_BUDGET_MB=${IMAGE_BUDGET_MB:-40}
+[ "$size" -le $((IMAGE_BUDGET_MB * 1000000)) ] ||
+  failures+=("the image is $((size / 1000000)) MB, over its budget of $IMAGE_BUDGET_MB MB")
 echo "image-test: $TAG, $((size / 1000000)) MB in $layers layer(s); stop in ${stop_ms} ms"
 if [ ${#failures[@]} -gt 0 ]; then
   printf 'image-test: FAILED: %s\n' "${failures[@]}"
