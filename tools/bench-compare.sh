@@ -20,35 +20,26 @@ DURATION=${BENCH_DURATION:-8}
 ROUNDS=${ROUNDS:-3}
 PORT=${BENCH_PORT:-18990}
 BASE="http://127.0.0.1:$PORT"
-DATA=target/bench-compare
+OUT=target/bench-compare
 A_BIN=${A_BIN:-target/release/auth-host}
 B_BIN=${B_BIN:-target/release/auth-host}
 
-rm -rf "$DATA" && mkdir -p "$DATA"
-export AUTH_DATA_DIR=$DATA AUTH_LISTEN=127.0.0.1:$PORT AUTH_PLUGIN_DIR=target/release
-export ALLOWED_SERVICES="example:sample_permission_provider;isolated:sample_permission_provider;sandboxed:sample_permission_provider"
-export AUTH_PLUGINS__ISOLATED__ISOLATION=process AUTH_PLUGINS__ISOLATED__SANDBOX=off
-export AUTH_PLUGINS__SANDBOXED__ISOLATION=process AUTH_PLUGINS__SANDBOXED__SANDBOX=strict
+rm -rf "$OUT" && mkdir -p "$OUT/data"
+PLUGIN_DIR=target/release
+. tools/sample-server-env.sh
+allow_isolated_samples
 "$A_BIN" migrate >/dev/null 2>&1
 USERID=$("$A_BIN" users add --email "compare@bench.example" --name Compare 2>/dev/null)
 TOKEN=$("$A_BIN" token issue --userid "$USERID" 2>/dev/null)
 
-PID=
 trap '[ -n "$PID" ] && kill $PID 2>/dev/null || true' EXIT
 measure() { # binary, extra environment, service
   # shellcheck disable=SC2086 # the environment is NAME=value words
-  env $2 "$1" serve 2>"$DATA/server.log" &
-  PID=$!
-  until curl -sf "$BASE/auth/health" >/dev/null; do
-    kill -0 $PID 2>/dev/null || { cat "$DATA/server.log" >&2; exit 1; }
-    sleep 0.01
-  done
+  BIN=$1 serve "$OUT/server.log" $2
   local url="$BASE/auth/authorize?service=$3&jwt=$TOKEN"
   wrk -t2 -c64 -d1s "$url" >/dev/null
   wrk -t2 -c64 -d"${DURATION}s" "$url" | awk '/^Requests\/sec:/ {printf "%.0f\n", $2}'
-  kill $PID
-  wait $PID 2>/dev/null || true
-  PID=
+  stop
 }
 
 a_total=0 b_total=0

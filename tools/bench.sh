@@ -31,11 +31,8 @@ PLUGIN_DIR=target/release
 # The sample provider three times: in-process (`example`), in a worker process without the
 # sandbox (`isolated`) and in a sandboxed one (`sandboxed`); then the providers that need no
 # Rust: Cedar policies (`cedar`) and the example HTTP service (`http`, asked every time).
-export ALLOWED_SERVICES="example:sample_permission_provider;isolated:sample_permission_provider;sandboxed:sample_permission_provider;cedar:cedar_permissions;http:http_permissions"
-export AUTH_PLUGINS__ISOLATED__ISOLATION=process
-export AUTH_PLUGINS__ISOLATED__SANDBOX=off
-export AUTH_PLUGINS__SANDBOXED__ISOLATION=process
-export AUTH_PLUGINS__SANDBOXED__SANDBOX=strict
+allow_isolated_samples
+export ALLOWED_SERVICES="$ALLOWED_SERVICES;cedar:cedar_permissions;http:http_permissions"
 cat >"$OUT/policies.cedar" <<'EOF'
 permit (principal, action == Action::"read", resource);
 permit (principal, action == Action::"write", resource)
@@ -74,23 +71,6 @@ done
 USERID=$("$BIN" users add --email "bench@bench.example" --name "Bench")
 TOKEN=$("$BIN" token issue --userid "$USERID")
 
-# Starts the server with the extra environment given (NAME=value…), logging to $1, and
-# waits until it answers.
-PID=
-serve() { # log file, NAME=value…
-  local log=$1
-  shift
-  env "$@" "$BIN" serve 2>"$log" &
-  PID=$!
-  until curl -sf "$BASE/auth/health" >/dev/null; do
-    kill -0 $PID 2>/dev/null || { cat "$log"; exit 1; }
-    sleep 0.002
-  done
-}
-stop() {
-  kill $PID
-  wait $PID 2>/dev/null || true
-}
 trap '[ -n "$PID" ] && kill $PID 2>/dev/null; kill $HTTP_PID 2>/dev/null || true' EXIT
 
 # Start, and time until it answers.
@@ -229,6 +209,7 @@ read -r rsa_sign_all _ ecdsa_sign_all ed_sign_all < <(signing_speed -multi "$cor
 # The same with the library the server signs with (aws-lc, tools/sign-speed): where OpenSSL
 # signs faster than aws-lc, this is the bound the server itself can reach.
 read -r own_rsa_all own_ecdsa_all own_ed_all < <(target/release/sign-speed 3 "$cores")
+[ -n "$own_ed_all" ] || { echo "bench: tools/sign-speed gave no figures" >&2; exit 1; }
 
 # authorize at c=64 against the bound of its algorithm: the share of all cores' signatures
 # per second it reaches, and its CPU per request against one signature's.

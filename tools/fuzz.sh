@@ -27,13 +27,8 @@ export AUTH_ADMIN_TOKEN=fuzz-admin-token-0123456789abcdef0123456789
 # unanswered then is a real hang.
 export AUTH_REQUEST_TIMEOUT_MS=5000
 
-"$BIN" serve 2>"$OUT/server.log" &
-PID=$!
-trap 'kill $PID 2>/dev/null || true' EXIT
-for _ in $(seq 1 100); do
-  curl -sf "$BASE/auth/health" >/dev/null && break
-  sleep 0.1
-done
+trap '[ -n "$PID" ] && kill $PID 2>/dev/null || true' EXIT
+serve "$OUT/server.log"
 
 # A figure of the server's /proc status, or 0 once it is gone (the verdict says why).
 proc_kb() { awk -v key="$1" '$1 == key ":" {print $2}' "/proc/$PID/status" 2>/dev/null || echo 0; }
