@@ -5,9 +5,9 @@
 # Each row: requests/s, latency p50 and p99 (wrk --latency), the server's CPU time per
 # request (from /proc), at concurrency 1 and 64, for a fixed duration. The report also holds
 # the server's peak RSS, how long it took to be ready, and this machine's signing bound
-# measured in the same run (openssl speed, on every core): authorize at c=64 as a share of
-# that bound, and its CPU per request against one signature's, for each permission-token
-# algorithm (RS256, ES256, EdDSA).
+# measured in the same run (openssl speed and aws-lc, on every core; and a server that only
+# signs, driven as auth-host is): authorize at c=64 as a share of each, and its CPU per request
+# against one signature's, for each permission-token algorithm (RS256, ES256, EdDSA).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -173,6 +173,16 @@ kill $SINK_PID 2>/dev/null || true
 serve "$OUT/server-reuse.log" AUTH_PERMISSION_TOKEN_REUSE_SECS=30
 run "GET /auth/authorize (sample provider, token reuse 30 s)" "$BASE/auth/authorize?service=example&jwt=$TOKEN"
 stop
+
+# A server that only signs, once per request, on auth-host's HTTP stack (tools/sign-speed
+# serve, on the same port): the most any server signing per request reaches on this machine
+# with wrk beside it. authorize is set against it below, beside the bare signing bounds.
+ONLY_SIGNING="GET / (tools/sign-speed serve: only signing)"
+for algorithm in RS256 ES256 EdDSA; do
+  launch "$OUT/sign-speed-$algorithm.log" target/release/sign-speed serve "$PORT" "$algorithm"
+  run "$ONLY_SIGNING, $algorithm" "$BASE/"
+  stop
+done
 trap - EXIT
 
 # A worker's start, with and without the sandbox: `plugins check` of one isolated alias (the
@@ -211,20 +221,24 @@ read -r rsa_sign_all _ ecdsa_sign_all ed_sign_all < <(signing_speed -multi "$cor
 read -r own_rsa_all own_ecdsa_all own_ed_all < <(target/release/sign-speed 3 "$cores")
 [ -n "$own_ed_all" ] || { echo "bench: tools/sign-speed gave no figures" >&2; exit 1; }
 
-# authorize at c=64 against the bound of its algorithm: the share of all cores' signatures
-# per second it reaches, and its CPU per request against one signature's.
+# authorize at c=64 against the bounds of its algorithm: the share of all cores' signatures
+# per second it reaches, and of the only-signing server's requests per second; its CPU per
+# request against one signature's, and the only-signing server's.
 bound_rows=()
-bound_row() { # label, row name, signatures/s all cores, signatures/s one core, aws-lc's all cores
+cpu_rows=()
+bound_row() { # algorithm, authorize's row, signatures/s all cores, one core, aws-lc's all cores
   local rps=${RPS["$2|64"]:-} cpu=${CPU_US["$2|64"]:-}
-  [ -n "$rps" ] || return 0
-  bound_rows+=("$(awk -v l="$1" -v r="$rps" -v c="$cpu" -v all="$3" -v one="$4" -v own="$5" 'BEGIN {
+  local floor_rps=${RPS["$ONLY_SIGNING, $1|64"]:-} floor_cpu=${CPU_US["$ONLY_SIGNING, $1|64"]:-}
+  [ -n "$rps" ] && [ -n "$floor_rps" ] || return 0
+  bound_rows+=("$(awk -v l="$1" -v r="$rps" -v all="$3" -v own="$5" -v floor="$floor_rps" 'BEGIN {
+    printf "| %s | %d | %d | %.1f%% | %d | %.1f%% | %d | %.1f%% |", l, r, all, 100 * r / all, own, 100 * r / own, floor, 100 * r / floor }')")
+  cpu_rows+=("$(awk -v l="$1" -v c="$cpu" -v fc="$floor_cpu" -v one="$4" 'BEGIN {
     sig = 1e6 / one
-    printf "| %s | %d | %d | %.1f%% | %d | %.1f%% | %s | %.1f | %.2f× |", l, r, all, 100 * r / all, own, 100 * r / own, c, sig, c / sig }')")
+    printf "| %s | %s | %s | %.1f | %.2f× | %.2f× |", l, c, fc, sig, c / sig, fc / sig }')")
 }
 bound_row RS256 "$AUTHORIZE" "$rsa_sign_all" "$rsa_sign" "$own_rsa_all"
 bound_row ES256 "$AUTHORIZE, ES256" "$ecdsa_sign_all" "$ecdsa_sign" "$own_ecdsa_all"
 bound_row EdDSA "$AUTHORIZE, EdDSA" "$ed_sign_all" "$ed_sign" "$own_ed_all"
-
 {
   echo "# auth-host bench ($DB)"
   echo
@@ -242,11 +256,20 @@ bound_row EdDSA "$AUTHORIZE, EdDSA" "$ed_sign_all" "$ed_sign" "$own_ed_all"
   echo "  ECDSA P-256 sign ${ecdsa_sign}/s on 1, ${ecdsa_sign_all}/s on $cores; Ed25519 sign ${ed_sign}/s on 1, ${ed_sign_all}/s on $cores"
   echo "- signing bound (aws-lc, the server's signer, tools/sign-speed): RSA-2048 ${own_rsa_all}/s, ECDSA P-256 ${own_ecdsa_all}/s, Ed25519 ${own_ed_all}/s on $cores"
   echo
-  echo "authorize at c=64 against the signing bound of its permission-token algorithm:"
+  echo "authorize at c=64 against the signing bounds of its permission-token algorithm: the"
+  echo "signatures/s of all $cores cores signing and nothing else running (openssl speed -multi;"
+  echo "aws-lc, the server's signer), and the requests/s of a server that only signs, with wrk"
+  echo "beside it as beside auth-host (tools/sign-speed serve):"
   echo
-  echo "| algorithm | authorize/s | bound: openssl (signatures/s, $cores cores) | share of it | bound: aws-lc, the server's signer ($cores cores) | share of it | server CPU/authorize (µs) | one signature (openssl, µs, 1 core) | CPU/authorize ÷ signature |"
-  echo "|---|---|---|---|---|---|---|---|---|"
+  echo "| algorithm | authorize/s | bound: openssl (signatures/s) | share of it | bound: aws-lc (signatures/s) | share of it | only-signing server (req/s) | share of it |"
+  echo "|---|---|---|---|---|---|---|---|"
   printf '%s\n' "${bound_rows[@]}"
+  echo
+  echo "CPU per request at c=64 against one signature's (openssl, 1 core):"
+  echo
+  echo "| algorithm | server CPU/authorize (µs) | only-signing server CPU/request (µs) | one signature (µs) | authorize ÷ signature | only-signing ÷ signature |"
+  echo "|---|---|---|---|---|---|"
+  printf '%s\n' "${cpu_rows[@]}"
 } >"$REPORT"
 echo
 cat "$REPORT"

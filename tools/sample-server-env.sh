@@ -1,7 +1,7 @@
 # Sourced by tools/bench.sh, tools/bench-compare.sh and tools/fuzz.sh: the environment of a
 # local auth-host with the sample plugins and the development login, listening on
 # 127.0.0.1:$PORT with its data in $OUT/data and its plugins in $PLUGIN_DIR (the build
-# output); and `serve`/`stop` to run $BIN with it.
+# output); and `serve`/`stop` to run $BIN with it (`launch` for another server on the port).
 export AUTH_DATA_DIR="$OUT/data"
 export AUTH_PLUGIN_DIR="$PLUGIN_DIR"
 export AUTH_LISTEN="127.0.0.1:$PORT"
@@ -19,14 +19,14 @@ allow_isolated_samples() {
   export AUTH_PLUGINS__SANDBOXED__ISOLATION=process AUTH_PLUGINS__SANDBOXED__SANDBOX=strict
 }
 
-# Starts $BIN serve with the extra environment given (NAME=value…), logging to $1, and waits
-# until it answers /auth/health; a server that dies or stays silent for 30 s ends the script,
-# showing its log. Its pid is in $PID.
+# Starts the command given, logging to $1, and waits until 127.0.0.1:$PORT answers
+# /auth/health; a command that dies or stays silent for 30 s ends the script, showing its
+# log. Its pid is in $PID.
 PID=
-serve() { # log file, NAME=value…
+launch() { # log file, command…
   local log=$1 deadline=$((SECONDS + 30))
   shift
-  env "$@" "$BIN" serve 2>"$log" &
+  "$@" 2>"$log" &
   PID=$!
   until curl -sf "http://127.0.0.1:$PORT/auth/health" >/dev/null; do
     if ! kill -0 "$PID" 2>/dev/null || [ "$SECONDS" -ge "$deadline" ]; then
@@ -36,6 +36,12 @@ serve() { # log file, NAME=value…
     fi
     sleep 0.002
   done
+}
+# Starts $BIN serve with the extra environment given (NAME=value…), as `launch` does.
+serve() { # log file, NAME=value…
+  local log=$1
+  shift
+  launch "$log" env "$@" "$BIN" serve
 }
 stop() {
   kill "$PID"
