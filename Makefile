@@ -117,10 +117,10 @@ bench: bench-tools audit-tools verifiers
 	$(RELEASE_BUILD)
 	DB=$(DB) tools/bench.sh
 
-# wrk and openssl from the system packages, installed when missing.
+# wrk, openssl and GNU time from the system packages, installed when missing.
 bench-tools:
-	@command -v wrk >/dev/null && command -v openssl >/dev/null || \
-	  { apt-get update -qq && apt-get install -y -qq wrk openssl >/dev/null; }
+	@command -v wrk >/dev/null && command -v openssl >/dev/null && [ -x /usr/bin/time ] || \
+	  { apt-get update -qq && apt-get install -y -qq wrk openssl time >/dev/null; }
 
 lint:
 	$(CARGO) fmt --all -- --check

@@ -3,7 +3,7 @@
 # `make bench DB=postgres`). Prints one table and writes it to target/bench/report-<db>.md.
 #
 # Each row: requests/s, latency p50 and p99 (wrk --latency), the server's CPU time per
-# request (from /proc), at concurrency 1 and 64, for a fixed duration. The report also holds
+# request (from /proc) and the load generator's (GNU time), at concurrency 1 and 64, for a fixed duration. The report also holds
 # the server's peak RSS, how long it took to be ready, and this machine's signing bound
 # measured in the same run (openssl speed and aws-lc, on every core; and a server that only
 # signs, driven as auth-host is): authorize at c=64 as a share of each, and its CPU per request
@@ -20,7 +20,7 @@ BIN=target/release/auth-host
 BASE="http://127.0.0.1:$PORT"
 REPORT="$OUT/report-$DB.md"
 
-for tool in wrk curl openssl; do
+for tool in wrk curl openssl /usr/bin/time; do
   command -v "$tool" >/dev/null || { echo "bench: $tool is missing (make bench installs it)" >&2; exit 1; }
 done
 
@@ -45,8 +45,15 @@ HTTP_PORT=$((PORT + 1))
 HTTP_SECRET="whsec_$(openssl rand -base64 24)"
 printf '{"http": {"*": {"read": true, "write": false}}}' >"$OUT/http-permissions.json"
 PROVIDER_SECRET="$HTTP_SECRET" target/verifiers-venv/bin/python examples/http-provider/provider.py \
-  "$OUT/http-permissions.json" "$HTTP_PORT" >/dev/null 2>&1 &
+  "$OUT/http-permissions.json" "$HTTP_PORT" >"$OUT/http-provider.log" 2>&1 &
 HTTP_PID=$!
+trap 'kill $HTTP_PID 2>/dev/null || true' EXIT
+# It says when it listens; one that cannot (the port taken, say by a provider left running
+# with another secret) would answer nothing or every request 401, so the bench stops here.
+until grep -q '^listening' "$OUT/http-provider.log"; do
+  kill -0 "$HTTP_PID" 2>/dev/null || { echo "bench: the example HTTP provider did not start:" >&2; cat "$OUT/http-provider.log" >&2; exit 1; }
+  sleep 0.05
+done
 export AUTH_PLUGINS__HTTP__URL="http://127.0.0.1:$HTTP_PORT/{service}"
 export AUTH_PLUGINS__HTTP__SECRET="$HTTP_SECRET"
 # The login benchmark is one client with up to 64 logins in flight at once.
@@ -93,6 +100,15 @@ wrk.headers["Content-Type"] = "application/x-www-form-urlencoded"
 wrk.body = "username=bench_renamed"
 EOF
 
+# The load generator's CPU time (user + system, seconds), run as `client CMD…`: it shares the
+# machine's cores with the server, so what it takes is not the server's to use.
+client() {
+  /usr/bin/time -f "%U %S" -o "$OUT/client-time" "$@"
+}
+client_us() { # requests: the client's last run, CPU µs per request
+  awk -v n="$1" '{ if (n > 0) printf "%.1f", ($1 + $2) / n * 1e6; else print "-" }' "$OUT/client-time"
+}
+
 rows=()
 # requests/s and CPU µs per request of each run, by "name|connections".
 declare -A RPS CPU_US
@@ -104,12 +120,12 @@ run() {
     local before after out
     before=$(cpu_ticks)
     if [ -n "$script" ]; then
-      out=$(wrk -t"$threads" -c"$c" -d"${DURATION}s" --latency -s "$script" "$url")
+      out=$(client wrk -t"$threads" -c"$c" -d"${DURATION}s" --latency -s "$script" "$url")
     else
-      out=$(wrk -t"$threads" -c"$c" -d"${DURATION}s" --latency "$url")
+      out=$(client wrk -t"$threads" -c"$c" -d"${DURATION}s" --latency "$url")
     fi
     after=$(cpu_ticks)
-    local rps p50 p99 requests errors cpu_us
+    local rps p50 p99 requests errors cpu_us wrk_us
     rps=$(awk '/^Requests\/sec:/ {printf "%.0f", $2}' <<<"$out")
     p50=$(awk '$1 == "50%" {print $2}' <<<"$out")
     p99=$(awk '$1 == "99%" {print $2}' <<<"$out")
@@ -117,10 +133,11 @@ run() {
     errors=$(awk '/Non-2xx or 3xx responses:/ {print $5}' <<<"$out")
     cpu_us=$(awk -v t=$((after - before)) -v hz="$ticks" -v n="$requests" \
       'BEGIN { if (n > 0) printf "%.1f", t / hz / n * 1e6; else print "-" }')
-    rows+=("| $name | $c | $rps | $p50 | $p99 | $cpu_us | ${errors:-0} |")
+    wrk_us=$(client_us "$requests")
+    rows+=("| $name | $c | $rps | $p50 | $p99 | $cpu_us | $wrk_us | ${errors:-0} |")
     RPS["$name|$c"]=$rps
     CPU_US["$name|$c"]=$cpu_us
-    printf '%-34s c=%-3s %8s req/s  p50 %-9s p99 %-9s cpu/req %s µs\n' "$name" "$c" "$rps" "$p50" "$p99" "$cpu_us"
+    printf '%-34s c=%-3s %8s req/s  p50 %-9s p99 %-9s cpu/req %s µs (wrk %s µs)\n' "$name" "$c" "$rps" "$p50" "$p99" "$cpu_us" "$wrk_us"
   done
 }
 
@@ -140,11 +157,12 @@ run "POST /auth/update" "$BASE/auth/update" "$OUT/update.lua"
 # replayed by wrk: each needs a fresh single-use state. tools/login-bench drives it.
 for c in $CONNECTIONS; do
   before=$(cpu_ticks)
-  read -r lps p50 p99 logins errors < <(target/release/login-bench "$BASE" "$c" "$DURATION")
+  out=$(client target/release/login-bench "$BASE" "$c" "$DURATION")
+  read -r lps p50 p99 logins errors <<<"$out"
   after=$(cpu_ticks)
   cpu_us=$(awk -v t=$((after - before)) -v hz="$ticks" -v n="$logins" \
     'BEGIN { if (n > 0) printf "%.1f", t / hz / n * 1e6; else print "-" }')
-  rows+=("| development login, start + callback (logins/s) | $c | $lps | ${p50}ms | ${p99}ms | $cpu_us | $errors |")
+  rows+=("| development login, start + callback (logins/s) | $c | $lps | ${p50}ms | ${p99}ms | $cpu_us | $(client_us "$logins") | $errors |")
   printf '%-34s c=%-3s %8s logins/s  p50 %-9s p99 %-9s cpu/login %s µs\n' "dev login (start + callback)" "$c" "$lps" "${p50}ms" "${p99}ms" "$cpu_us"
 done
 
@@ -183,6 +201,7 @@ for algorithm in RS256 ES256 EdDSA; do
   run "$ONLY_SIGNING, $algorithm" "$BASE/"
   stop
 done
+kill $HTTP_PID 2>/dev/null || true
 trap - EXIT
 
 # A worker's start, with and without the sandbox: `plugins check` of one isolated alias (the
@@ -245,8 +264,8 @@ bound_row EdDSA "$AUTHORIZE, EdDSA" "$ed_sign_all" "$ed_sign" "$own_ed_all"
   echo "$(date -u +%Y-%m-%dT%H:%MZ), $(nproc) cores, wrk on the same machine, ${DURATION}s per run,"
   echo "$(git rev-parse --short HEAD 2>/dev/null || echo '?'), release build."
   echo
-  echo "| endpoint | connections | req/s | p50 | p99 | server CPU/request (µs) | non-2xx |"
-  echo "|---|---|---|---|---|---|---|"
+  echo "| endpoint | connections | req/s | p50 | p99 | server CPU/request (µs) | load generator CPU/request (µs) | non-2xx |"
+  echo "|---|---|---|---|---|---|---|---|"
   printf '%s\n' "${rows[@]}"
   echo
   echo "- ready to serve: ${ready_ms} ms after start (sample plugins, $DB)"
