@@ -98,15 +98,38 @@ impl LoadedPlugin {
         service: &str,
         user: &UserInfo,
     ) -> Result<auth_host_plugin_api::Permissions, PluginCallError> {
-        match self.call(Call::Permissions, service, user).await? {
-            (Answer::Permissions, text) => parse_permissions(&text).map_err(|e| self.invalid(e)),
-            other => Err(self.failure(other)),
+        let (permissions, ()) = self.get_permissions_then(service, user, |_| ()).await?;
+        Ok(permissions)
+    }
+
+    /// The permissions of `user` in `service`, and what `then` makes of them, made where the
+    /// answer is read: for an in-process plugin, on the blocking thread that called it (its
+    /// in-flight slot already given back), so that work as heavy as a signature is not done
+    /// on the async workers and costs no second hand-off; for an isolated one, where its
+    /// worker's answer arrives. `then` runs only on a valid answer.
+    pub async fn get_permissions_then<T: Send + 'static>(
+        &self,
+        service: &str,
+        user: &UserInfo,
+        then: impl FnOnce(&auth_host_plugin_api::Permissions) -> T + Send + 'static,
+    ) -> Result<(auth_host_plugin_api::Permissions, T), PluginCallError> {
+        let read = move |answer: Answer, text: String| match answer {
+            Answer::Permissions => parse_permissions(&text).map(|permissions| {
+                let made = then(&permissions);
+                (permissions, made)
+            }),
+            // The plugin's message, for `failure`.
+            _ => Err(text),
+        };
+        match self.call(Call::Permissions, service, user, read).await? {
+            (Answer::Permissions, read) => read.map_err(|e| self.invalid(e)),
+            (other, read) => Err(self.failure((other, read.err().unwrap_or_default()))),
         }
     }
 
     /// A lifecycle hook (`on_user_logout` always continues).
     pub async fn hook(&self, call: Call, user: &UserInfo) -> Result<HookDecision, PluginCallError> {
-        match self.call(call, "", user).await? {
+        match self.call(call, "", user, |_, text| text).await? {
             (Answer::Continue, _) => Ok(HookDecision::Continue),
             (Answer::Refuse, reason) => Ok(HookDecision::Refuse(reason)),
             (Answer::Amend, text) => serde_json::from_str(&text)
@@ -116,13 +139,15 @@ impl LoadedPlugin {
         }
     }
 
-    /// One call where the alias runs, answered as a worker answers; a span of the trace.
-    async fn call(
+    /// One call where the alias runs, answered as a worker answers, and what `read` makes
+    /// of the answer where it is read; a span of the trace.
+    async fn call<R: Send + 'static>(
         &self,
         call: Call,
         service: &str,
         user: &UserInfo,
-    ) -> Result<(Answer, String), PluginCallError> {
+        read: impl FnOnce(Answer, String) -> R + Send + 'static,
+    ) -> Result<(Answer, R), PluginCallError> {
         let span = tracing::debug_span!(
             "plugin call",
             otel.name = format!("plugin {} {call:?}", self.alias()),
@@ -133,7 +158,7 @@ impl LoadedPlugin {
             plugin.outcome = tracing::field::Empty,
         );
         let result = self
-            .call_where_it_runs(call, service, user)
+            .call_where_it_runs(call, service, user, read)
             .instrument(span.clone())
             .await;
         if !span.is_disabled() {
@@ -148,12 +173,13 @@ impl LoadedPlugin {
         result
     }
 
-    async fn call_where_it_runs(
+    async fn call_where_it_runs<R: Send + 'static>(
         &self,
         call: Call,
         service: &str,
         user: &UserInfo,
-    ) -> Result<(Answer, String), PluginCallError> {
+        read: impl FnOnce(Answer, String) -> R + Send + 'static,
+    ) -> Result<(Answer, R), PluginCallError> {
         let user = serde_json::to_string(user).map_err(|e| self.invalid(e))?;
         match &self.place {
             Place::InProcess {
@@ -161,9 +187,12 @@ impl LoadedPlugin {
                 call_timeout,
             } => {
                 let service = service.to_owned();
-                run_blocking(plugin, *call_timeout, move |plugin| {
-                    Ok(plugin.answer(call, &service, &user))
-                })
+                run_blocking(
+                    plugin,
+                    *call_timeout,
+                    move |plugin| Ok(plugin.answer(call, &service, &user)),
+                    move |(answer, text)| (answer, read(answer, text)),
+                )
                 .await
             }
             Place::Isolated {
@@ -180,7 +209,7 @@ impl LoadedPlugin {
                     response.ran_from_ns,
                     response.ran_until_ns,
                 );
-                Ok((response.answer, response.text))
+                Ok((response.answer, read(response.answer, response.text)))
             }
         }
     }
@@ -213,18 +242,21 @@ impl LoadedPlugin {
     }
 }
 
-/// Runs a blocking call of an in-process plugin on the blocking thread pool, cut off after
-/// `call_timeout`. A call that is cut off keeps its thread until it returns, and its slot in
-/// the plugin's in-flight limit, so a plugin that hangs cannot exhaust the pool (isolating
-/// it is what really stops it).
-async fn run_blocking<T, F>(
+/// Runs a blocking call of an in-process plugin on the blocking thread pool, then `after`
+/// with its result on the same thread once the call's in-flight slot is given back; both cut
+/// off after `call_timeout`. A call that is cut off keeps its thread until it returns, and
+/// its slot in the plugin's in-flight limit, so a plugin that hangs cannot exhaust the pool
+/// (isolating it is what really stops it).
+async fn run_blocking<T, U, F, G>(
     plugin: &Arc<Plugin>,
     call_timeout: Duration,
     call: F,
-) -> Result<T, PluginCallError>
+    after: G,
+) -> Result<U, PluginCallError>
 where
-    T: Send + 'static,
+    U: Send + 'static,
     F: FnOnce(&Plugin) -> Result<T, PluginCallError> + Send + 'static,
+    G: FnOnce(T) -> U + Send + 'static,
 {
     let alias = plugin.alias().to_owned();
     let permit = Arc::clone(plugin.in_flight())
@@ -234,8 +266,11 @@ where
         })?;
     let task_plugin = Arc::clone(plugin);
     let task = tokio::task::spawn_blocking(move || {
-        let _permit = permit;
-        call(&task_plugin)
+        let answered = {
+            let _permit = permit;
+            call(&task_plugin)
+        };
+        answered.map(after)
     });
     match tokio::time::timeout(call_timeout, task).await {
         Ok(Ok(result)) => result,

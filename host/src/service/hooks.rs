@@ -41,7 +41,7 @@ impl AuthService {
             };
             let started = std::time::Instant::now();
             let answer = extension.hook(call, &user_info(user)).await;
-            self.count_plugin_call(extension.alias(), started, &answer);
+            self.count_plugin_call(extension.alias(), started.elapsed(), &answer);
             let alias = extension.alias();
             match answer {
                 Ok(HookDecision::Continue) => {}

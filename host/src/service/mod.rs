@@ -42,7 +42,8 @@ pub struct Health {
 
 pub struct AuthService {
     store: Store,
-    tokens: TokenService,
+    /// Shared with the blocking threads that sign permission tokens.
+    tokens: Arc<TokenService>,
     logins: Logins,
     /// Swapped whole on a reload; a request keeps the registry it started with, so calls
     /// in flight finish on the plugins they began on.
@@ -75,7 +76,7 @@ impl AuthService {
         let service = AuthService {
             cache: AuthCache::new(auth_cache, !store.announces_changes()),
             store,
-            tokens,
+            tokens: Arc::new(tokens),
             logins,
             plugins: RwLock::new(plugins),
             metrics,
@@ -195,10 +196,11 @@ impl AuthService {
             .inc();
     }
 
+    /// A plugin call that took `took` (from the call's start to its answer).
     fn count_plugin_call<T>(
         &self,
         alias: &str,
-        started: std::time::Instant,
+        took: std::time::Duration,
         answer: &std::result::Result<T, PluginCallError>,
     ) {
         self.metrics
@@ -206,7 +208,7 @@ impl AuthService {
             .get_or_create(&crate::metrics::AliasLabels {
                 alias: alias.to_owned(),
             })
-            .observe(started.elapsed().as_secs_f64());
+            .observe(took.as_secs_f64());
         let outcome = match answer {
             Ok(_) => "ok",
             Err(PluginCallError::Failed { .. }) => "error",

@@ -3,6 +3,7 @@
 use crate::common;
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
 
 use auth_host::plugins::{
@@ -210,6 +211,51 @@ async fn a_slow_call_is_cut_off_and_others_keep_answering() {
     tokio::time::sleep(Duration::from_millis(2_500)).await;
     let answer = slow.get_permissions("slow", &user("u1")).await.unwrap();
     assert_eq!(answer["user"], "u1");
+}
+
+/// What is made of an in-process answer (the permission token's signature) runs on the
+/// call's blocking thread, not on an async worker, and after the call's in-flight slot is
+/// given back.
+#[tokio::test(flavor = "multi_thread", worker_threads = 1)]
+async fn what_is_made_of_an_answer_is_made_off_the_async_worker_after_the_slot_is_freed() {
+    let dir = PluginDir::with_workspace_plugins(&["test_provider"]);
+    let mut settings = settings(dir.path(), "p:test_provider", "");
+    settings.max_in_flight = 1;
+    let registry = Arc::new(load(&settings));
+    let provider = Arc::clone(registry.permission_provider("p").unwrap());
+
+    // Ticks on the one async worker: were `then` run there, they would stop meanwhile.
+    let ticks = Arc::new(AtomicU32::new(0));
+    let ticker = tokio::spawn({
+        let ticks = Arc::clone(&ticks);
+        async move {
+            loop {
+                tokio::time::sleep(Duration::from_millis(10)).await;
+                ticks.fetch_add(1, Ordering::SeqCst);
+            }
+        }
+    });
+    let runtime = tokio::runtime::Handle::current();
+    let again = Arc::clone(&provider);
+    let (permissions, (ticked, second)) = provider
+        .get_permissions_then("p", &user("u1"), move |permissions| {
+            assert_eq!(permissions["user"], "u1");
+            let before = ticks.load(Ordering::SeqCst);
+            std::thread::sleep(Duration::from_millis(400));
+            let ticked = ticks.load(Ordering::SeqCst) - before;
+            // The only slot of the alias is free again: a second call is not refused.
+            let second = runtime.block_on(again.get_permissions("p", &user("u2")));
+            (ticked, second)
+        })
+        .await
+        .unwrap();
+    ticker.abort();
+    assert_eq!(permissions["user"], "u1");
+    assert!(
+        ticked >= 10,
+        "the async worker stood still: {ticked} ticks in 400 ms"
+    );
+    assert_eq!(second.unwrap()["user"], "u2");
 }
 
 #[test]
