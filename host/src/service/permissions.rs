@@ -46,9 +46,12 @@ impl AuthService {
         let started = std::time::Instant::now();
         let tokens = Arc::clone(&self.tokens);
         let (userid, signed_for) = (user.id.clone(), service.to_owned());
+        // On that thread, the signature's span stays under this request's `authorize`.
+        let authorize_span = tracing::Span::current();
         let answer = provider
             .get_permissions_then(service, &user_info(&user), move |permissions| {
                 let took = started.elapsed();
+                let _in_authorize = authorize_span.enter();
                 let token = tokens.issue_permission_token(&userid, &signed_for, permissions);
                 (took, token)
             })
