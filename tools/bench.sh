@@ -3,11 +3,12 @@
 # `make bench DB=postgres`). Prints one table and writes it to target/bench/report-<db>.md.
 #
 # Each row: requests/s, latency p50 and p99 (wrk --latency), the server's CPU time per
-# request (from /proc) and the load generator's (GNU time), at concurrency 1 and 64, for a fixed duration. The report also holds
-# the server's peak RSS, how long it took to be ready, and this machine's signing bound
-# measured in the same run (openssl speed and aws-lc, on every core; and a server that only
-# signs, driven as auth-host is): authorize at c=64 as a share of each, and its CPU per request
-# against one signature's, for each permission-token algorithm (RS256, ES256, EdDSA).
+# request (from /proc) and the load generator's (GNU time), at concurrency 1 and 64, for a
+# fixed duration. The report also holds the server's peak RSS, how long it took to be ready,
+# and this machine's signing bounds measured in the same run (openssl speed and aws-lc, on
+# every core; and a server that only signs, driven as auth-host is): authorize at c=64 as a
+# share of each, and its CPU per request against one signature's, for each permission-token
+# algorithm (RS256, ES256, EdDSA).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -47,7 +48,9 @@ printf '{"http": {"*": {"read": true, "write": false}}}' >"$OUT/http-permissions
 PROVIDER_SECRET="$HTTP_SECRET" target/verifiers-venv/bin/python examples/http-provider/provider.py \
   "$OUT/http-permissions.json" "$HTTP_PORT" >"$OUT/http-provider.log" 2>&1 &
 HTTP_PID=$!
-trap 'kill $HTTP_PID 2>/dev/null || true' EXIT
+# Whatever ends the script stops the server running then ($PID, see sample-server-env.sh) and
+# the example provider.
+trap '[ -n "$PID" ] && kill $PID 2>/dev/null; kill $HTTP_PID 2>/dev/null || true' EXIT
 # It says when it listens; one that cannot (the port taken, say by a provider left running
 # with another secret) would answer nothing or every request 401, so the bench stops here.
 until grep -q '^listening' "$OUT/http-provider.log"; do
@@ -77,8 +80,6 @@ for i in $(seq 1 20); do
 done
 USERID=$("$BIN" users add --email "bench@bench.example" --name "Bench")
 TOKEN=$("$BIN" token issue --userid "$USERID")
-
-trap '[ -n "$PID" ] && kill $PID 2>/dev/null; kill $HTTP_PID 2>/dev/null || true' EXIT
 
 # Start, and time until it answers.
 started=$(date +%s%N)
@@ -201,8 +202,6 @@ for algorithm in RS256 ES256 EdDSA; do
   run "$ONLY_SIGNING, $algorithm" "$BASE/"
   stop
 done
-kill $HTTP_PID 2>/dev/null || true
-trap - EXIT
 
 # A worker's start, with and without the sandbox: `plugins check` of one isolated alias (the
 # host's own start included), the mean of 5.
