@@ -251,9 +251,20 @@ async fn probe_a_server_with(user: Option<&str>, sandbox: &str, more: &[(&str, &
     };
     let dir = data.path().display().to_string();
     let config = data.path().join("auth-host.toml");
+    // A path socket anyone may connect to (as PostgreSQL's is), and PostgreSQL's own when
+    // this machine has one.
+    let sockets = tempfile::tempdir().unwrap();
+    std::fs::set_permissions(sockets.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    let unix_path = sockets.path().join("open.sock");
+    let unix_listener = std::os::unix::net::UnixListener::bind(&unix_path).unwrap();
+    std::fs::set_permissions(&unix_path, std::fs::Permissions::from_mode(0o777)).unwrap();
+    let mut unix = vec![unix_path.display().to_string()];
+    if std::path::Path::new(POSTGRES_SOCKET).exists() {
+        unix.push(POSTGRES_SOCKET.to_owned());
+    }
     let targets = format!(
         "secret = \"{secret}\"\nfiles = [\"{dir}/signing-key.pem\", \"{dir}/auth-host.db\", \
-         \"{}\"]\ntcp = \"{tcp}\"\nwrite = \"{dir}/written-by-a-plugin\"\n",
+         \"{}\"]\ntcp = \"{tcp}\"\nwrite = \"{dir}/written-by-a-plugin\"\nunix = {unix:?}\n",
         config.display()
     );
     std::fs::write(
@@ -306,6 +317,7 @@ async fn probe_a_server_with(user: Option<&str>, sandbox: &str, more: &[(&str, &
     let hook: serde_json::Value =
         serde_json::from_str(report).unwrap_or_else(|e| panic!("{e}: {error}\n{}", server.log()));
     drop(listener);
+    drop(unix_listener);
     // SAFETY: closes the duplicate made above, which nothing else uses.
     unsafe { libc::close(leaked) };
     // Nothing the plugins started outlives the server.
@@ -314,6 +326,51 @@ async fn probe_a_server_with(user: Option<&str>, sandbox: &str, more: &[(&str, &
         provider,
         hook: hook.as_object().unwrap().clone(),
     }
+}
+
+/// PostgreSQL's socket on Debian, which trusts local connections on this kind of machine.
+const POSTGRES_SOCKET: &str = "/var/run/postgresql/.s.PGSQL.5432";
+
+/// What a plugin may do to the host's process without reading anything: change its limits
+/// (`RLIMIT_CPU` of one second ends it), priority, scheduling, CPUs or I/O priority. Each
+/// probe sets the host's own value again, so that an allowed attempt harms nothing.
+const ON_THE_HOSTS_PROCESS: &[&str] = &[
+    "host_rlimit",
+    "host_priority",
+    "host_affinity",
+    "host_scheduler",
+    "host_ioprio",
+];
+
+/// Ways around the filter or the limits: io_uring's own sockets, memory in a memfd.
+const PAST_THE_FILTER: &[&str] = &["io_uring", "memfd"];
+
+fn refused(who: &str, report: &serde_json::Map<String, serde_json::Value>, attempts: &[&str]) {
+    for attempt in attempts {
+        let outcome = report[*attempt].as_str().unwrap_or_default();
+        assert!(
+            outcome.starts_with("refused"),
+            "{who}: {attempt} was {outcome}\n{report:#?}"
+        );
+    }
+}
+
+fn allowed(who: &str, report: &serde_json::Map<String, serde_json::Value>, attempts: &[&str]) {
+    for attempt in attempts {
+        let outcome = report[*attempt].as_str().unwrap_or_default();
+        assert!(
+            outcome.starts_with("allowed"),
+            "{who}: {attempt} was {outcome}\n{report:#?}"
+        );
+    }
+}
+
+/// The path sockets the probe was given: the test's own, and PostgreSQL's when present.
+fn unix_sockets(report: &serde_json::Map<String, serde_json::Value>) -> Vec<String> {
+    (0..2)
+        .map(|i| format!("unix_{i}"))
+        .filter(|name| report.contains_key(name))
+        .collect()
 }
 
 fn refused_everything(who: &str, report: &serde_json::Map<String, serde_json::Value>) {
@@ -341,6 +398,12 @@ fn refused_everything(who: &str, report: &serde_json::Map<String, serde_json::Va
             "{who}: {attempt} was {outcome}\n{report:#?}"
         );
     }
+    let sockets = unix_sockets(report);
+    assert!(!sockets.is_empty(), "{who}: no path socket probed");
+    let sockets: Vec<&str> = sockets.iter().map(String::as_str).collect();
+    refused(who, report, &sockets);
+    refused(who, report, ON_THE_HOSTS_PROCESS);
+    refused(who, report, PAST_THE_FILTER);
 }
 
 /// Sandboxed (the default for isolated plugins), a plugin's every attempt on the host is
@@ -368,6 +431,11 @@ async fn a_sandboxed_plugin_reaches_none_of_the_hosts_secrets_files_network_or_p
     let open = probe_a_server(None, "off").await;
     eprintln!("sandbox off: {:#?}", open.provider);
     for report in [&open.provider, &open.hook] {
+        let sockets = unix_sockets(report);
+        let sockets: Vec<&str> = sockets.iter().map(String::as_str).collect();
+        allowed("sandbox off", report, &sockets);
+        allowed("sandbox off", report, ON_THE_HOSTS_PROCESS);
+        allowed("sandbox off", report, PAST_THE_FILTER);
         assert!(
             report["file_0"].as_str().unwrap().starts_with("allowed"),
             "the key file is read without the sandbox: {report:#?}"
@@ -396,6 +464,31 @@ async fn a_sandboxed_plugin_reaches_none_of_the_hosts_secrets_files_network_or_p
                 "{report:#?}"
             );
         }
+    }
+}
+
+/// With `network = true`, a sandboxed plugin connects over TCP, and still reaches no path
+/// socket (PostgreSQL's among them) and nothing of the host's process.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_plugin_with_the_network_reaches_tcp_but_no_local_socket() {
+    let probed = probe_a_server_with(
+        None,
+        "strict",
+        &[
+            ("AUTH_PLUGINS__PROBE__NETWORK", "true"),
+            ("AUTH_PLUGINS__HOOK__NETWORK", "true"),
+        ],
+    )
+    .await;
+    for (who, report) in [("provider", &probed.provider), ("hook", &probed.hook)] {
+        eprintln!("{who} with the network: {report:#?}");
+        allowed(who, report, &["tcp"]);
+        let sockets = unix_sockets(report);
+        assert!(!sockets.is_empty(), "{who}: no path socket probed");
+        let sockets: Vec<&str> = sockets.iter().map(String::as_str).collect();
+        refused(who, report, &sockets);
+        refused(who, report, ON_THE_HOSTS_PROCESS);
+        refused(who, report, PAST_THE_FILTER);
     }
 }
 

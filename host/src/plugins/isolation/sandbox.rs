@@ -6,14 +6,16 @@
 //!    another user (`plugin_user`, when auth-host runs as root);
 //! 2. every capability dropped (a root worker included: no `CAP_SYS_PTRACE` into the
 //!    host's `/proc`, no `CAP_DAC_OVERRIDE` past file modes);
-//! 3. limits: no core files, a bounded number of open files and processes;
+//! 3. limits: no core files, no file grown, a bounded number of open files and processes;
 //! 4. no new privileges (no set-uid program gives them back);
 //! 5. Landlock: reading only the plugin file, the system's shared libraries and the paths the
 //!    operator lists; writing nothing; no TCP unless the alias may use the network; no signals
 //!    or abstract sockets outside the sandbox;
 //! 6. seccomp: the system calls a permission provider never needs fail with `EPERM` (tracing
 //!    and reading other processes, modules, mounts, namespaces, keyrings, new processes and
-//!    programs, leaving the process group, sockets other than local ones when offline).
+//!    programs, leaving the process group, io_uring, memfds); calls that change a process'
+//!    limits, priority or scheduling only on the worker itself; no socket at all when
+//!    offline, only internet (and netlink route) sockets with the network.
 //!
 //! The host made itself non-dumpable too, so that even a worker that escaped the filter could
 //! not read it (see `make_undumpable`).
@@ -251,6 +253,8 @@ fn drop_capabilities() -> Result<(), String> {
 fn limit_resources() {
     for (resource, wanted) in [
         (libc::RLIMIT_CORE, 0),
+        // It writes no file (Landlock), so any file it grows is one to stop.
+        (libc::RLIMIT_FSIZE, 0),
         (libc::RLIMIT_NOFILE, MAX_OPEN_FILES),
         (libc::RLIMIT_NPROC, MAX_PROCESSES),
     ] {
@@ -362,15 +366,104 @@ fn denied_calls() -> Vec<libc::c_long> {
         libc::SYS_execveat,
         libc::SYS_setsid,
         libc::SYS_setpgid,
+        // io_uring opens sockets and files on the kernel's side of the filter
+        // (`IORING_OP_SOCKET`), where the rules on `socket` never see them.
+        libc::SYS_io_uring_setup,
+        libc::SYS_io_uring_enter,
+        libc::SYS_io_uring_register,
+        // Memory charged to no process: a memfd written and never mapped escapes the
+        // address-space limit (so does a secret one).
+        libc::SYS_memfd_create,
+        libc::SYS_memfd_secret,
+        // Other processes' memory placement and reclaim.
+        libc::SYS_migrate_pages,
+        libc::SYS_move_pages,
+        libc::SYS_process_madvise,
+        libc::SYS_process_mrelease,
     ]
+}
+
+/// A rule of the filter: the call is refused when every condition holds.
+fn refused_when(conditions: Vec<SeccompCondition>) -> Result<SeccompRule, String> {
+    SeccompRule::new(conditions).map_err(|e| e.to_string())
+}
+
+/// A condition on the low 32 bits of an argument (the calls below take `int`s and `pid_t`s,
+/// whose upper bits a caller may leave as it likes).
+fn arg32(index: u8, op: SeccompCmpOp, value: u64) -> Result<SeccompCondition, String> {
+    SeccompCondition::new(index, SeccompCmpArgLen::Dword, op, value).map_err(|e| e.to_string())
+}
+
+/// Calls that name a process (argument `pid_arg`) and change it — its limits, priority,
+/// scheduling, CPUs, I/O priority — refused for any process but the worker itself (0 or its
+/// own pid). A worker shares the host's uid unless `plugin_user` says otherwise, and the
+/// kernel lets a process change these for every process of its uid: the host included
+/// (`prlimit64(host, RLIMIT_CPU, 1)` ends it with SIGXCPU).
+fn only_on_itself(rules: &mut BTreeMap<i64, Vec<SeccompRule>>, own_pid: u64) -> Result<(), String> {
+    let not_itself = |arg| -> Result<Vec<SeccompCondition>, String> {
+        Ok(vec![
+            arg32(arg, SeccompCmpOp::Ne, 0)?,
+            arg32(arg, SeccompCmpOp::Ne, own_pid)?,
+        ])
+    };
+    for call in [
+        libc::SYS_prlimit64,
+        libc::SYS_sched_setscheduler,
+        libc::SYS_sched_setparam,
+        libc::SYS_sched_setattr,
+        libc::SYS_sched_setaffinity,
+    ] {
+        rules.insert(call, vec![refused_when(not_itself(0)?)?]);
+    }
+    // `setpriority(which, who, nice)` and `ioprio_set(which, who, priority)`: a process group
+    // or a user (all of the host's processes) is never the worker alone.
+    const IOPRIO_WHO_PROCESS: u64 = 1;
+    for (call, process) in [
+        (libc::SYS_setpriority, libc::PRIO_PROCESS as u64),
+        (libc::SYS_ioprio_set, IOPRIO_WHO_PROCESS),
+    ] {
+        rules.insert(
+            call,
+            vec![
+                refused_when(vec![arg32(0, SeccompCmpOp::Ne, process)?])?,
+                refused_when(not_itself(1)?)?,
+            ],
+        );
+    }
+    Ok(())
+}
+
+/// Sockets: none at all without the network (not even `AF_UNIX`: a path socket such as
+/// PostgreSQL's is reached by `connect`, which Landlock does not govern; the worker talks to
+/// the host over its inherited pipes). With it, internet sockets and the netlink route
+/// socket the resolver asks for addresses on, still no local ones.
+fn sockets(rules: &mut BTreeMap<i64, Vec<SeccompRule>>, network: bool) -> Result<(), String> {
+    rules.insert(libc::SYS_socketpair, Vec::new());
+    if !network {
+        rules.insert(libc::SYS_socket, Vec::new());
+        return Ok(());
+    }
+    let family = |op, family: i32| arg32(0, op, family as u64);
+    rules.insert(
+        libc::SYS_socket,
+        vec![
+            refused_when(vec![
+                family(SeccompCmpOp::Ne, libc::AF_INET)?,
+                family(SeccompCmpOp::Ne, libc::AF_INET6)?,
+                family(SeccompCmpOp::Ne, libc::AF_NETLINK)?,
+            ])?,
+            refused_when(vec![
+                family(SeccompCmpOp::Eq, libc::AF_NETLINK)?,
+                arg32(2, SeccompCmpOp::Ne, libc::NETLINK_ROUTE as u64)?,
+            ])?,
+        ],
+    );
+    Ok(())
 }
 
 fn filter_system_calls(network: bool) -> Result<(), String> {
     let arch =
         seccompiler::TargetArch::try_from(std::env::consts::ARCH).map_err(|e| format!("{e:?}"))?;
-    let condition = |arg, op, value| {
-        SeccompCondition::new(arg, SeccompCmpArgLen::Qword, op, value).map_err(|e| e.to_string())
-    };
     let mut rules: BTreeMap<i64, Vec<SeccompRule>> = denied_calls()
         .into_iter()
         .map(|call| (call, Vec::new()))
@@ -379,21 +472,20 @@ fn filter_system_calls(network: bool) -> Result<(), String> {
     let clone_thread = libc::CLONE_THREAD as u64;
     rules.insert(
         libc::SYS_clone,
-        vec![
-            SeccompRule::new(vec![condition(0, SeccompCmpOp::MaskedEq(clone_thread), 0)?])
-                .map_err(|e| e.to_string())?,
-        ],
+        vec![refused_when(vec![
+            SeccompCondition::new(
+                0,
+                SeccompCmpArgLen::Qword,
+                SeccompCmpOp::MaskedEq(clone_thread),
+                0,
+            )
+            .map_err(|e| e.to_string())?,
+        ])?],
     );
-    if !network {
-        // Local sockets only.
-        rules.insert(
-            libc::SYS_socket,
-            vec![
-                SeccompRule::new(vec![condition(0, SeccompCmpOp::Ne, libc::AF_UNIX as u64)?])
-                    .map_err(|e| e.to_string())?,
-            ],
-        );
-    }
+    // SAFETY: getpid has no preconditions.
+    let own_pid = u64::try_from(unsafe { libc::getpid() }).map_err(|e| e.to_string())?;
+    only_on_itself(&mut rules, own_pid)?;
+    sockets(&mut rules, network)?;
     let denied = SeccompFilter::new(
         rules,
         SeccompAction::Allow,

@@ -20,6 +20,9 @@ pub struct Targets {
     /// A file to create (outside /tmp).
     #[serde(default)]
     pub write: Option<String>,
+    /// Path (unix) sockets to connect to, such as PostgreSQL's.
+    #[serde(default)]
+    pub unix: Vec<String>,
 }
 
 /// Every attempt, by name.
@@ -66,6 +69,16 @@ pub fn run(targets: &Targets) -> BTreeMap<String, String> {
                 .map_err(|e| e.to_string()),
         );
     }
+    for (i, path) in targets.unix.iter().enumerate() {
+        note(&format!("unix_{i}"), unix_connect(path));
+    }
+    note("host_rlimit", host_rlimit(host));
+    note("host_priority", host_priority(host));
+    note("host_affinity", host_affinity(host));
+    note("host_scheduler", host_scheduler(host));
+    note("host_ioprio", host_ioprio(host));
+    note("io_uring", io_uring());
+    note("memfd", memfd());
     note("descriptors", descriptors());
     // SAFETY: getuid has no preconditions.
     note("uid", Ok(format!("uid {}", unsafe { libc::getuid() })));
@@ -164,4 +177,132 @@ fn descriptors() -> Result<String, String> {
         .filter(|fd| unsafe { libc::fcntl(*fd, libc::F_GETFD) } != -1)
         .collect();
     Ok(format!("{} open beyond 0-2: {open:?}", open.len()))
+}
+
+fn last_error() -> String {
+    std::io::Error::last_os_error().to_string()
+}
+
+/// Connects to a path socket.
+fn unix_connect(path: &str) -> Result<String, String> {
+    let stream = std::os::unix::net::UnixStream::connect(path).map_err(|e| e.to_string())?;
+    drop(stream);
+    Ok(format!("connected to {path}"))
+}
+
+/// The host's limit of open files, set again to what it is: allowed means a plugin could
+/// have set it to anything below (or its CPU time to one second).
+fn host_rlimit(host: i32) -> Result<String, String> {
+    let mut old = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: prlimit reads into `old`, then writes the same values back.
+    unsafe {
+        if libc::prlimit(host, libc::RLIMIT_NOFILE, std::ptr::null(), &mut old) != 0 {
+            return Err(last_error());
+        }
+        if libc::prlimit(host, libc::RLIMIT_NOFILE, &old, std::ptr::null_mut()) != 0 {
+            return Err(last_error());
+        }
+    }
+    Ok(format!("set the host's open files to {}", old.rlim_cur))
+}
+
+/// The host's nice value, set again to what it is.
+fn host_priority(host: i32) -> Result<String, String> {
+    let who = libc::id_t::try_from(host).map_err(|e| e.to_string())?;
+    // SAFETY: getpriority/setpriority with integer arguments; errno is cleared first because
+    // -1 is a valid nice value.
+    unsafe {
+        *libc::__errno_location() = 0;
+        let nice = libc::getpriority(libc::PRIO_PROCESS, who);
+        if nice == -1 && *libc::__errno_location() != 0 {
+            return Err(last_error());
+        }
+        if libc::setpriority(libc::PRIO_PROCESS, who, nice) != 0 {
+            return Err(last_error());
+        }
+        Ok(format!("set the host's nice value to {nice}"))
+    }
+}
+
+/// The host's CPU affinity, set again to what it is.
+fn host_affinity(host: i32) -> Result<String, String> {
+    // SAFETY: the mask is plain data, read then written back by the kernel.
+    unsafe {
+        let mut mask: libc::cpu_set_t = std::mem::zeroed();
+        let size = std::mem::size_of::<libc::cpu_set_t>();
+        if libc::sched_getaffinity(host, size, &mut mask) != 0 {
+            return Err(last_error());
+        }
+        if libc::sched_setaffinity(host, size, &mask) != 0 {
+            return Err(last_error());
+        }
+    }
+    Ok("set the host's CPU affinity".into())
+}
+
+/// The host's scheduling policy, set again to what it is.
+fn host_scheduler(host: i32) -> Result<String, String> {
+    // SAFETY: the parameter is plain data, read then written back by the kernel.
+    unsafe {
+        let policy = libc::sched_getscheduler(host);
+        let mut param: libc::sched_param = std::mem::zeroed();
+        if policy < 0 || libc::sched_getparam(host, &mut param) != 0 {
+            return Err(last_error());
+        }
+        if libc::sched_setscheduler(host, policy, &param) != 0 {
+            return Err(last_error());
+        }
+        Ok(format!("set the host's scheduling policy to {policy}"))
+    }
+}
+
+/// The host's I/O priority, set again to what it is.
+fn host_ioprio(host: i32) -> Result<String, String> {
+    const IOPRIO_WHO_PROCESS: libc::c_long = 1;
+    // SAFETY: ioprio_get/ioprio_set take integers only.
+    unsafe {
+        let priority = libc::syscall(libc::SYS_ioprio_get, IOPRIO_WHO_PROCESS, host);
+        if priority < 0 {
+            return Err(last_error());
+        }
+        if libc::syscall(libc::SYS_ioprio_set, IOPRIO_WHO_PROCESS, host, priority) != 0 {
+            return Err(last_error());
+        }
+        Ok(format!("set the host's I/O priority to {priority}"))
+    }
+}
+
+/// An io_uring instance, through which sockets could be opened past the filter on `socket`.
+fn io_uring() -> Result<String, String> {
+    // struct io_uring_params: 120 bytes, zeroed asks for the defaults.
+    let mut params = [0u8; 120];
+    // SAFETY: io_uring_setup writes into `params`, which has the kernel's size.
+    let fd = unsafe { libc::syscall(libc::SYS_io_uring_setup, 4, params.as_mut_ptr()) };
+    if fd < 0 {
+        return Err(last_error());
+    }
+    // SAFETY: closes the descriptor just made.
+    unsafe { libc::close(fd as i32) };
+    Ok("made an io_uring".into())
+}
+
+/// Memory no process is charged for: 64 MiB written into a memfd that is never mapped.
+fn memfd() -> Result<String, String> {
+    // SAFETY: memfd_create with a valid C string; the file is owned by `file` from then on.
+    let fd = unsafe { libc::memfd_create(c"probe".as_ptr(), 0) };
+    if fd < 0 {
+        return Err(last_error());
+    }
+    use std::os::fd::FromRawFd;
+    // SAFETY: `fd` was just made and nothing else owns it.
+    let mut file = unsafe { std::fs::File::from_raw_fd(fd) };
+    let piece = vec![1u8; 1 << 20];
+    for written in 0..64 {
+        file.write_all(&piece)
+            .map_err(|e| format!("{e} after {written} MiB"))?;
+    }
+    Ok("wrote 64 MiB into a memfd".into())
 }
