@@ -1,6 +1,7 @@
 //! Log output: `RUST_LOG` filter (default `info`), human or JSON lines on stderr; and, when
 //! `[tracing]` names a collector, OpenTelemetry traces beside it.
 
+use std::borrow::Cow;
 use std::io::IsTerminal;
 
 use tracing_subscriber::filter::{FilterExt, filter_fn};
@@ -51,4 +52,44 @@ pub fn init(
         );
     }
     Ok(exporting)
+}
+
+/// Text from outside (a plugin's log message, an email) made safe to print on one line:
+/// control characters — a newline that would start a forged line, a terminal's escape
+/// sequences — written as escapes (`\n`, `\u{1b}`), everything else kept.
+pub fn one_line(text: &str) -> Cow<'_, str> {
+    if !text.chars().any(char::is_control) {
+        return Cow::Borrowed(text);
+    }
+    let mut escaped = String::with_capacity(text.len() + 8);
+    for c in text.chars() {
+        if c.is_control() {
+            escaped.extend(c.escape_default());
+        } else {
+            escaped.push(c);
+        }
+    }
+    Cow::Owned(escaped)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::one_line;
+
+    #[test]
+    fn control_characters_are_escaped_and_the_rest_kept() {
+        assert_eq!(one_line("plain text, é ✓"), "plain text, é ✓");
+        assert_eq!(
+            one_line("ok\nINFO auth_host::audit: type=\"login.refused\"\r"),
+            "ok\\nINFO auth_host::audit: type=\"login.refused\"\\r"
+        );
+        assert_eq!(
+            one_line("\u{1b}]0;title\u{7}\u{1b}[2J"),
+            "\\u{1b}]0;title\\u{7}\\u{1b}[2J"
+        );
+        assert_eq!(one_line("tab\there\u{85}"), "tab\\there\\u{85}");
+        // Escaping twice changes nothing more: the backslash is no control character.
+        let once = one_line("a\nb").into_owned();
+        assert_eq!(one_line(&once), once);
+    }
 }

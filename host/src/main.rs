@@ -6,6 +6,7 @@ use std::process::ExitCode;
 use auth_host::app::{self, StartupError};
 use auth_host::audit::{Audit, AuditEvent, AuditKind, Caller, Outcome};
 use auth_host::config::Config;
+use auth_host::logging::one_line;
 use auth_host::plugins::{self, PluginRegistry, PluginSettings};
 use auth_host::storage::Store;
 use auth_host::users::{
@@ -324,12 +325,15 @@ async fn users(config: &Config, command: UsersCommand) -> Result<ExitCode, Start
         UsersCommand::List { limit, offset } => {
             let users = store_call(config, store.users(limit, offset).await)?;
             println!("{:<32}  {:<24}  {:<32}  JOINED", "ID", "USERNAME", "EMAIL");
+            // Stored text came from outside (a provider, a user): printed, never obeyed by
+            // the terminal.
+            let shown = |v: &Option<String>| one_line(v.as_deref().unwrap_or("-")).into_owned();
             for user in &users {
                 println!(
                     "{:<32}  {:<24}  {:<32}  {}",
-                    user.id,
-                    user.username.as_deref().unwrap_or("-"),
-                    user.email.as_deref().unwrap_or("-"),
+                    one_line(&user.id),
+                    shown(&user.username),
+                    shown(&user.email),
                     user.join_date.as_ref().map(iso8601).unwrap_or_default()
                 );
             }
@@ -414,7 +418,9 @@ async fn audit(
             println!("{}", auth_host::audit::to_json(event));
         } else {
             let time = auth_host::audit::format_time(event.at);
-            let or_dash = |v: &Option<String>| v.clone().unwrap_or_else(|| "-".into());
+            // Emails, reasons and clients came from outside: escaped, never obeyed by the
+            // terminal.
+            let or_dash = |v: &Option<String>| one_line(v.as_deref().unwrap_or("-")).into_owned();
             println!(
                 "{time}  {:<16} {:<8} {:<32} {:<28} {:<8} {:<15} {}",
                 event.event_type,

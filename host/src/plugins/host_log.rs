@@ -9,7 +9,8 @@ use auth_host_plugin_api::LogLevel;
 pub extern "C" fn plugin_log_sink(alias: RStr<'_>, level: LogLevel, message: RStr<'_>) {
     let _ = catch_unwind(AssertUnwindSafe(|| {
         let alias = alias.as_str();
-        let message = message.as_str();
+        // The plugin's text, never a line of its own in the log.
+        let message = crate::logging::one_line(message.as_str());
         match level {
             LogLevel::Error => tracing::error!(target: "plugin", plugin = alias, "{message}"),
             LogLevel::Warn => tracing::warn!(target: "plugin", plugin = alias, "{message}"),

@@ -566,7 +566,8 @@ impl ServerProcess {
         Self::start_command(command, args, envs)
     }
 
-    /// Starts `command` (which runs `auth-host`) with `args` and `envs` as `start` does.
+    /// Starts `command` (which runs `auth-host`) with `args` and `envs` as `start` does (the
+    /// log in JSON unless `envs` asks for the human format).
     pub fn start_command(
         mut command: Command,
         args: &[&str],
@@ -597,10 +598,8 @@ impl ServerProcess {
             std::thread::spawn(move || {
                 for line in stderr.lines() {
                     let Ok(line) = line else { break };
-                    if let Ok(event) = serde_json::from_str::<serde_json::Value>(&line)
-                        && event["message"] == "listening"
-                    {
-                        let _ = address_tx.send(event["address"].as_str().unwrap_or("").to_owned());
+                    if let Some(address) = listening_at(&line) {
+                        let _ = address_tx.send(address);
                     }
                     let mut log = log.lock().unwrap();
                     log.push_str(&line);
@@ -788,4 +787,15 @@ pub fn system_zlib() -> PathBuf {
         .map(PathBuf::from)
         .find(|p| p.exists())
         .expect("zlib (a system library every Debian machine has) is installed")
+}
+
+/// The address of a server's "listening" line, in either log format.
+fn listening_at(line: &str) -> Option<String> {
+    if let Ok(event) = serde_json::from_str::<serde_json::Value>(line) {
+        return (event["message"] == "listening")
+            .then(|| event["address"].as_str().unwrap_or("").to_owned());
+    }
+    // Human: `<time>  INFO auth_host::…: listening address=127.0.0.1:1234 …`
+    let (_, after) = line.split_once(": listening address=")?;
+    Some(after.split_whitespace().next()?.to_owned())
 }

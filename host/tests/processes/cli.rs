@@ -752,3 +752,32 @@ fn a_deletion_is_on_record_and_auth_host_audit_reads_the_trail() {
     assert_eq!(code, Some(2));
     assert!(stderr.contains("not one of"), "{stderr}");
 }
+
+/// Emails are text from outside: `users list` and the `audit` table print a terminal's
+/// escape sequences in them (a window title, a clear screen) as escapes, never raw.
+#[test]
+fn users_list_and_the_audit_table_never_print_a_terminals_escape_codes() {
+    let dir = PluginDir::new();
+    let data = tempfile::tempdir().unwrap();
+    let run = |args: &[&str]| {
+        let output = auth_host_in(data.path(), &dir, &[], args);
+        assert_eq!(output.status.code(), Some(0), "{args:?}: {output:?}");
+        text(&output.stdout)
+    };
+    let email = "evil\u{1b}]0;owned\u{7}\u{1b}[2J@example.com";
+    let id = run(&["users", "add", "--email", email]);
+    let listed = run(&["users", "list"]);
+    assert!(
+        listed.contains("evil\\u{1b}]0;owned\\u{7}\\u{1b}[2J@example.com"),
+        "{listed:?}"
+    );
+    run(&["users", "delete", id.trim()]);
+    let table = run(&["audit", "--type", "user.deleted"]);
+    assert!(table.contains("user.deleted"), "{table:?}");
+    for printed in [&listed, &table] {
+        assert!(
+            !printed.contains('\u{1b}') && !printed.contains('\u{7}'),
+            "{printed:?}"
+        );
+    }
+}

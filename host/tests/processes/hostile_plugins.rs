@@ -73,6 +73,58 @@ async fn an_isolated_plugins_output_cannot_exhaust_the_hosts_memory_nor_stop_its
     );
 }
 
+/// A plugin's log message holding a newline, from an isolated worker's stderr and through
+/// the host's logger in-process and isolated: in the human format (the one the README offers
+/// to fail2ban) the text after the newline never starts a line of its own.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_plugin_cannot_forge_a_line_of_the_hosts_log() {
+    let plugins = PluginDir::with_workspace_plugins(&["test_hostile_provider"]);
+    let data = tempfile::tempdir().unwrap();
+    let token = common::user_token(data.path(), "ada@example.com");
+    let server = ServerProcess::start(&[
+        ("AUTH_DATA_DIR", data.path().to_str().unwrap()),
+        ("AUTH_PLUGIN_DIR", plugins.path().to_str().unwrap()),
+        (
+            "ALLOWED_SERVICES",
+            "isolated:test_hostile_provider;inside:test_hostile_provider",
+        ),
+        ("AUTH_PLUGINS__ISOLATED__MODE", "forge_log"),
+        ("AUTH_PLUGINS__ISOLATED__ISOLATION", "process"),
+        ("AUTH_PLUGINS__INSIDE__MODE", "forge_log"),
+        ("AUTH_LOG_FORMAT", "human"),
+    ]);
+    for service in ["isolated", "inside"] {
+        let (status, body) = common::server::get_json(&format!(
+            "{}/auth/authorize?service={service}&jwt={token}",
+            server.base
+        ))
+        .await;
+        assert_eq!(status, 200, "{service}: {body}");
+        assert_eq!(body["permissions"]["forged"], true, "{service}: {body}");
+    }
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    let log = server.stop();
+    // The host's lines about the plugin (the in-process alias' own print to stderr is the
+    // plugin's, in the host's process: nothing stands between them).
+    let said: Vec<&str> = log
+        .lines()
+        .filter(|l| l.contains("plugin=\""))
+        .filter(|l| l.contains("from stderr") || l.contains("from the logger"))
+        .collect();
+    // Once from the worker's stderr; from the logger in-process and in the worker.
+    assert_eq!(said.len(), 3, "{log}");
+    assert!(
+        said.iter().all(|l| l.contains("\\nFORGED INFO")),
+        "the newline is written as an escape: {said:#?}"
+    );
+    assert!(
+        !said.iter().any(|l| l.contains('\u{1b}')),
+        "no terminal escape reaches the log: {said:#?}"
+    );
+    let forged: Vec<&str> = log.lines().filter(|l| l.starts_with("FORGED")).collect();
+    assert!(forged.is_empty(), "forged lines: {forged:#?}\n{log}");
+}
+
 /// Whether a process runs (exists and is not a zombie).
 fn running(pid: u64) -> bool {
     std::fs::read_to_string(format!("/proc/{pid}/stat"))

@@ -28,13 +28,17 @@ pub(super) fn forward(alias: &str, stderr: impl Read + Send + 'static) {
 }
 
 /// One line of the worker's stderr in the host's log: a JSON log event keeps its level and
-/// message, anything else is logged as it is, at info.
+/// message, anything else is logged as it is, at info; control characters escaped either
+/// way, so that a message holding a newline never becomes a line of its own (a forged audit
+/// line, say, which fail2ban would act on).
 fn log_line(alias: &str, line: &str, dropped: u64) {
     let event: Option<serde_json::Value> = serde_json::from_str(line).ok();
-    let message = event
-        .as_ref()
-        .and_then(|e| e["message"].as_str())
-        .unwrap_or(line);
+    let message = crate::logging::one_line(
+        event
+            .as_ref()
+            .and_then(|e| e["message"].as_str())
+            .unwrap_or(line),
+    );
     let level = event.as_ref().and_then(|e| e["level"].as_str());
     if dropped > 0 {
         tracing::warn!(

@@ -7,6 +7,9 @@
 //!   `{"printed": true}` once all that was written.
 //! - `spawn_child`: starts `/bin/sleep 600` and leaves it running; answers
 //!   `{"child": <its pid>, "worker": <this process' pid>}`.
+//! - `forge_log`: writes a JSON log line to stderr, and logs through the host's logger, each
+//!   with a message that holds a newline followed by a line like an audit event's (starting
+//!   with `FORGED`); answers `{"forged": true}`.
 //! - `probe`: tries to reach the host's secrets, files, network and processes (see
 //!   `probes.rs`, with the targets in `probe`); answers what each attempt got.
 //!
@@ -25,8 +28,13 @@ use serde::Deserialize;
 enum Mode {
     FloodOutput,
     SpawnChild,
+    ForgeLog,
     Probe,
 }
+
+/// What `forge_log` appends after a newline: a line fail2ban would read as a refused login.
+const FORGED: &str = "FORGED INFO auth_host::audit: login refused type=\"login.refused\" \
+                      client=\"203.0.113.66\" reason=\"state unknown\"";
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -42,6 +50,7 @@ mod probes;
 
 struct HostileProvider {
     settings: Settings,
+    context: PluginContext,
 }
 
 fn object(value: auth_host_plugin_api::serde_json::Value) -> Result<Permissions, PluginError> {
@@ -67,6 +76,7 @@ impl PermissionProvider for HostileProvider {
     fn new(context: PluginContext) -> Result<Self, PluginError> {
         Ok(HostileProvider {
             settings: context.parse_settings()?,
+            context,
         })
     }
 
@@ -93,6 +103,14 @@ impl PermissionProvider for HostileProvider {
                     .spawn()
                     .map_err(|e| PluginError::new(format!("cannot start a child: {e}")))?;
                 object(json!({"child": child.id(), "worker": std::process::id()}))
+            }
+            Mode::ForgeLog => {
+                let line = json!({"level": "INFO", "message": format!("from stderr\n{FORGED}")});
+                eprintln!("{line}");
+                self.context
+                    .logger()
+                    .info(format!("from the logger\n{FORGED}\r\u{1b}[2J"));
+                object(json!({"forged": true}))
             }
             Mode::Probe => object(json!(probes::run(&self.settings.probe))),
         }
