@@ -6,7 +6,6 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use prometheus_client::metrics::gauge::Gauge;
-use tokio::net::TcpListener;
 
 use crate::admin::{AdminAccess, AdminToken};
 use crate::config::{Config, KeySource, NO_KEY_SOURCE, normalize_origin};
@@ -329,13 +328,16 @@ pub async fn serve(
         }
     }
     let mut stops = StopSignals::listen();
-    let listener = TcpListener::bind(config.listen)
-        .await
+    match crate::listening::raise_open_files_limit() {
+        Ok((soft, hard)) => tracing::info!(soft, hard, "open files limit"),
+        Err(error) => tracing::warn!(%error, "cannot read or raise the open files limit"),
+    }
+    let (listener, backlog) = crate::listening::bind(config.listen)
         .map_err(|e| StartupError::Io(format!("cannot listen on {}: {e}", config.listen)))?;
     let address = listener
         .local_addr()
         .map_err(|e| StartupError::Io(e.to_string()))?;
-    tracing::info!(%address, "listening");
+    tracing::info!(%address, backlog, "listening");
     let service = Arc::clone(&app.service);
     let delay = Duration::from_millis(config.shutdown_delay_ms);
     app.http

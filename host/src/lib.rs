@@ -10,6 +10,7 @@ pub mod crypto;
 pub mod error;
 pub mod http;
 pub mod keyring;
+pub mod listening;
 pub mod logging;
 pub mod login;
 pub mod metrics;

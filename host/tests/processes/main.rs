@@ -6,6 +6,7 @@
 mod common;
 
 mod cli;
+mod connections;
 mod crashing_plugins;
 mod hostile_plugins;
 mod hot_reload;
