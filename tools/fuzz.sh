@@ -24,7 +24,8 @@ PLUGIN_DIR=target/debug
 export AUTH_ADMIN_TOKEN=fuzz-admin-token-0123456789abcdef0123456789
 # A request whose body never ends (a broken chunked body left open) is answered 503 by
 # design after this; well inside the flood's read limit (15 s), so that anything still
-# unanswered then is a real hang.
+# unanswered then is a real hang. The flood knows which requests it left incomplete: the
+# time-out answer to any other request ("stalled") is a handler that hung, and fails.
 export AUTH_REQUEST_TIMEOUT_MS=5000
 
 trap '[ -n "$PID" ] && kill $PID 2>/dev/null || true' EXIT
@@ -58,6 +59,7 @@ while read -r kind code count; do
       esac ;;
     noanswer) failures+=("$code whole requests closed without an answer (a handler that panicked ends its connection so)") ;;
     hung) failures+=("$code requests with no answer within the flood's read limit") ;;
+    stalled) failures+=("$code whole requests answered only by the server's time-out (503 \"request took too long\"): a handler hung") ;;
     refused) failures+=("$code connections refused") ;;
   esac
 done <"$OUT/statuses.txt"
@@ -65,7 +67,7 @@ if grep -q "panicked" "$OUT/server.log"; then
   failures+=("the server log says something panicked: $(grep -m1 panicked "$OUT/server.log" | cut -c1-300)")
 fi
 [ "$after" -gt 0 ] && { [ "$after" -le $((before + GROWTH_KB)) ] || failures+=("RSS grew from ${before} kB to ${after} kB"); }
-total=$(awk '$1 == "status" {n += $3} $1 ~ /^(cut|refused|noanswer|hung)$/ {n += $2} END {print n + 0}' "$OUT/statuses.txt")
+total=$(awk '$1 == "status" {n += $3} $1 ~ /^(cut|timeout|stalled|refused|noanswer|hung)$/ {n += $2} END {print n + 0}' "$OUT/statuses.txt")
 [ "$total" -eq "$REQUESTS" ] || failures+=("only $total of $REQUESTS requests were sent")
 
 echo "fuzz: $total requests in ${elapsed}s; RSS ${before} kB before, ${peak} kB peak, ${after} kB after"

@@ -177,7 +177,10 @@ fn main() -> ExitCode {
             }
         };
         let status = plugins::isolation::worker::run(alias, file, kind);
-        return ExitCode::from(u8::try_from(status).unwrap_or(1));
+        // Straight out, without the C library's exit handlers: a plugin may have registered
+        // one that never returns (`atexit`), to outlive the host that closed its pipe.
+        // SAFETY: _exit ends the process; nothing after it runs.
+        unsafe { libc::_exit(status) }
     }
     // Nothing of this process — keys, secrets, its environment — is readable by another
     // process of the same user, a plugin worker included.

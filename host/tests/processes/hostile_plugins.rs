@@ -250,6 +250,62 @@ async fn workers_and_what_their_plugins_start_end_with_the_host() {
     );
 }
 
+/// A sandboxed plugin that ignores SIGTERM, clears its parent-death signal and blocks in an
+/// exit handler: killed outright, the host still takes its worker with it (the signal is
+/// SIGKILL and cannot be cleared); stopped normally, the closed pipe ends the worker past
+/// its exit handler.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_plugin_cannot_outlive_the_host() {
+    let plugins = PluginDir::with_workspace_plugins(&["test_hostile_provider"]);
+    let data = tempfile::tempdir().unwrap();
+    let token = common::user_token(data.path(), "ada@example.com");
+    let start = || {
+        ServerProcess::start(&[
+            ("AUTH_DATA_DIR", data.path().to_str().unwrap()),
+            ("AUTH_PLUGIN_DIR", plugins.path().to_str().unwrap()),
+            ("ALLOWED_SERVICES", "stay:test_hostile_provider"),
+            ("AUTH_PLUGIN_ISOLATION", "process"),
+            ("AUTH_PLUGINS__STAY__MODE", "outlive"),
+            ("AUTH_SHUTDOWN_DELAY_MS", "0"),
+        ])
+    };
+    let prepared = |server: &ServerProcess| {
+        let url = format!("{}/auth/authorize?service=stay&jwt={token}", server.base);
+        async move {
+            let (status, body) = common::server::get_json(&url).await;
+            assert_eq!(status, 200, "{body}");
+            assert_eq!(body["permissions"]["death_signal_cleared"], false, "{body}");
+            body["permissions"]["worker"].as_u64().unwrap()
+        }
+    };
+
+    let mut server = start();
+    let worker = prepared(&server).await;
+    std::process::Command::new("kill")
+        .args(["-KILL", &server.pid().to_string()])
+        .status()
+        .unwrap();
+    server.wait_exit(std::time::Duration::from_secs(5)).unwrap();
+    assert_eq!(
+        all_gone(&[worker]).await,
+        Vec::<u64>::new(),
+        "after SIGKILL"
+    );
+
+    let mut server = start();
+    let worker = prepared(&server).await;
+    server.terminate();
+    let status = server
+        .wait_exit(std::time::Duration::from_secs(10))
+        .unwrap();
+    assert!(status.success(), "{status:?}");
+    assert_eq!(
+        all_gone(&[worker]).await,
+        Vec::<u64>::new(),
+        "after SIGTERM"
+    );
+}
+
 /// Ctrl-C during the drain stops at once, as the README says.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigint_during_the_drain_stops_at_once() {

@@ -4,12 +4,16 @@
 //! - `status <code> <count>`: answered with that status;
 //! - `cut <count>`: no answer to a request the flood cut off on purpose (its end never
 //!   came), which the server may drop;
+//! - `timeout <count>`: the server's own time-out answer (503 "request took too long") to a
+//!   request the flood left incomplete on purpose (cut off, or a body that may never end):
+//!   by design;
+//! - `stalled <count>`: that time-out answer to a whole request: a handler that hung;
 //! - `refused <count>`: the connection could not be made (the server is gone or full);
 //! - `noanswer <count>`: a whole request the server closed without answering (a handler
 //!   that panicked ends its connection so);
 //! - `hung <count>`: no answer within the read time limit.
 //!
-//! The last three are failures, for `tools/fuzz.sh` to report.
+//! `stalled` and the last three are failures, for `tools/fuzz.sh` to report.
 //!
 //! The requests are random but reproducible from the seed: random bytes, requests cut off
 //! midway, oversized headers, invalid UTF-8 in path, query and body, random tokens and
@@ -115,15 +119,32 @@ const METHODS: &[&str] = &[
     "GET", "POST", "PUT", "DELETE", "OPTIONS", "HEAD", "PATCH", "BREW",
 ];
 
-/// One hostile request, as bytes, and whether to cut the connection after sending it.
-fn request(random: &mut Random) -> (Vec<u8>, bool) {
+/// How a request's bytes end, as the flood sent them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Ending {
+    /// Everything the server needs to answer was sent.
+    Whole,
+    /// Cut off: the connection's sending side is shut after the bytes.
+    Cut,
+    /// Sent whole, but its body may never end for the server (a broken chunked body left
+    /// open): the server's time-out is the designed answer.
+    OpenBody,
+}
+
+/// `Ending::Cut` when `cut`, else `Ending::Whole`.
+fn cut_if(cut: bool) -> Ending {
+    if cut { Ending::Cut } else { Ending::Whole }
+}
+
+/// One hostile request, as bytes, and how it ends.
+fn request(random: &mut Random) -> (Vec<u8>, Ending) {
     let route = random.pick(ROUTES);
     let method = random.pick(METHODS);
     match random.below(8) {
         // Random bytes, then the end of what this client sends.
         0 => {
             let n = random.below(2048);
-            (random.bytes(n), true)
+            (random.bytes(n), Ending::Cut)
         }
         // A request cut off midway (the server sees the connection end).
         1 => {
@@ -132,7 +153,7 @@ fn request(random: &mut Random) -> (Vec<u8>, bool) {
             )
             .into_bytes();
             full.truncate(random.below(full.len()));
-            (full, true)
+            (full, Ending::Cut)
         }
         // Oversized headers.
         2 => {
@@ -140,7 +161,7 @@ fn request(random: &mut Random) -> (Vec<u8>, bool) {
             let mut out = format!("GET {route} HTTP/1.1\r\nHost: x\r\nX-Big: ").into_bytes();
             out.extend(std::iter::repeat_n(b'a', size));
             out.extend_from_slice(b"\r\nConnection: close\r\n\r\n");
-            (out, false)
+            (out, Ending::Whole)
         }
         // Invalid UTF-8 and escapes in path and query.
         3 => {
@@ -151,7 +172,7 @@ fn request(random: &mut Random) -> (Vec<u8>, bool) {
             let query = random.text_upto(600);
             out.extend_from_slice(&query);
             out.extend_from_slice(b" HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
-            (out, false)
+            (out, Ending::Whole)
         }
         // A random token in every place a token goes.
         4 => {
@@ -177,7 +198,7 @@ fn request(random: &mut Random) -> (Vec<u8>, bool) {
                 random.below(1000),
                 random.below(1000),
             );
-            (out.into_bytes(), false)
+            (out.into_bytes(), Ending::Whole)
         }
         // A form body with random content, sometimes lying about its length.
         5 => {
@@ -193,7 +214,7 @@ fn request(random: &mut Random) -> (Vec<u8>, bool) {
             )
             .into_bytes();
             out.extend_from_slice(&body);
-            (out, length > body.len())
+            (out, cut_if(length > body.len()))
         }
         // Broken chunked encoding.
         6 => {
@@ -211,7 +232,7 @@ fn request(random: &mut Random) -> (Vec<u8>, bool) {
             out.extend_from_slice(b"\r\n");
             out.extend_from_slice(&chunk);
             out.extend_from_slice(b"\r\n0\r\n\r\n");
-            (out, false)
+            (out, Ending::OpenBody)
         }
         // Random header names and values.
         _ => {
@@ -225,7 +246,7 @@ fn request(random: &mut Random) -> (Vec<u8>, bool) {
                 out.extend_from_slice(b"\r\n");
             }
             out.extend_from_slice(b"Connection: close\r\n\r\n");
-            (out, false)
+            (out, Ending::Whole)
         }
     }
 }
@@ -236,6 +257,10 @@ enum Outcome {
     Status(u16),
     /// No answer to a request cut off on purpose.
     Cut,
+    /// The server's time-out answer to a request left incomplete on purpose.
+    TimedOut,
+    /// The server's time-out answer to a whole request: its handler hung.
+    Stalled,
     Refused,
     NoAnswer,
     Hung,
@@ -246,6 +271,8 @@ impl std::fmt::Display for Outcome {
         match self {
             Outcome::Status(code) => write!(f, "status {code}"),
             Outcome::Cut => f.write_str("cut"),
+            Outcome::TimedOut => f.write_str("timeout"),
+            Outcome::Stalled => f.write_str("stalled"),
             Outcome::Refused => f.write_str("refused"),
             Outcome::NoAnswer => f.write_str("noanswer"),
             Outcome::Hung => f.write_str("hung"),
@@ -256,8 +283,73 @@ impl std::fmt::Display for Outcome {
 /// How long a request may wait for its answer.
 const READ_LIMIT: Duration = Duration::from_secs(15);
 
+/// The most of an answer read (auth-host's error bodies are small).
+const MAX_ANSWER_BYTES: usize = 64 * 1024;
+
+/// What auth-host answers (503) when a request outlasts its `request_timeout`.
+const TIME_OUT_ANSWER: &[u8] = b"request took too long";
+
+/// Reads an answer's status line, headers and (by its Content-Length) body, up to
+/// [`MAX_ANSWER_BYTES`]; what was read, and whether the read limit passed first.
+fn read_answer(stream: &mut impl Read) -> (Vec<u8>, bool) {
+    let mut answer = Vec::new();
+    let mut piece = [0u8; 4096];
+    loop {
+        if let Some(head_end) = answer.windows(4).position(|w| w == b"\r\n\r\n") {
+            let head = String::from_utf8_lossy(&answer[..head_end]).to_ascii_lowercase();
+            let length = head
+                .lines()
+                .find_map(|line| line.strip_prefix("content-length:"))
+                .and_then(|n| n.trim().parse::<usize>().ok())
+                .unwrap_or(0);
+            if answer.len() >= head_end + 4 + length {
+                return (answer, false);
+            }
+        }
+        if answer.len() >= MAX_ANSWER_BYTES {
+            return (answer, false);
+        }
+        match stream.read(&mut piece) {
+            Ok(0) => return (answer, false),
+            Ok(n) => answer.extend_from_slice(&piece[..n]),
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                ) =>
+            {
+                return (answer, true);
+            }
+            Err(_) => return (answer, false),
+        }
+    }
+}
+
+/// How a request sent as `ending` ended, from what came back.
+fn outcome(answer: &[u8], hung: bool, ending: Ending) -> Outcome {
+    let status = answer
+        .get(..12)
+        .and_then(|line| std::str::from_utf8(line).ok())
+        .and_then(|line| line.strip_prefix("HTTP/1.1 "))
+        .and_then(|rest| rest.get(..3))
+        .and_then(|code| code.parse().ok());
+    let timed_out = status == Some(503)
+        && answer
+            .windows(TIME_OUT_ANSWER.len())
+            .any(|w| w == TIME_OUT_ANSWER);
+    match (status, hung, ending) {
+        // Only a request the flood left incomplete may wait out the server's time limit.
+        (Some(_), _, Ending::Whole) if timed_out => Outcome::Stalled,
+        (Some(_), _, Ending::Cut | Ending::OpenBody) if timed_out => Outcome::TimedOut,
+        (Some(code), _, _) => Outcome::Status(code),
+        (None, true, _) => Outcome::Hung,
+        (None, false, Ending::Cut) => Outcome::Cut,
+        (None, false, _) => Outcome::NoAnswer,
+    }
+}
+
 /// Sends one request and says how it ended.
-fn send(address: &str, bytes: &[u8], cut: bool) -> Outcome {
+fn send(address: &str, bytes: &[u8], ending: Ending) -> Outcome {
     let Ok(mut stream) = TcpStream::connect(address) else {
         return Outcome::Refused;
     };
@@ -268,39 +360,11 @@ fn send(address: &str, bytes: &[u8], cut: bool) -> Outcome {
     }
     // The server may answer (and close) before reading everything: not an error.
     let _ = stream.write_all(bytes);
-    if cut {
+    if ending == Ending::Cut {
         let _ = stream.shutdown(Shutdown::Write);
     }
-    let mut head = [0u8; 12];
-    let mut read = 0;
-    let mut hung = false;
-    while read < head.len() {
-        match stream.read(&mut head[read..]) {
-            Ok(0) => break,
-            Ok(n) => read += n,
-            Err(e)
-                if matches!(
-                    e.kind(),
-                    std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
-                ) =>
-            {
-                hung = true;
-                break;
-            }
-            Err(_) => break,
-        }
-    }
-    let status = std::str::from_utf8(&head[..read])
-        .ok()
-        .and_then(|line| line.strip_prefix("HTTP/1.1 "))
-        .and_then(|rest| rest.get(..3))
-        .and_then(|code| code.parse().ok());
-    match (status, hung, cut) {
-        (Some(code), _, _) => Outcome::Status(code),
-        (None, true, _) => Outcome::Hung,
-        (None, false, true) => Outcome::Cut,
-        (None, false, false) => Outcome::NoAnswer,
-    }
+    let (answer, hung) = read_answer(&mut stream);
+    outcome(&answer, hung, ending)
 }
 
 fn main() {
@@ -337,8 +401,8 @@ fn main() {
                 let mut random = Random(seed.wrapping_add(spread) | 1);
                 let mut mine: BTreeMap<Outcome, usize> = BTreeMap::new();
                 for _ in 0..share {
-                    let (bytes, cut) = request(&mut random);
-                    *mine.entry(send(&address, &bytes, cut)).or_default() += 1;
+                    let (bytes, ending) = request(&mut random);
+                    *mine.entry(send(&address, &bytes, ending)).or_default() += 1;
                 }
                 if let Ok(mut all) = statuses.lock() {
                     for (status, count) in mine {
@@ -356,4 +420,71 @@ fn main() {
         println!("{outcome} {count}");
     }
     println!("seed {seed}");
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const TIME_OUT: &[u8] =
+        b"HTTP/1.1 503 Service Unavailable\r\ncontent-type: application/json\r\n\
+                              content-length: 35\r\n\r\n{\"error\":\"request took too long\"}";
+
+    #[test]
+    fn the_time_out_answer_is_a_failure_only_for_a_whole_request() {
+        let read = |bytes: &[u8]| read_answer(&mut std::io::Cursor::new(bytes.to_vec()));
+        let (answer, hung) = read(TIME_OUT);
+        assert!(!hung);
+        assert_eq!(outcome(&answer, hung, Ending::Whole), Outcome::Stalled);
+        assert_eq!(outcome(&answer, hung, Ending::OpenBody), Outcome::TimedOut);
+        assert_eq!(outcome(&answer, hung, Ending::Cut), Outcome::TimedOut);
+        // Another 503 (a plugin restarting, a database down) is a status like any other.
+        let (other, _) = read(
+            b"HTTP/1.1 503 Service Unavailable\r\ncontent-length: 31\r\n\r\n\
+              {\"error\":\"database unavailable\"}",
+        );
+        assert_eq!(outcome(&other, false, Ending::Whole), Outcome::Status(503));
+        assert_eq!(outcome(b"", false, Ending::Whole), Outcome::NoAnswer);
+        assert_eq!(outcome(b"", false, Ending::Cut), Outcome::Cut);
+        assert_eq!(outcome(b"", true, Ending::Whole), Outcome::Hung);
+    }
+
+    /// Against a server that answers every request with the time-out answer after reading
+    /// it (as auth-host does with a handler that hangs), the flood reports whole requests as
+    /// stalled.
+    #[test]
+    fn a_server_that_times_out_whole_requests_is_caught() {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let address = listener.local_addr().unwrap().to_string();
+        std::thread::spawn(move || {
+            for stream in listener.incoming().flatten() {
+                std::thread::spawn(move || {
+                    let mut stream = stream;
+                    // Everything the client sends is read (until it pauses or ends), so
+                    // that closing never resets the connection under the answer.
+                    let _ = stream.set_read_timeout(Some(Duration::from_millis(50)));
+                    let mut sink = [0u8; 65536];
+                    while matches!(stream.read(&mut sink), Ok(n) if n > 0) {}
+                    let _ = stream.write_all(TIME_OUT);
+                    let _ = stream.shutdown(Shutdown::Write);
+                    while matches!(stream.read(&mut sink), Ok(n) if n > 0) {}
+                });
+            }
+        });
+        let mut random = Random(7);
+        let mut stalled = 0;
+        let mut whole = 0;
+        for _ in 0..40 {
+            let (bytes, ending) = request(&mut random);
+            let got = send(&address, &bytes, ending);
+            if ending == Ending::Whole {
+                whole += 1;
+                assert_eq!(got, Outcome::Stalled, "{}", String::from_utf8_lossy(&bytes));
+                stalled += 1;
+            } else {
+                assert_eq!(got, Outcome::TimedOut);
+            }
+        }
+        assert!(whole > 0 && stalled == whole);
+    }
 }

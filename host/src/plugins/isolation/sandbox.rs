@@ -485,6 +485,16 @@ fn filter_system_calls(network: bool) -> Result<(), String> {
     // SAFETY: getpid has no preconditions.
     let own_pid = u64::try_from(unsafe { libc::getpid() }).map_err(|e| e.to_string())?;
     only_on_itself(&mut rules, own_pid)?;
+    // The parent-death signal stays the host's: a worker that cleared it would outlive a
+    // host killed outright.
+    rules.insert(
+        libc::SYS_prctl,
+        vec![refused_when(vec![arg32(
+            0,
+            SeccompCmpOp::Eq,
+            libc::PR_SET_PDEATHSIG as u64,
+        )?])?],
+    );
     sockets(&mut rules, network)?;
     let denied = SeccompFilter::new(
         rules,

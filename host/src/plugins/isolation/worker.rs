@@ -114,9 +114,9 @@ pub fn run(alias: &str, file: &Path, kind: PluginKind) -> i32 {
 
 type Output = Mutex<BufWriter<std::fs::File>>;
 
-/// The kernel sends this worker SIGTERM when the host dies (its parent-death signal, see
-/// `lifetime`); the worker then ends its whole process group: itself and whatever the plugin
-/// started.
+/// Unsandboxed, the kernel sends this worker SIGTERM when the host dies (its parent-death
+/// signal, see `lifetime`; a sandboxed worker gets SIGKILL); the worker then ends its whole
+/// process group: itself and whatever the plugin started.
 fn end_with_the_host() {
     extern "C" fn end_group(_signal: libc::c_int) {
         // SAFETY: kill is async-signal-safe; 0 names this process' own group.
@@ -155,7 +155,8 @@ fn serve_calls(plugin: &Plugin, stdout: &Output) {
                 Ok(request) => request,
                 Err(error) => {
                     tracing::error!(%error, "the host sent a damaged request; stopping");
-                    std::process::exit(EXIT_REFUSED);
+                    // SAFETY: _exit ends the process, skipping the plugin's exit handlers.
+                    unsafe { libc::_exit(EXIT_REFUSED) }
                 }
             },
             // The host closed the pipe: it no longer needs this worker.

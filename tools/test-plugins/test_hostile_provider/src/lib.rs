@@ -10,6 +10,9 @@
 //! - `forge_log`: writes a JSON log line to stderr, and logs through the host's logger, each
 //!   with a message that holds a newline followed by a line like an audit event's (starting
 //!   with `FORGED`); answers `{"forged": true}`.
+//! - `outlive`: tries to outlive the host: ignores SIGTERM, clears its parent-death signal
+//!   and registers an exit handler that never returns; answers `{"worker": <pid>,
+//!   "death_signal_cleared": <whether prctl allowed it>}`.
 //! - `probe`: tries to reach the host's secrets, files, network and processes (see
 //!   `probes.rs`, with the targets in `probe`); answers what each attempt got.
 //!
@@ -29,7 +32,14 @@ enum Mode {
     FloodOutput,
     SpawnChild,
     ForgeLog,
+    Outlive,
     Probe,
+}
+
+extern "C" fn never_return() {
+    loop {
+        std::thread::sleep(std::time::Duration::from_secs(3600));
+    }
 }
 
 /// What `forge_log` appends after a newline: a line fail2ban would read as a refused login.
@@ -111,6 +121,15 @@ impl PermissionProvider for HostileProvider {
                     .logger()
                     .info(format!("from the logger\n{FORGED}\r\u{1b}[2J"));
                 object(json!({"forged": true}))
+            }
+            Mode::Outlive => {
+                // SAFETY: signal, prctl and atexit with a handler that touches nothing.
+                let cleared = unsafe {
+                    libc::signal(libc::SIGTERM, libc::SIG_IGN);
+                    libc::atexit(never_return);
+                    libc::prctl(libc::PR_SET_PDEATHSIG, 0, 0, 0, 0) == 0
+                };
+                object(json!({"worker": std::process::id(), "death_signal_cleared": cleared}))
             }
             Mode::Probe => object(json!(probes::run(&self.settings.probe))),
         }
