@@ -44,11 +44,14 @@ check-plugins: build
 test: build verifiers cluster-tools browser-tools test-tools
 	$(CARGO) test --workspace
 
-# openssl (keys as other tools write them), setpriv (a server as another user) and promtool
-# (the example alert rules) for the tests, from the system packages when missing.
+# openssl (keys as other tools write them), setpriv (a server as another user), faketime (a
+# replica whose clock is off), ss (a socket's backlog) and promtool (the example alert rules)
+# for the tests, from the system packages when missing.
 test-tools:
 	@command -v openssl >/dev/null && command -v setpriv >/dev/null || \
 	  { apt-get update -qq && apt-get install -y -qq openssl util-linux >/dev/null; }
+	@command -v faketime >/dev/null && command -v ss >/dev/null || \
+	  { apt-get update -qq && apt-get install -y -qq faketime iproute2 >/dev/null; }
 	@command -v promtool >/dev/null || \
 	  { apt-get update -qq && apt-get install -y -qq --no-install-recommends prometheus >/dev/null; }
 

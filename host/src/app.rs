@@ -5,8 +5,6 @@ use std::collections::HashSet;
 use std::sync::Arc;
 use std::time::Duration;
 
-use prometheus_client::metrics::gauge::Gauge;
-
 use crate::admin::{AdminAccess, AdminToken};
 use crate::config::{Config, KeySource, NO_KEY_SOURCE, normalize_origin};
 use crate::http::{HttpApi, HttpSettings, login_endpoints};
@@ -41,11 +39,11 @@ fn plugin_messages(outcomes: &[LoadOutcome]) -> String {
 /// The signing keys: `PRIVATE_KEY`/`PUBLIC_KEY`, those kept in the database (then also the
 /// keyring that keeps them current), or the pair kept in the data directory (made on first
 /// start).
-/// `refused_rows` counts the database rows the keyring refuses.
+/// `gauges` are what the keyring measures (rows it refuses, the clock's skew).
 pub async fn load_keys(
     config: &Config,
     store: &Store,
-    refused_rows: Gauge,
+    gauges: crate::keyring::KeyringGauges,
     audit: Option<crate::audit::Audit>,
 ) -> Result<(KeySet, Option<Arc<Keyring>>), StartupError> {
     let finish = {
@@ -86,7 +84,7 @@ pub async fn load_keys(
             Ok((keys, None))
         }
         Some(KeySource::Database) => {
-            let keyring = Keyring::new(config, store.clone(), finish, refused_rows, audit)?;
+            let keyring = Keyring::new(config, store.clone(), finish, gauges, audit)?;
             let keys = keyring.current().await?.ok_or_else(|| {
                 StartupError::Io("signing keys: none read from the database".into())
             })?;
@@ -199,7 +197,10 @@ impl App {
         let (keys, keyring) = load_keys(
             config,
             &store,
-            metrics.signing_key_rows_refused.clone(),
+            crate::keyring::KeyringGauges {
+                refused_rows: metrics.signing_key_rows_refused.clone(),
+                clock_skew_ms: metrics.database_clock_skew_ms.clone(),
+            },
             Some(audit.clone()),
         )
         .await?;

@@ -23,10 +23,10 @@ pub fn unix_now_millis() -> i64 {
         .unwrap_or(0)
 }
 
-/// How long until the Unix second `at` begins (zero once it has).
-pub fn time_until(at: i64) -> std::time::Duration {
+/// How long until the Unix millisecond `at` (zero once it has passed).
+pub fn time_until_millis(at: i64) -> std::time::Duration {
     let at = u64::try_from(at)
-        .map(std::time::Duration::from_secs)
+        .map(std::time::Duration::from_millis)
         .unwrap_or_default();
     let now = SystemTime::now()
         .duration_since(UNIX_EPOCH)
@@ -39,13 +39,13 @@ mod tests {
     use super::*;
 
     #[test]
-    fn time_until_counts_down_to_a_unix_second_and_never_overflows() {
-        assert!(time_until(0).is_zero());
-        assert!(time_until(-5).is_zero());
-        let soon = time_until(unix_now_i64() + 10);
+    fn time_until_counts_down_to_a_unix_millisecond_and_never_overflows() {
+        assert!(time_until_millis(0).is_zero());
+        assert!(time_until_millis(-5).is_zero());
+        let soon = time_until_millis(unix_now_millis() + 10_000);
         assert!(
             soon > std::time::Duration::from_secs(8) && soon <= std::time::Duration::from_secs(10)
         );
-        assert!(time_until(i64::MAX) > std::time::Duration::from_secs(1 << 40));
+        assert!(time_until_millis(i64::MAX) > std::time::Duration::from_secs(1 << 30));
     }
 }

@@ -11,7 +11,7 @@ use std::sync::Arc;
 
 use prometheus_client::metrics::gauge::Gauge;
 
-use crate::clock::{time_until, unix_now_i64};
+use crate::clock::{time_until_millis, unix_now_i64};
 use crate::config::Config;
 use crate::storage::{KeyTransaction, Store, StoreError, StoredKey};
 use crate::tokens::{
@@ -55,15 +55,41 @@ pub struct Keyring {
     finish: Box<dyn Fn(KeySet) -> Result<KeySet, KeyError> + Send + Sync>,
     previous_public_keys: Vec<String>,
     in_use: std::sync::Mutex<InUse>,
-    /// Unix seconds: when the keys in use change next (see [`Plan::next_change`]).
+    /// Unix milliseconds by this machine's clock: when the keys in use change next (see
+    /// [`Plan::next_change`]).
     next_change: std::sync::atomic::AtomicI64,
-    /// Rows refused at the last look (a metric).
-    refused_rows: Gauge,
+    /// Rows refused at the last look, and this machine's clock ahead of the database's
+    /// (metrics).
+    gauges: KeyringGauges,
+    /// Whether the clock skew is past [`MAX_CLOCK_SKEW_MS`] (warned once per crossing).
+    skewed: std::sync::atomic::AtomicBool,
     /// Where made keys and refused rows go on record (none for some commands).
     audit: Option<Audit>,
     /// The refused rows last put on record: a new event only when the number changes.
     refused_on_record: std::sync::atomic::AtomicUsize,
 }
+
+/// What the keyring measures at each look.
+#[derive(Debug, Clone, Default)]
+pub struct KeyringGauges {
+    /// Rows not authenticated under `key_secrets`.
+    pub refused_rows: Gauge,
+    /// Milliseconds this machine's clock is ahead of the database's (negative: behind).
+    pub clock_skew_ms: Gauge,
+}
+
+/// One reading of the clock keys are scheduled by.
+#[derive(Debug, Clone, Copy)]
+struct ScheduleClock {
+    /// Now, in Unix seconds, by the database's clock (or this machine's, on SQLite).
+    schedule_secs: i64,
+    /// How far this machine's clock is ahead of it, in milliseconds (negative: behind).
+    local_ahead_ms: i64,
+}
+
+/// Past this, a replica's clock is said to be off: its tokens' `iat`/`exp` are its own
+/// clock's, and a verifier with little leeway refuses tokens from a clock this far ahead.
+const MAX_CLOCK_SKEW_MS: i64 = 2_000;
 
 impl std::fmt::Debug for Keyring {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -75,12 +101,12 @@ impl std::fmt::Debug for Keyring {
 
 impl Keyring {
     /// `finish` adds what the configuration asks beyond the main key pair (client-token
-    /// algorithm); `refused_rows` is set to the number of rows refused at each look.
+    /// algorithm); `gauges` are set at each look.
     pub fn new(
         config: &Config,
         store: Store,
         finish: impl Fn(KeySet) -> Result<KeySet, KeyError> + Send + Sync + 'static,
-        refused_rows: Gauge,
+        gauges: KeyringGauges,
         audit: Option<Audit>,
     ) -> Result<Keyring, KeyError> {
         Ok(Keyring {
@@ -94,7 +120,8 @@ impl Keyring {
             previous_public_keys: config.previous_public_keys.clone(),
             in_use: std::sync::Mutex::new(InUse::default()),
             next_change: std::sync::atomic::AtomicI64::new(i64::MAX),
-            refused_rows,
+            gauges,
+            skewed: std::sync::atomic::AtomicBool::new(false),
             audit,
             refused_on_record: std::sync::atomic::AtomicUsize::new(0),
         })
@@ -104,15 +131,21 @@ impl Keyring {
     /// it; `None` when nothing changed since the last call.
     pub async fn current(&self) -> Result<Option<KeySet>, KeyringError> {
         let mut sorted = self.sort(self.store.signing_keys().await?);
-        let mut plan = self.plan(&sorted);
+        let mut now = self.now().await?;
+        let mut plan = self.plan(&sorted, now.schedule_secs);
         if !plan.missing.is_empty() || !sorted.to_reseal.is_empty() {
             sorted = self.sort(self.repair().await?);
-            plan = self.plan(&sorted);
+            now = self.now().await?;
+            plan = self.plan(&sorted, now.schedule_secs);
         }
         self.report(&sorted.refused);
         self.put_refusals_on_record(&sorted.refused).await;
+        // The next change is waited for on this machine's clock: the moment the schedule's
+        // clock reaches it, as this one reads it then.
         self.next_change.store(
-            plan.next_change.unwrap_or(i64::MAX),
+            plan.next_change.map_or(i64::MAX, |at| {
+                at.saturating_mul(1000).saturating_add(now.local_ahead_ms)
+            }),
             std::sync::atomic::Ordering::SeqCst,
         );
         let trusted = &sorted.trusted;
@@ -198,15 +231,53 @@ impl Keyring {
         }
     }
 
-    fn plan(&self, sorted: &Sorted) -> Plan {
-        self.schedule
-            .plan(&windows(&sorted.trusted), unix_now_i64())
+    fn plan(&self, sorted: &Sorted, now: i64) -> Plan {
+        self.schedule.plan(&windows(&sorted.trusted), now)
+    }
+
+    /// Now, in Unix seconds, for the schedule: the database's clock when it has one, so that
+    /// every replica agrees whatever its own clock says; this machine's otherwise. The
+    /// difference is exported, and warned about once it passes [`MAX_CLOCK_SKEW_MS`] (and
+    /// once it is back within).
+    async fn now(&self) -> Result<ScheduleClock, StoreError> {
+        use std::sync::atomic::Ordering;
+        let Some(database) = self.store.database_clock_millis().await? else {
+            return Ok(ScheduleClock {
+                schedule_secs: unix_now_i64(),
+                local_ahead_ms: 0,
+            });
+        };
+        let skew = crate::clock::unix_now_millis().saturating_sub(database);
+        self.gauges.clock_skew_ms.set(skew);
+        let skewed = skew.abs() > MAX_CLOCK_SKEW_MS;
+        if self.skewed.swap(skewed, Ordering::SeqCst) != skewed {
+            if skewed {
+                tracing::warn!(
+                    skew_ms = skew,
+                    "this machine's clock differs from the database's by more than \
+                     {MAX_CLOCK_SKEW_MS} ms (positive: ahead): keys are scheduled by the \
+                     database's clock, but the tokens this replica signs carry its own \
+                     (verifiers may refuse them as not yet valid, or as expired); fix its time \
+                     synchronisation"
+                );
+            } else {
+                tracing::info!(
+                    skew_ms = skew,
+                    "this machine's clock agrees with the database's again"
+                );
+            }
+        }
+        Ok(ScheduleClock {
+            schedule_secs: database.div_euclid(1000),
+            local_ahead_ms: skew,
+        })
     }
 
     /// One warning per look, however many rows: a table filled with junk does not fill the
     /// log.
     fn report(&self, refused: &[(i64, String)]) {
-        self.refused_rows
+        self.gauges
+            .refused_rows
             .set(i64::try_from(refused.len()).unwrap_or(i64::MAX));
         if let Some((generation, why)) = refused.first() {
             tracing::warn!(
@@ -260,7 +331,8 @@ impl Keyring {
                 trusted.push(key);
             }
         }
-        let Plan { missing, .. } = self.schedule.plan(&windows(&trusted), unix_now_i64());
+        let now = self.now().await?.schedule_secs;
+        let Plan { missing, .. } = self.schedule.plan(&windows(&trusted), now);
         let mut made = Vec::new();
         for window in missing {
             made.push((self.make(&transaction, window).await?, window));
@@ -340,7 +412,7 @@ impl Keyring {
     /// Only trusted rows are judged: what is not authenticated is the operator's to look at.
     pub async fn delete_expired(&self) -> Result<u64, StoreError> {
         let sorted = self.sort(self.store.signing_keys().await?);
-        let plan = self.plan(&sorted);
+        let plan = self.plan(&sorted, self.now().await?.schedule_secs);
         self.store.delete_signing_keys(&plan.expired).await
     }
 
@@ -353,7 +425,7 @@ impl Keyring {
                 // Every so often, and right when the keys in use change: replicas switch
                 // within milliseconds of one another.
                 let next_change = self.next_change.load(std::sync::atomic::Ordering::SeqCst);
-                let wait = time_until(next_change).min(every);
+                let wait = time_until_millis(next_change).min(every);
                 tokio::time::sleep(wait + std::time::Duration::from_millis(1)).await;
                 match self.current().await {
                     Ok(Some(keys)) => {

@@ -110,6 +110,8 @@ pub struct Metrics {
     pub signing_key_changes: Counter,
     /// `signing_keys` rows not authenticated under `key_secrets` at the last look.
     pub signing_key_rows_refused: Gauge,
+    /// Milliseconds this machine's clock is ahead of the database's (PostgreSQL).
+    pub database_clock_skew_ms: Gauge,
     /// Notifications heard that were not authenticated (ignored).
     pub notifications_refused: Counter,
 }
@@ -210,6 +212,13 @@ impl Metrics {
              published, never used)",
             signing_key_rows_refused.clone(),
         );
+        let database_clock_skew_ms = Gauge::default();
+        registry.register(
+            "database_clock_skew_milliseconds",
+            "How far this machine's clock is ahead of the database's (negative: behind), at \
+             the last look at the signing keys; keys are scheduled by the database's clock",
+            database_clock_skew_ms.clone(),
+        );
         let notifications_refused = Counter::default();
         registry.register(
             "notifications_refused",
@@ -262,6 +271,7 @@ impl Metrics {
             signing_key_in_use_since,
             signing_key_rotation,
             signing_key_rows_refused,
+            database_clock_skew_ms,
             notifications_refused,
             maintenance_runs,
             signing_key_changes,

@@ -57,6 +57,22 @@ impl Store {
         })
     }
 
+    /// The database server's clock, in Unix milliseconds (`None` on SQLite: one machine,
+    /// one clock). Replicas take "now" for key scheduling from it, so that their own clocks'
+    /// skew cannot make them disagree on which key signs, nor make a second first key.
+    pub async fn database_clock_millis(&self) -> Result<Option<i64>, StoreError> {
+        let backend = self.db.get_database_backend();
+        if backend != sea_orm::DbBackend::Postgres {
+            return Ok(None);
+        }
+        let sql = "SELECT (EXTRACT(EPOCH FROM clock_timestamp()) * 1000)::bigint AS now_ms";
+        let row = self
+            .db
+            .query_one_raw(sea_orm::Statement::from_string(backend, sql))
+            .await?;
+        Ok(row.map(|r| r.try_get::<i64>("", "now_ms")).transpose()?)
+    }
+
     /// Forgets keys no token can need any more.
     pub async fn delete_signing_keys(&self, generations: &[i64]) -> Result<u64, StoreError> {
         if generations.is_empty() {

@@ -47,6 +47,11 @@ pub struct Plan {
 /// Keys made ahead of the one signing, when rotating.
 const AHEAD: i64 = 2;
 
+/// Without rotation, a newest key that starts signing at most this far ahead signs now: it
+/// was made by a replica whose clock was that much ahead (or read a moment later), and a
+/// second key would leave replicas signing with different ones.
+const START_LEEWAY_SECS: i64 = 300;
+
 impl Schedule {
     pub fn plan(&self, keys: &[KeyWindow], now: i64) -> Plan {
         let mut keys = keys.to_vec();
@@ -85,6 +90,10 @@ impl Schedule {
                 .iter()
                 .rev()
                 .find(|k| k.signs_from <= now)
+                .or_else(|| {
+                    keys.last()
+                        .filter(|k| k.signs_from <= now.saturating_add(START_LEEWAY_SECS))
+                })
                 .map(|k| k.generation);
             if plan.signing.is_none() {
                 plan.missing.push(KeyWindow {
@@ -165,6 +174,29 @@ mod tests {
         assert_eq!(later.signing, Some(0));
         assert_eq!(later.published, vec![0]);
         assert!(later.missing.is_empty());
+    }
+
+    /// The first key, made by a replica whose clock is ahead, seen by one whose clock is 2 s
+    /// behind: it signs there too, and no second key is made (one was, and the replicas
+    /// served different keys until their next refresh). Far ahead, it is not trusted to sign.
+    #[test]
+    fn without_rotation_a_key_starting_slightly_ahead_signs_and_none_is_made_beside_it() {
+        let schedule = Schedule {
+            rotation_secs: 0,
+            verify_secs: 100,
+        };
+        let first = KeyWindow {
+            generation: 0,
+            signs_from: 1_002,
+            signs_until: None,
+        };
+        let behind = schedule.plan(&[first], 1_000);
+        assert_eq!(behind.signing, Some(0));
+        assert_eq!(behind.published, vec![0]);
+        assert!(behind.missing.is_empty(), "{behind:?}");
+        let far = schedule.plan(&[first], 1_002 - START_LEEWAY_SECS - 1);
+        assert_eq!(far.signing, None);
+        assert_eq!(far.missing.len(), 1);
     }
 
     #[test]

@@ -367,3 +367,53 @@ async fn keys_sealed_by_the_earlier_release_keep_verifying_after_the_upgrade() {
         1.0
     );
 }
+
+/// The fault probe's clock skew: on a fresh database, a replica whose clock is 30 s behind
+/// the one that made the first key (run under libfaketime) finds that key starting "in the
+/// future". It makes no second key, both replicas serve the same keys and accept each other's
+/// tokens, and the skewed one says how far off it is (log and metric). Without scheduling by
+/// the database's clock it made a key of its own and the two served different keys.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_replica_whose_clock_is_behind_makes_no_second_first_key() {
+    if postgres_skipped() {
+        return;
+    }
+    const FAKETIME: &str = "/usr/bin/faketime";
+    assert!(
+        std::path::Path::new(FAKETIME).exists(),
+        "{FAKETIME} is missing: `make test-tools` installs it"
+    );
+    let database = TestDatabase::new(Backend::Postgres).await;
+    let plugins = PluginDir::with_workspace_plugins(&["sample_permission_provider"]);
+    let on_time = crate::replica_on(&database, &plugins, &[]);
+    let mut behind_command = std::process::Command::new(FAKETIME);
+    behind_command.args(["-f", "-30s"]).arg(auth_host_bin());
+    // Timers keep the real monotonic clock; only the wall clock is 30 s behind.
+    let behind = crate::replica_started_by(
+        behind_command,
+        &database,
+        &plugins,
+        &[("DONT_FAKE_MONOTONIC", "1")],
+    );
+    let rows = query(&database, "SELECT generation FROM signing_keys").await;
+    assert_eq!(rows.len(), 1, "one first key, made by one replica");
+    assert_eq!(
+        jwks_kids(&on_time.base).await,
+        jwks_kids(&behind.base).await
+    );
+
+    for (issuer, verifier) in [(&behind, &on_time), (&on_time, &behind)] {
+        let landing = dev_login_at(&issuer.base, "http://127.0.0.1:9/app", "ada@example.com").await;
+        let token = params_of(&landing).remove("jwt").unwrap();
+        assert!(authenticated_at(&verifier.base, &token).await, "{landing}");
+    }
+    let metrics = get_text(&format!("{}/auth/metrics", behind.base)).await;
+    let skew = metric_value(&metrics, "auth_host_database_clock_skew_milliseconds");
+    assert!((-32_000.0..=-28_000.0).contains(&skew), "{skew}");
+    let log = behind.log();
+    assert!(
+        log.contains("this machine's clock differs from the database's"),
+        "{log}"
+    );
+    assert!(!on_time.log().contains("clock differs"));
+}

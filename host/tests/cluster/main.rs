@@ -21,6 +21,21 @@ fn replica_on(
     plugins: &common::PluginDir,
     extra: &[(&str, &str)],
 ) -> common::ServerProcess {
+    replica_started_by(
+        std::process::Command::new(common::auth_host_bin()),
+        database,
+        plugins,
+        extra,
+    )
+}
+
+/// Like [`replica_on`], started by `command` (which runs `auth-host`).
+fn replica_started_by(
+    command: std::process::Command,
+    database: &common::server::TestDatabase,
+    plugins: &common::PluginDir,
+    extra: &[(&str, &str)],
+) -> common::ServerProcess {
     let mut envs: Vec<(&str, &str)> = vec![
         ("DATABASE_URL", &database.url),
         ("AUTH_KEY_SECRETS", common::server::TEST_KEY_SECRETS),
@@ -30,7 +45,7 @@ fn replica_on(
         ("ALLOWED_SERVICES", "example:sample_permission_provider"),
     ];
     envs.extend_from_slice(extra);
-    common::ServerProcess::start(&envs)
+    common::ServerProcess::start_command(command, &["serve"], &envs)
 }
 
 mod key_rows;
