@@ -265,6 +265,7 @@ impl App {
                 audit_retention: Duration::from_secs(
                     config.audit_retention_days.saturating_mul(24 * 3600),
                 ),
+                audit_max_events: config.audit_max_events,
             },
         );
         Ok(App {
@@ -358,6 +359,8 @@ pub async fn serve(
             tracing::info!("no longer accepting connections");
         })
         .await;
+    // The refusals counted since their rows were stored go into them before the end.
+    app.service.audit().flush_counted(true).await;
     // Calls still held by isolated plugins end with the host, and so does what they started.
     crate::plugins::isolation::lifetime::end_all();
     tracing::info!("stopped");

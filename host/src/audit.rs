@@ -5,6 +5,10 @@
 //! `GET /admin/audit`. Not one event per `/auth/check` or `/auth/authorize`: metrics count
 //! those.
 
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
 use crate::clock::unix_now_millis;
 use crate::storage::{AuditRecord, Store, StoreError};
 use crate::users::User;
@@ -184,6 +188,30 @@ pub struct Audit {
     replica: String,
     /// Where logins are counted by provider and outcome (a server's metrics).
     logins: Option<LoginCounter>,
+    /// Anonymous refusals of the current interval, counted into their first row.
+    counted: Arc<Mutex<HashMap<CountedKey, Counted>>>,
+    /// Why the last event could not be stored, while no event has been stored since.
+    unwritable: Arc<Mutex<Option<&'static str>>>,
+}
+
+/// How long one row counts the anonymous refusals of one client for one reason.
+pub const COUNTING_INTERVAL: Duration = Duration::from_secs(60);
+
+/// The most (client, reason) pairs counted at once: past it, a refusal is stored as it comes
+/// (the table's own bound, `audit_max_events`, still holds).
+const MAX_COUNTED: usize = 10_000;
+
+/// A client and the reason it was refused for.
+type CountedKey = (String, String);
+
+/// The row an interval's first refusal went to, and the refusals since.
+#[derive(Debug, Clone)]
+struct Counted {
+    id: i64,
+    since: Instant,
+    more: i64,
+    event_type: &'static str,
+    outcome: &'static str,
 }
 
 type LoginCounter = prometheus_client::metrics::family::Family<
@@ -205,6 +233,8 @@ impl Audit {
             store,
             replica,
             logins: None,
+            counted: Arc::default(),
+            unwritable: Arc::default(),
         }
     }
 
@@ -222,20 +252,103 @@ impl Audit {
     /// Stores `event`, then logs it. An error means it was not stored: the caller must not
     /// report the change as done.
     pub async fn record(&self, event: AuditEvent, caller: &Caller) -> Result<(), StoreError> {
-        let record = AuditRecord {
-            id: 0,
-            at: unix_now_millis(),
-            event_type: event.kind.name().to_owned(),
-            outcome: event.outcome.name().to_owned(),
-            user_id: event.user_id,
-            email: event.email,
-            provider: event.provider,
-            client: caller.client.clone(),
-            request_id: caller.request_id.clone(),
-            replica: Some(self.replica.clone()),
-            reason: event.reason,
+        self.store_and_log(event, caller).await.map(|_| ())
+    }
+
+    /// Why events cannot be stored, while the last attempt failed (for `/auth/health`):
+    /// "storage full" or "cannot be written" (details are in the log).
+    pub fn unwritable(&self) -> Option<&'static str> {
+        self.unwritable.lock().ok().and_then(|reason| *reason)
+    }
+
+    /// Records a refusal of a caller nobody vouched for (an unknown login state, a client
+    /// over its login limit): the first of an interval from one client for one reason is
+    /// stored and logged at once, and the ones after it only counted, into that row when
+    /// the interval ends ([`Audit::flush_counted`]). One client cannot grow the table by
+    /// more than a row per reason and interval.
+    pub async fn record_anonymous_refusal(&self, event: AuditEvent, caller: &Caller) {
+        let key = (
+            caller.client.clone().unwrap_or_default(),
+            event.reason.clone().unwrap_or_default(),
+        );
+        let counted_now =
+            self.counted
+                .lock()
+                .is_ok_and(|mut counted| match counted.get_mut(&key) {
+                    Some(entry) if entry.since.elapsed() < COUNTING_INTERVAL => {
+                        entry.more = entry.more.saturating_add(1);
+                        true
+                    }
+                    _ => false,
+                });
+        if counted_now {
+            self.count_login(&event, event.provider.clone());
+            return;
+        }
+        // A new interval: what the last one counted goes into its row first.
+        self.flush_counted(false).await;
+        let (event_type, outcome) = (event.kind.name(), event.outcome.name());
+        match self.store_and_log(event, caller).await {
+            Ok(id) => {
+                if let Ok(mut counted) = self.counted.lock()
+                    && counted.len() < MAX_COUNTED
+                {
+                    let entry = Counted {
+                        id,
+                        since: Instant::now(),
+                        more: 0,
+                        event_type,
+                        outcome,
+                    };
+                    counted.insert(key, entry);
+                }
+            }
+            Err(error) => {
+                tracing::error!(%error, r#type = event_type, "cannot store an audit event");
+            }
+        }
+    }
+
+    /// Adds the refusals counted since each row was stored to it, for the intervals that have
+    /// ended (`all`: every one, as at a stop), and logs each such sum once.
+    pub async fn flush_counted(&self, all: bool) {
+        let due: Vec<(CountedKey, Counted)> = match self.counted.lock() {
+            Ok(mut counted) => {
+                let keys: Vec<CountedKey> = counted
+                    .iter()
+                    .filter(|(_, entry)| all || entry.since.elapsed() >= COUNTING_INTERVAL)
+                    .map(|(key, _)| key.clone())
+                    .collect();
+                keys.into_iter()
+                    .filter_map(|key| counted.remove(&key).map(|entry| (key, entry)))
+                    .collect()
+            }
+            Err(_) => Vec::new(),
         };
-        self.store.append_audit(&record).await?;
+        for ((client, reason), entry) in due.into_iter().filter(|(_, e)| e.more > 0) {
+            match self.store.add_to_audit_count(entry.id, entry.more).await {
+                Ok(()) => tracing::info!(
+                    target: "auth_host::audit",
+                    r#type = entry.event_type,
+                    outcome = entry.outcome,
+                    client,
+                    replica = self.replica,
+                    reason,
+                    id = entry.id,
+                    count = entry.more.saturating_add(1),
+                    "audit: counted"
+                ),
+                Err(error) => tracing::error!(
+                    %error,
+                    id = entry.id,
+                    more = entry.more,
+                    "cannot add counted refusals to their audit event"
+                ),
+            }
+        }
+    }
+
+    fn count_login(&self, event: &AuditEvent, provider: Option<String>) {
         if let Some(logins) = &self.logins
             && matches!(
                 event.kind,
@@ -244,11 +357,41 @@ impl Audit {
         {
             logins
                 .get_or_create(&crate::metrics::LoginLabels {
-                    provider: record.provider.clone().unwrap_or_else(|| "unknown".into()),
+                    provider: provider.unwrap_or_else(|| "unknown".into()),
                     outcome: event.outcome.name(),
                 })
                 .inc();
         }
+    }
+
+    /// Stores `event` and logs it; its id.
+    async fn store_and_log(&self, event: AuditEvent, caller: &Caller) -> Result<i64, StoreError> {
+        let record = AuditRecord {
+            id: 0,
+            at: unix_now_millis(),
+            event_type: event.kind.name().to_owned(),
+            outcome: event.outcome.name().to_owned(),
+            user_id: event.user_id.clone(),
+            email: event.email.clone(),
+            provider: event.provider.clone(),
+            client: caller.client.clone(),
+            request_id: caller.request_id.clone(),
+            replica: Some(self.replica.clone()),
+            reason: event.reason.clone(),
+            count: 1,
+        };
+        let stored = self.store.append_audit(&record).await;
+        if let Ok(mut unwritable) = self.unwritable.lock() {
+            *unwritable = stored.as_ref().err().map(|error| {
+                if error.is_full() {
+                    "storage full"
+                } else {
+                    "cannot be written"
+                }
+            });
+        }
+        let id = stored?;
+        self.count_login(&event, record.provider.clone());
         tracing::info!(
             target: "auth_host::audit",
             r#type = record.event_type,
@@ -262,7 +405,7 @@ impl Audit {
             reason = record.reason,
             "audit"
         );
-        Ok(())
+        Ok(id)
     }
 
     /// Records an event whose outcome stands whether or not it is stored (a refusal, a

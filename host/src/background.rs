@@ -11,11 +11,13 @@ use crate::service::AuthService;
 
 const MAINTENANCE_LEASE: &str = "maintenance";
 
-/// How often the lease holder purges, and how long audit events are kept.
+/// How often the lease holder purges, how long audit events are kept, and how many at most
+/// (0: no bound).
 #[derive(Debug, Clone, Copy)]
 pub struct Maintenance {
     pub every: Duration,
     pub audit_retention: Duration,
+    pub audit_max_events: u64,
 }
 
 /// Starts every background job; they end with the process (or when the service is gone).
@@ -48,7 +50,20 @@ pub fn start(service: &Arc<AuthService>, keyring: Option<Arc<Keyring>>, maintena
         });
     }
     tokio::spawn(watch_crash_loops(weak.clone()));
+    tokio::spawn(flush_counted_refusals(weak.clone()));
     tokio::spawn(maintain(weak, keyring, maintenance, replica));
+}
+
+/// Adds the anonymous refusals counted in memory to their audit rows as their intervals end.
+async fn flush_counted_refusals(service: Weak<AuthService>) {
+    let mut ticks = tokio::time::interval(crate::audit::COUNTING_INTERVAL / 6);
+    loop {
+        ticks.tick().await;
+        let Some(service) = service.upgrade() else {
+            return;
+        };
+        service.audit().flush_counted(false).await;
+    }
 }
 
 /// Puts each isolated plugin's entry into a crash loop on record, once per loop (the
@@ -117,6 +132,21 @@ async fn maintain(
                 .await
                 .map(|events| rows + events),
             Err(error) => Err(error),
+        };
+        // The table's bound, whatever the retention: a flood from many addresses cannot
+        // fill the disk the logins need.
+        let purged = match (purged, maintenance.audit_max_events) {
+            (Ok(rows), max) if max > 0 => store.bound_audit(max).await.map(|over| {
+                if over > 0 {
+                    tracing::warn!(
+                        deleted = over,
+                        audit_max_events = max,
+                        "the audit trail reached its bound: the oldest events were deleted"
+                    );
+                }
+                rows + over
+            }),
+            (purged, _) => purged,
         };
         let keys = match &keyring {
             Some(keyring) => keyring.delete_expired().await,

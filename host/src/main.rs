@@ -432,7 +432,10 @@ async fn audit(
                 or_dash(&event.email),
                 or_dash(&event.provider),
                 or_dash(&event.client),
-                or_dash(&event.reason),
+                match event.count {
+                    1 => or_dash(&event.reason),
+                    n => format!("(×{n}) {}", or_dash(&event.reason)),
+                },
             );
         }
     }

@@ -13,6 +13,7 @@ mod m20261123_000004_login_states;
 mod m20261124_000005_signing_keys_and_leases;
 mod m20261201_000006_login_state_clients;
 mod m20261201_000007_audit_events;
+mod m20261207_000008_audit_event_counts;
 
 pub struct Migrator;
 
@@ -27,6 +28,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261124_000005_signing_keys_and_leases::Migration),
             Box::new(m20261201_000006_login_state_clients::Migration),
             Box::new(m20261201_000007_audit_events::Migration),
+            Box::new(m20261207_000008_audit_event_counts::Migration),
         ]
     }
 

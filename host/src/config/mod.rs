@@ -68,6 +68,8 @@ pub mod defaults {
     pub const PLUGIN_MEMORY_LIMIT_MB: u64 = 2048;
     pub const MAINTENANCE_INTERVAL_SECS: u64 = 60;
     pub const AUDIT_RETENTION_DAYS: u64 = 90;
+    /// About 250 MB of rows with their indexes.
+    pub const AUDIT_MAX_EVENTS: u64 = 1_000_000;
     /// Long enough for a load balancer checking every second or two to see it.
     pub const SHUTDOWN_DELAY_MS: u64 = 5_000;
     pub const SHUTDOWN_GRACE_MS: u64 = 10_000;
@@ -201,6 +203,8 @@ pub struct Config {
     pub maintenance_interval_secs: u64,
     /// How long audit events are kept (purged with the expired rows).
     pub audit_retention_days: u64,
+    /// The most audit events kept (the oldest deleted beyond it); 0: no bound.
+    pub audit_max_events: u64,
     /// On SIGTERM: how long `/auth/health` says "draining" while requests are still
     /// served, so that load balancers take the replica out first.
     pub shutdown_delay_ms: u64,
@@ -373,6 +377,9 @@ impl Config {
             audit_retention_days: keys
                 .get("audit_retention_days")
                 .unwrap_or(defaults::AUDIT_RETENTION_DAYS),
+            audit_max_events: keys
+                .get("audit_max_events")
+                .unwrap_or(defaults::AUDIT_MAX_EVENTS),
             shutdown_delay_ms: keys
                 .get("shutdown_delay_ms")
                 .unwrap_or(defaults::SHUTDOWN_DELAY_MS),

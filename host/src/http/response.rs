@@ -236,6 +236,13 @@ impl From<Error> for Reply {
             Error::BadRequest(message) => (StatusCode::BAD_REQUEST, message.clone()),
             Error::Plugin(plugin) => (plugin_status(plugin), plugin.to_string()),
             // As /auth/health says it; the request can be tried again.
+            Error::Storage(store) if store.is_full() => {
+                tracing::error!(%error, "database full");
+                (
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    crate::storage::STORAGE_FULL.into(),
+                )
+            }
             Error::Storage(store) if store.is_unavailable() => {
                 tracing::warn!(%error, "database unavailable");
                 (

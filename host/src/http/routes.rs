@@ -208,16 +208,22 @@ fn profile(user: &User) -> Value {
 }
 
 /// `/auth/health`: 200 when this replica should get requests, else 503 saying why; isolated
-/// plugins in a crash loop are named either way.
+/// plugins in a crash loop are named either way. An audit trail that cannot be written makes
+/// it "degraded", still 200: logins fail, but the replica still verifies tokens, and taking
+/// every replica of a full database out would stop that too.
 async fn health(service: &AuthService) -> Reply {
     let health = service.health().await;
-    let (status, mut body) = match (health.draining, health.database) {
-        (true, _) => (
+    let (status, mut body) = match (health.draining, health.database, health.audit) {
+        (true, _, _) => (
             StatusCode::SERVICE_UNAVAILABLE,
             json!({"status": "draining"}),
         ),
-        (false, true) => (StatusCode::OK, json!({"status": "ok"})),
-        (false, false) => (
+        (false, true, None) => (StatusCode::OK, json!({"status": "ok"})),
+        (false, true, Some(audit)) => (
+            StatusCode::OK,
+            json!({"status": "degraded", "audit": audit}),
+        ),
+        (false, false, _) => (
             StatusCode::SERVICE_UNAVAILABLE,
             json!({"status": "unavailable", "database": "unreachable"}),
         ),

@@ -59,7 +59,7 @@ impl AuthService {
             let event = AuditEvent::new(AuditKind::LoginRefused, Outcome::Refused)
                 .provider(Some(provider))
                 .reason(format!("limited: {limited}"));
-            self.audit.record_best_effort(event, caller).await;
+            self.audit.record_anonymous_refusal(event, caller).await;
         }
         started
     }
@@ -105,10 +105,11 @@ impl AuthService {
         let (identity, next) = match finished {
             Ok(finished) => finished,
             Err(failure) => {
-                // An unknown, expired or replayed state, or the provider's refusal.
+                // An unknown, expired or replayed state, or the provider's refusal: nobody
+                // vouched for the caller yet, so repeats are counted, not stored each.
                 let event = AuditEvent::new(AuditKind::LoginRefused, Outcome::Refused)
                     .reason(failure.message.clone());
-                self.audit.record_best_effort(event, caller).await;
+                self.audit.record_anonymous_refusal(event, caller).await;
                 return failure.end();
             }
         };
@@ -134,7 +135,7 @@ impl AuthService {
                 // Not reported as logged in unless it is on record.
                 if let Err(error) = self.audit.record(event, caller).await {
                     tracing::error!(%error, "login not recorded in the audit trail");
-                    return LoginFailure::new(Some(&next), "Login failed: internal error").end();
+                    return LoginFailure::new(Some(&next), failed_because(&error)).end();
                 }
                 LoginEnd::Redirect(landing_url(&next, "jwt", &token))
             }
@@ -146,10 +147,14 @@ impl AuthService {
             }
             Err(Unfinished::Failed(error)) => {
                 tracing::error!(%error, "login failed");
+                let message = match &error {
+                    Error::Storage(store) => failed_because(store),
+                    _ => "Login failed: internal error".into(),
+                };
                 self.audit
-                    .record_best_effort(refused(Outcome::Failure, "internal error"), caller)
+                    .record_best_effort(refused(Outcome::Failure, &message), caller)
                     .await;
-                LoginFailure::new(Some(&next), "Login failed: internal error").end()
+                LoginFailure::new(Some(&next), message).end()
             }
         }
     }
@@ -208,5 +213,15 @@ impl AuthService {
         self.store.refresh_user(&user).await?;
         self.cache.forget_user(&user.id);
         Ok(user)
+    }
+}
+
+/// What a user is told of a login the database failed: that its storage is full (worth
+/// trying again later), or an internal error.
+fn failed_because(error: &crate::storage::StoreError) -> String {
+    if error.is_full() {
+        format!("Login failed: {}", crate::storage::STORAGE_FULL)
+    } else {
+        "Login failed: internal error".into()
     }
 }

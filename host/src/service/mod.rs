@@ -36,6 +36,9 @@ pub struct Health {
     /// Shutting down: still answering, but no new work should come.
     pub draining: bool,
     pub database: bool,
+    /// Why the audit trail cannot be written, while its last write failed: logins fail
+    /// (nothing is reported done unless on record), tokens still verify.
+    pub audit: Option<&'static str>,
     /// Isolated plugin aliases in a crash loop.
     pub crash_loops: Vec<String>,
 }
@@ -152,6 +155,7 @@ impl AuthService {
         Health {
             draining: self.is_draining(),
             database,
+            audit: self.audit.unwritable(),
             crash_loops: plugins
                 .crash_loops()
                 .into_iter()

@@ -1,5 +1,6 @@
 //! The audit trail's rows: appended, read newest first a page at a time, purged by age.
 
+use sea_orm::sea_query::ExprTrait;
 use sea_orm::{
     ActiveValue, ColumnTrait, Condition, EntityTrait, QueryFilter, QueryOrder, QuerySelect,
 };
@@ -24,6 +25,9 @@ pub struct AuditRecord {
     pub request_id: Option<String>,
     pub replica: Option<String>,
     pub reason: Option<String>,
+    /// How many times it happened: 1, but for anonymous refusals counted per client, reason
+    /// and interval.
+    pub count: i64,
 }
 
 /// Which events to read; empty fields match everything.
@@ -54,6 +58,7 @@ impl From<audit_events::Model> for AuditRecord {
             request_id: m.request_id,
             replica: m.replica,
             reason: m.reason,
+            count: m.count,
         }
     }
 }
@@ -73,6 +78,7 @@ impl Store {
             request_id: ActiveValue::Set(record.request_id.clone()),
             replica: ActiveValue::Set(record.replica.clone()),
             reason: ActiveValue::Set(record.reason.clone()),
+            count: ActiveValue::Set(record.count),
         };
         Ok(audit_events::Entity::insert(row)
             .exec(&self.db)
@@ -116,6 +122,43 @@ impl Store {
             .into_iter()
             .map(AuditRecord::from)
             .collect())
+    }
+
+    /// Adds `more` to the count of event `id` (a counted anonymous refusal that happened
+    /// again).
+    pub async fn add_to_audit_count(&self, id: i64, more: i64) -> Result<(), StoreError> {
+        audit_events::Entity::update_many()
+            .col_expr(
+                audit_events::Column::Count,
+                sea_orm::sea_query::Expr::col(audit_events::Column::Count).add(more),
+            )
+            .filter(audit_events::Column::Id.eq(id))
+            .exec(&self.db)
+            .await?;
+        Ok(())
+    }
+
+    /// Deletes the oldest events beyond the newest `keep`; how many went.
+    pub async fn bound_audit(&self, keep: u64) -> Result<u64, StoreError> {
+        use audit_events::Column;
+        // The id of the newest event to delete: the `keep`-th newest's predecessor.
+        let first_kept = audit_events::Entity::find()
+            .select_only()
+            .column(Column::Id)
+            .order_by_desc(Column::Id)
+            .offset(keep.saturating_sub(1))
+            .limit(1)
+            .into_tuple::<i64>()
+            .one(&self.db)
+            .await?;
+        let Some(first_kept) = first_kept else {
+            return Ok(0);
+        };
+        Ok(audit_events::Entity::delete_many()
+            .filter(Column::Id.lt(first_kept))
+            .exec(&self.db)
+            .await?
+            .rows_affected)
     }
 
     /// Deletes the events older than `before` (Unix milliseconds); how many went.

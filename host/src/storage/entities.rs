@@ -123,6 +123,7 @@ pub mod audit_events {
         pub request_id: Option<String>,
         pub replica: Option<String>,
         pub reason: Option<String>,
+        pub count: i64,
     }
 
     #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]

@@ -147,6 +147,34 @@ impl StoreError {
     }
 }
 
+/// What a client is told while the database has no room: not an internal error, and worth
+/// trying again once an operator has made room.
+pub const STORAGE_FULL: &str =
+    "storage full: the server cannot store anything right now; try again later";
+
+impl StoreError {
+    /// Whether the database refused for want of space (SQLite's "database or disk is full",
+    /// PostgreSQL's `disk_full`, 53100): nothing can be stored until room is made, and the
+    /// request may succeed then.
+    pub fn is_full(&self) -> bool {
+        use sea_orm::{RuntimeErr, sqlx};
+        let StoreError::Db(
+            DbErr::Query(RuntimeErr::SqlxError(error)) | DbErr::Exec(RuntimeErr::SqlxError(error)),
+        ) = self
+        else {
+            return false;
+        };
+        match error.as_ref() {
+            sqlx::Error::Database(database) => {
+                let code = database.code().unwrap_or_default();
+                // SQLite's code is its primary or extended result code (SQLITE_FULL = 13).
+                code == "53100" || code == "13" || database.message().contains("disk is full")
+            }
+            _ => false,
+        }
+    }
+}
+
 /// What became of a username choice.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum UsernameChoice {

@@ -190,6 +190,7 @@ async fn logins_refusals_logouts_and_changes_are_on_record(backend: Backend) {
         request_id: None,
         replica: None,
         reason: None,
+        count: 1,
     };
     store.append_audit(&old).await.unwrap();
     let purged = store
@@ -199,6 +200,14 @@ async fn logins_refusals_logouts_and_changes_are_on_record(backend: Backend) {
     assert_eq!(purged, 1);
     let (_, after) = audit(&server, "").await;
     assert_eq!(types(&after), expected);
+
+    // The bound (`audit_max_events`): only the newest events stay, whatever their age.
+    assert_eq!(store.bound_audit(100).await.unwrap(), 0);
+    let kept = expected.len() - 2;
+    let over = store.bound_audit(kept as u64).await.unwrap();
+    assert_eq!(over, 2);
+    let (_, bounded) = audit(&server, "").await;
+    assert_eq!(types(&bounded), expected[..kept].to_vec());
     let _ = server.stop().await;
 }
 
@@ -241,4 +250,73 @@ async fn without_an_admin_token_there_is_no_audit_endpoint() {
     let _ = server.stop().await;
 }
 
-crate::on_both_backends!(logins_refusals_logouts_and_changes_are_on_record);
+/// The probe's flood: 300 callbacks with a state never issued and 100 logins past the
+/// client's limit, from one client. One row per reason, each counting what it stands for
+/// once the interval's counts are written (at the end of the interval, or at a stop); a
+/// second client gets rows of its own. Without counting, 400 rows.
+async fn anonymous_refusals_are_counted_per_client_and_reason(backend: Backend) {
+    let server = TestServer::start_with(
+        backend,
+        json!({
+            "dev_login": true,
+            "admin_token": ADMIN_TOKEN,
+            "max_unfinished_logins_per_client": 1,
+        }),
+    )
+    .await;
+    let next = server.url("/app");
+    for i in 0..300 {
+        let response = client()
+            .get(server.url(&format!("/auth/oauth_callback?state=junk{i}&code=x")))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 400);
+    }
+    let start = |n: usize| {
+        client()
+            .get(server.url(&format!(
+                "/auth/login/dev?next={}&n={n}",
+                url::form_urlencoded::byte_serialize(next.as_bytes()).collect::<String>()
+            )))
+            .send()
+    };
+    // The first login takes the client's one unfinished slot; the rest are limited.
+    assert_eq!(start(0).await.unwrap().status(), 302);
+    for n in 1..=100 {
+        assert_eq!(start(n).await.unwrap().status(), 429);
+    }
+    let refused = |page: &Value| -> Vec<(String, i64)> {
+        page["events"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|e| e["type"] == "login.refused")
+            .map(|e| {
+                (
+                    e["reason"].as_str().unwrap().to_owned(),
+                    e["count"].as_i64().unwrap(),
+                )
+            })
+            .collect()
+    };
+    let (_, page) = audit(&server, "limit=500").await;
+    let before = refused(&page);
+    assert_eq!(before.len(), 2, "one row per reason: {before:#?}");
+    assert!(before.iter().all(|(_, count)| *count == 1), "{before:#?}");
+
+    server.service.audit().flush_counted(true).await;
+    let (_, page) = audit(&server, "limit=500").await;
+    let mut after = refused(&page);
+    after.sort_by_key(|(_, count)| *count);
+    assert_eq!(after.len(), 2, "{after:#?}");
+    assert_eq!(after[0].1, 100, "{after:#?}");
+    assert!(after[0].0.starts_with("limited"), "{after:#?}");
+    assert_eq!(after[1].1, 300, "{after:#?}");
+    let _ = server.stop().await;
+}
+
+crate::on_both_backends!(
+    logins_refusals_logouts_and_changes_are_on_record,
+    anonymous_refusals_are_counted_per_client_and_reason,
+);
