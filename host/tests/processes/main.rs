@@ -8,6 +8,7 @@ mod common;
 mod cli;
 mod connections;
 mod crashing_plugins;
+mod full_disk;
 mod hostile_plugins;
 mod hot_reload;
 mod plugin_worker;
