@@ -227,6 +227,28 @@ impl Config {
                 ));
             }
         }
+        // `AUTH_PLUGINS__WIKI__SANDBOX` is read as `plugins.wiki` (environment names are
+        // lower-cased): for an alias written `Wiki` it would be ignored, its sandbox setting
+        // among them.
+        let aliases: Vec<&str> = self
+            .allowed_services
+            .iter()
+            .chain(self.installed_extensions.iter())
+            .map(|entry| entry.alias.as_str())
+            .collect();
+        for table in self.plugins.keys() {
+            if aliases.contains(&table.as_str()) {
+                continue;
+            }
+            if let Some(alias) = aliases.iter().find(|a| a.eq_ignore_ascii_case(table)) {
+                problems.push(format!(
+                    "plugins.{table}: no alias `{table}`, but `{alias}`; aliases are matched \
+                     exactly, and environment names (AUTH_PLUGINS__…) are read in lower case: \
+                     name the alias `{table}` or write its settings as [plugins.{alias}] in the \
+                     configuration file"
+                ));
+            }
+        }
         if let Some(user) = &self.plugin_user
             && let Err(problem) = resolve_user(user)
         {

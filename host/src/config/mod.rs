@@ -103,6 +103,24 @@ pub enum LogFormat {
     Json,
 }
 
+/// A user named by name or id: `nobody`, `65534` (a number when read from the environment)
+/// or `65534:65534`.
+#[derive(Debug, Clone, serde::Deserialize)]
+#[serde(untagged)]
+enum NameOrId {
+    Id(u64),
+    Text(String),
+}
+
+impl NameOrId {
+    fn into_text(self) -> String {
+        match self {
+            NameOrId::Id(id) => id.to_string(),
+            NameOrId::Text(text) => text,
+        }
+    }
+}
+
 /// Every setting. Secrets may live in here (plugin settings, keys): never log it whole.
 #[derive(Debug, Clone)]
 pub struct Config {
@@ -367,7 +385,8 @@ impl Config {
                 .get("plugin_memory_limit_mb")
                 .unwrap_or(defaults::PLUGIN_MEMORY_LIMIT_MB),
             plugin_sandbox: keys.get("plugin_sandbox").unwrap_or_default(),
-            plugin_user: keys.get("plugin_user"),
+            // A bare uid from the environment arrives as a number.
+            plugin_user: keys.get::<NameOrId>("plugin_user").map(NameOrId::into_text),
             plugins: keys.get("plugins").unwrap_or_default(),
             admin_token: keys.get("admin_token"),
             log_format: keys.get("log_format").unwrap_or_default(),

@@ -521,3 +521,43 @@ fn tracing_from_the_standard_otel_variables_and_from_the_file() {
         Ok(())
     });
 }
+
+/// The README allows a bare uid for `plugin_user`; from the environment it is a number.
+#[test]
+fn a_bare_uid_is_a_plugin_user() {
+    Jail::expect_with(|jail| {
+        jail.set_env("AUTH_PLUGIN_USER", "65534");
+        let config = Config::load(None).map_err(|e| e.to_string())?;
+        assert_eq!(config.plugin_user_ids(), Some((65534, 65534)));
+        Ok(())
+    });
+    Jail::expect_with(|jail| {
+        jail.set_env("AUTH_PLUGIN_USER", "65534:65533");
+        let config = Config::load(None).map_err(|e| e.to_string())?;
+        assert_eq!(config.plugin_user_ids(), Some((65534, 65533)));
+        Ok(())
+    });
+}
+
+/// Settings from the environment for an alias whose name has capitals would be ignored (the
+/// environment's names are lower-cased): start-up stops, naming both spellings.
+#[test]
+fn settings_for_an_alias_spelt_in_another_case_stop_the_start() {
+    Jail::expect_with(|jail| {
+        jail.set_env("ALLOWED_SERVICES", "Wiki:sample_permission_provider");
+        jail.set_env("AUTH_PLUGINS__WIKI__SANDBOX", "off");
+        let errors = Config::load(None).unwrap_err().to_string();
+        assert!(
+            errors.contains("plugins.wiki: no alias `wiki`, but `Wiki`"),
+            "{errors}"
+        );
+        Ok(())
+    });
+    Jail::expect_with(|jail| {
+        jail.set_env("ALLOWED_SERVICES", "wiki:sample_permission_provider");
+        jail.set_env("AUTH_PLUGINS__WIKI__SANDBOX", "off");
+        let config = Config::load(None).map_err(|e| e.to_string())?;
+        assert_eq!(config.plugins["wiki"]["sandbox"], "off");
+        Ok(())
+    });
+}

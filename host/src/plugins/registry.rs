@@ -66,6 +66,19 @@ impl PluginSettings {
         let mode = take(SANDBOX_KEY).and_then(|v| serde_json::from_value(v).ok());
         let read_paths = take(READ_PATHS_KEY).and_then(|v| serde_json::from_value(v).ok());
         let network = take(NETWORK_KEY).and_then(|v| v.as_bool());
+        let read_paths: Option<Vec<std::path::PathBuf>> = read_paths;
+        if read_paths
+            .iter()
+            .flatten()
+            .any(|path| path.parent().is_none())
+        {
+            tracing::warn!(
+                plugin = alias,
+                "read_paths names `/`: the plugin may read every file its worker's user can, \
+                 auth-host's data directory and configuration among them; list only what it \
+                 needs"
+            );
+        }
         Placement {
             isolation: isolation.unwrap_or(self.isolation),
             sandbox: SandboxSpec {

@@ -781,3 +781,23 @@ fn users_list_and_the_audit_table_never_print_a_terminals_escape_codes() {
         );
     }
 }
+
+/// `read_paths = ["/"]` opens every file the worker's user can read to the plugin: allowed,
+/// but said at every load.
+#[test]
+fn read_paths_of_the_whole_filesystem_are_warned_about() {
+    let dir = PluginDir::with_workspace_plugins(&["sample_permission_provider"]);
+    let output = auth_host(
+        &dir,
+        &[
+            ("ALLOWED_SERVICES", "example:sample_permission_provider"),
+            ("AUTH_PLUGIN_ISOLATION", "process"),
+            ("AUTH_PLUGINS__EXAMPLE__READ_PATHS", "[\"/\"]"),
+        ],
+        &["plugins", "check"],
+    );
+    let stderr = text(&output.stderr);
+    assert!(output.status.success(), "{stderr}");
+    assert!(stderr.contains("read_paths names `/`"), "{stderr}");
+    assert!(stderr.contains("example"), "{stderr}");
+}
