@@ -84,7 +84,9 @@ where
         .build()
         .map_err(|e| format!("traces: {e}"))?;
     let provider = SdkTracerProvider::builder()
-        .with_batch_exporter(exporter)
+        .with_span_processor(BoundedAttributes(
+            opentelemetry_sdk::trace::BatchSpanProcessor::builder(exporter).build(),
+        ))
         .with_sampler(sampler(settings))
         .with_resource(
             Resource::builder()
@@ -130,6 +132,67 @@ fn sampler(settings: &TracingSettings) -> Sampler {
             Sampler::ParentBased(Box::new(Sampler::TraceIdRatioBased(ratio)))
         }
     }
+}
+
+/// The longest text value of a span attribute exported, in bytes: some come from anyone
+/// (an anonymous `service=` of 60,000 bytes was exported whole) or from plugins.
+pub const MAX_ATTRIBUTE_BYTES: usize = 256;
+
+/// Cuts the text values of every span's attributes (and events) to [`MAX_ATTRIBUTE_BYTES`]
+/// before `P` exports it.
+#[derive(Debug)]
+struct BoundedAttributes<P>(P);
+
+impl<P: opentelemetry_sdk::trace::SpanProcessor> opentelemetry_sdk::trace::SpanProcessor
+    for BoundedAttributes<P>
+{
+    fn on_start(&self, span: &mut opentelemetry_sdk::trace::Span, cx: &opentelemetry::Context) {
+        self.0.on_start(span, cx);
+    }
+
+    fn on_end(&self, mut span: opentelemetry_sdk::trace::SpanData) {
+        span.name = bounded(&span.name).into();
+        span.attributes.iter_mut().for_each(bound_value);
+        for event in span.events.events.iter_mut() {
+            event.attributes.iter_mut().for_each(bound_value);
+        }
+        self.0.on_end(span);
+    }
+
+    fn force_flush(&self) -> opentelemetry_sdk::error::OTelSdkResult {
+        self.0.force_flush()
+    }
+
+    fn shutdown_with_timeout(
+        &self,
+        timeout: std::time::Duration,
+    ) -> opentelemetry_sdk::error::OTelSdkResult {
+        self.0.shutdown_with_timeout(timeout)
+    }
+
+    fn set_resource(&mut self, resource: &Resource) {
+        self.0.set_resource(resource);
+    }
+}
+
+fn bound_value(attribute: &mut KeyValue) {
+    if let opentelemetry::Value::String(text) = &attribute.value
+        && text.as_str().len() > MAX_ATTRIBUTE_BYTES
+    {
+        attribute.value = opentelemetry::Value::String(bounded(text.as_str()).into());
+    }
+}
+
+/// `text` cut to [`MAX_ATTRIBUTE_BYTES`] at a character boundary, marked with `…` when cut.
+fn bounded(text: &str) -> String {
+    if text.len() <= MAX_ATTRIBUTE_BYTES {
+        return text.to_owned();
+    }
+    let mut end = MAX_ATTRIBUTE_BYTES - '…'.len_utf8();
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    format!("{}…", &text[..end])
 }
 
 /// The span of one HTTP request to `route`, continuing the caller's trace when its
@@ -284,6 +347,23 @@ pub fn describe_url(url: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn long_attributes_are_cut_at_a_character_boundary() {
+        assert_eq!(bounded("short"), "short");
+        let exact = "x".repeat(MAX_ATTRIBUTE_BYTES);
+        assert_eq!(bounded(&exact), exact);
+        for long in [
+            "é".repeat(30_000),
+            format!("x{}", "é".repeat(200)),
+            "€".repeat(99),
+        ] {
+            let cut = bounded(&long);
+            assert!(cut.len() <= MAX_ATTRIBUTE_BYTES, "{}", cut.len());
+            assert!(cut.ends_with('…'));
+            assert!(long.starts_with(cut.trim_end_matches('…')));
+        }
+    }
 
     #[test]
     fn a_worker_is_believed_only_within_the_call() {

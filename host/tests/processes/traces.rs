@@ -160,6 +160,42 @@ async fn an_authorize_continues_the_callers_trace_with_the_expected_span_tree() 
     assert!(!log.contains("trace-secret"), "{log}");
 }
 
+/// An anonymous caller's 60,000-byte `service` (exported whole, before) reaches the collector
+/// cut to 256 bytes, and the request's span keeps its place in the caller's trace.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn attributes_from_outside_are_exported_bounded() {
+    let collector = StandInCollector::start().await;
+    let data = tempfile::tempdir().unwrap();
+    let mut envs = vec![("AUTH_DATA_DIR", data.path().display().to_string())];
+    envs.extend(tracing_env(&collector));
+    let envs: Vec<(&str, &str)> = envs.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    let server = ServerProcess::start(&envs);
+    let trace_id = "5c1f0e4b2a9d8c7b6a5f4e3d2c1b0a99";
+    let service = "s".repeat(60_000);
+    let response = common::server::client()
+        .get(format!(
+            "{}/auth/authorize?service={service}&jwt=x",
+            server.base
+        ))
+        .header("traceparent", format!("00-{trace_id}-00f067aa0ba902b7-01"))
+        .send()
+        .await
+        .unwrap();
+    assert!(response.status().as_u16() < 500, "{}", response.status());
+    let spans = collector
+        .trace(trace_id, |spans| {
+            spans.iter().any(|s| s.name == "authorize")
+        })
+        .await;
+    let exported = &one(&spans, "authorize").attributes["service"];
+    assert!(exported.len() <= 256, "{} bytes", exported.len());
+    assert!(
+        exported.starts_with("sss") && exported.ends_with('…'),
+        "{exported}"
+    );
+    let _ = server.stop();
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_collector_that_is_down_costs_the_spans_not_the_requests() {
     let data = tempfile::tempdir().unwrap();
