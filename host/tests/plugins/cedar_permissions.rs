@@ -111,15 +111,16 @@ fn permits_forbids_and_attribute_conditions() {
             ask(&registry, "wiki", &user("u3", None, None)),
             json!({"read": true, "write": false, "admin": false})
         );
-        // Provider and email domain (lower-cased), on this service only.
+        // Provider and email domain, on this service only; the email and its domain are
+        // lower-cased (`like "*@example.org"` missed `Grace@EXAMPLE.ORG`).
         let admin = user("u4", Some("Grace@EXAMPLE.ORG"), Some("github:42"));
         assert_eq!(
             ask(&registry, "wiki", &admin),
-            json!({"read": true, "write": false, "admin": true})
+            json!({"read": true, "write": true, "admin": true})
         );
         assert_eq!(
             ask(&registry, "other", &admin),
-            json!({"read": true, "write": false, "admin": false})
+            json!({"read": true, "write": true, "admin": false})
         );
         // A forbid that applies overrides every permit.
         let banned = user("banned", Some("b@example.org"), Some("github:7"));
@@ -181,4 +182,40 @@ fn policies_that_do_not_parse_or_validate_stop_the_load_with_the_line() {
     table["actions"] = json!([]);
     let message = load(plugins.path(), table).unwrap_err();
     assert!(message.contains("declare at least one action"), "{message}");
+}
+
+/// A user listed in the entities file (here, to be in a group) is asked about with the file's
+/// parents and the request's attributes; it was 502 "duplicate entity".
+#[test]
+fn a_user_listed_in_the_entities_file_keeps_their_groups() {
+    let plugins = common::PluginDir::with_workspace_plugins(&["cedar_permissions"]);
+    let files = Files::new(
+        r#"permit (principal in Group::"editors", action == Action::"write", resource);
+permit (principal, action == Action::"read", resource)
+  when { principal has email && principal.email like "*@example.org" };
+"#,
+        None,
+    );
+    std::fs::write(
+        files.dir.path().join("entities.json"),
+        r#"[
+  {"uid": {"type": "User", "id": "u9"}, "attrs": {"email": "old@elsewhere.test"},
+   "parents": [{"type": "Group", "id": "editors"}]},
+  {"uid": {"type": "Group", "id": "editors"}, "attrs": {}, "parents": []}
+]"#,
+    )
+    .unwrap();
+    let mut table = files.table(false);
+    table["entities"] = json!(files.path("entities.json"));
+    let registry = load(plugins.path(), table).unwrap();
+    let listed = user("u9", Some("Ed@Example.org"), None);
+    assert_eq!(
+        ask(&registry, "wiki", &listed),
+        json!({"read": true, "write": true, "admin": false})
+    );
+    let other = user("u10", Some("ed@example.org"), None);
+    assert_eq!(
+        ask(&registry, "wiki", &other),
+        json!({"read": true, "write": false, "admin": false})
+    );
 }

@@ -12,9 +12,16 @@
 //! ```
 //!
 //! For each declared action, one Cedar request: the principal `User::"<user id>"` with the
-//! attributes `id`, and when known `email`, `username`, `name`, `provider` (`github` of
-//! `github:1234`) and `email_domain` (lower-cased); the action `Action::"<action>"`; the
-//! resource `Service::"<service>"`. The permissions object says, for each action, whether
+//! attributes `id`, and when known `email` and `email_domain` (both lower-cased, so that
+//! `like "*@example.org"` matches `Ada@Example.org`), `username`, `name` and `provider`
+//! (`github` of `github:1234`); the action `Action::"<action>"`; the resource
+//! `Service::"<service>"`. A user may also be listed in the entities file (to put them in a
+//! group: `"parents"`): the request's attributes are laid over the file's, and the file's
+//! parents kept.
+//!
+//! Usernames are chosen by the users themselves, first come first served: never make one an
+//! authority (`principal.username == "admin"` is whoever took `admin` first). Decide on the
+//! id, or on an email domain the login provider vouches for. The permissions object says, for each action, whether
 //! the policies permit it: `{"read": true, "write": false, "admin": false}`. As in Cedar,
 //! nothing is permitted unless a policy permits it, and a `forbid` that applies wins.
 //!
@@ -132,13 +139,23 @@ impl CedarPermissions {
     fn ask(&self, service: &str, user: &UserInfo) -> Result<Permissions, PluginError> {
         let principal = uid("User", &user.id)?;
         let resource = uid("Service", service)?;
-        let user_entity = Entity::new(principal.clone(), attributes(user), HashSet::new())
+        // A user the entities file lists keeps its parents (groups) and attributes, under
+        // this request's.
+        let (mut attributes_of_user, parents) = match self.entities.get(&principal) {
+            Some(listed) => {
+                let (_, attributes, parents) = listed.clone().into_inner();
+                (attributes, parents)
+            }
+            None => (HashMap::new(), HashSet::new()),
+        };
+        attributes_of_user.extend(attributes(user));
+        let user_entity = Entity::new(principal.clone(), attributes_of_user, parents)
             .map_err(|e| PluginError::new(format!("user {}: {e}", user.id)))?;
         // The user's attributes are this request's; the file's entities stay as loaded.
         let entities = self
             .entities
             .clone()
-            .add_entities([user_entity], None)
+            .upsert_entities([user_entity], None)
             .map_err(|e| PluginError::new(format!("user {}: {e}", user.id)))?;
         let mut permissions = Permissions::new();
         for (name, action) in &self.actions {
@@ -171,7 +188,8 @@ fn attributes(user: &UserInfo) -> HashMap<String, RestrictedExpression> {
         }
     };
     put("id", Some(&user.id));
-    put("email", user.email.as_deref());
+    let email = user.email.as_deref().map(str::to_lowercase);
+    put("email", email.as_deref());
     put("username", user.username.as_deref());
     put("name", user.name.as_deref());
     let provider = user
