@@ -97,6 +97,8 @@ pub struct Metrics {
     pub plugin_reloads: Family<ReloadLabels, Counter>,
     pub requests: Family<RequestLabels, Counter>,
     pub request_seconds: Family<RouteLabels, Histogram>,
+    /// Requests cut at `request_timeout` (also counted as 503s of their route).
+    pub request_timeouts: Family<RouteLabels, Counter>,
     pub plugin_calls: Family<PluginCallLabels, Counter>,
     pub plugin_call_seconds: Family<AliasLabels, Histogram>,
     pub workers: WorkerMetrics,
@@ -141,6 +143,12 @@ impl Metrics {
             "http_request_duration_seconds",
             "Time to answer an HTTP request",
             request_seconds.clone(),
+        );
+        let request_timeouts = Family::<RouteLabels, Counter>::default();
+        registry.register(
+            "http_request_timeouts",
+            "Requests cut at request_timeout (answered 503, and counted under their route)",
+            request_timeouts.clone(),
         );
         let plugin_calls = Family::<PluginCallLabels, Counter>::default();
         registry.register(
@@ -279,6 +287,7 @@ impl Metrics {
             plugin_reloads,
             requests,
             request_seconds,
+            request_timeouts,
             plugin_calls,
             plugin_call_seconds,
             workers,

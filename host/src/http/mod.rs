@@ -125,12 +125,8 @@ impl HttpApi {
         let method = request.method().clone();
         let origin = self.allowed_origin(request.headers());
         let span = tracing::info_span!("request", id = %request_id);
-        let traced = crate::traces::server_span(
-            &span,
-            &method,
-            Route::from_path(request.uri().path()).map_or("unknown", Route::name),
-            request.headers(),
-        );
+        let route_name = Route::from_path(request.uri().path()).map_or("unknown", Route::name);
+        let traced = crate::traces::server_span(&span, &method, route_name, request.headers());
         let (route, mut response) = match tokio::time::timeout(
             self.settings.request_timeout,
             self.dispatch(request, peer, &request_id)
@@ -140,7 +136,10 @@ impl HttpApi {
         .await
         {
             Ok(answer) => answer,
-            Err(_) => ("timeout", Reply::from(Rejection::Timeout).render(None)),
+            Err(_) => {
+                self.count_time_out(route_name);
+                (route_name, Reply::from(Rejection::Timeout).render(None))
+            }
         };
         let status = response.status();
         let headers = response.headers_mut();
@@ -228,6 +227,23 @@ impl HttpApi {
             }
         };
         (route.name(), reply.render(callback))
+    }
+
+    /// A request cut at `request_timeout`: counted under its route (as a 503, and apart as
+    /// a time-out), and as a database error when the database is what does not answer —
+    /// looked at after the answer went out, so that the client waits no longer.
+    fn count_time_out(&self, route: &'static str) {
+        let metrics = self.service.metrics();
+        metrics
+            .request_timeouts
+            .get_or_create(&RouteLabels { route })
+            .inc();
+        let service = Arc::clone(&self.service);
+        tokio::spawn(async move {
+            if !service.database_answers().await {
+                service.metrics().database_errors.inc();
+            }
+        });
     }
 
     fn allowed_origin(&self, headers: &HeaderMap) -> Option<HeaderValue> {

@@ -56,7 +56,17 @@ pub struct AuthService {
     /// Set on SIGTERM: `/auth/health` says not ready, so load balancers stop sending.
     draining: AtomicBool,
     audit: Audit,
+    /// When the database was last looked at, and whether it answered.
+    database_look: std::sync::Mutex<Option<(std::time::Instant, bool)>>,
 }
+
+/// How long a look at the database stands (for `/auth/health`, and for telling a time-out
+/// the database caused from another).
+const DATABASE_LOOK_STANDS: Duration = Duration::from_secs(1);
+
+/// How long a look may take: during an outage the pool's own wait is 5 s, longer than many
+/// balancers' health-check time-out, which then saw no answer at all instead of a 503.
+const DATABASE_LOOK_LIMIT: Duration = Duration::from_secs(1);
 
 impl std::fmt::Debug for AuthService {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -85,6 +95,7 @@ impl AuthService {
             metrics,
             draining: AtomicBool::new(false),
             audit,
+            database_look: std::sync::Mutex::new(None),
         };
         service.count_loaded_plugins();
         service
@@ -144,13 +155,7 @@ impl AuthService {
     /// `/auth/health`: whether the database answers, and which isolated plugins keep
     /// crashing (auth-host itself is fine then: their calls fail, nothing else).
     pub async fn health(&self) -> Health {
-        let database = match self.store.ping().await {
-            Ok(()) => true,
-            Err(error) => {
-                tracing::warn!(%error, "health check: database unreachable");
-                false
-            }
-        };
+        let database = self.database_answers().await;
         let plugins = self.plugins();
         Health {
             draining: self.is_draining(),
@@ -162,6 +167,35 @@ impl AuthService {
                 .map(str::to_owned)
                 .collect(),
         }
+    }
+
+    /// Whether the database answers: a look at most [`DATABASE_LOOK_STANDS`] old, or a new
+    /// one that waits at most [`DATABASE_LOOK_LIMIT`].
+    pub async fn database_answers(&self) -> bool {
+        let recent = self
+            .database_look
+            .lock()
+            .ok()
+            .and_then(|look| *look)
+            .filter(|(at, _)| at.elapsed() < DATABASE_LOOK_STANDS);
+        if let Some((_, answers)) = recent {
+            return answers;
+        }
+        let answers = match tokio::time::timeout(DATABASE_LOOK_LIMIT, self.store.ping()).await {
+            Ok(Ok(())) => true,
+            Ok(Err(error)) => {
+                tracing::warn!(%error, "database unreachable");
+                false
+            }
+            Err(_) => {
+                tracing::warn!(limit = ?DATABASE_LOOK_LIMIT, "database did not answer in time");
+                false
+            }
+        };
+        if let Ok(mut look) = self.database_look.lock() {
+            *look = Some((std::time::Instant::now(), answers));
+        }
+        answers
     }
 
     /// A change another replica made (or the state of the listener hearing them).

@@ -243,3 +243,155 @@ async fn an_unreachable_database_answers_503_and_recovers() {
     );
     let _ = server.stop().await;
 }
+
+/// A TCP proxy that can be frozen: its connections stay open and nothing passes either way,
+/// as with a database host that stopped answering (not one that refuses).
+struct FreezableProxy {
+    address: String,
+    frozen: std::sync::Arc<std::sync::atomic::AtomicBool>,
+}
+
+impl FreezableProxy {
+    async fn start(target: String) -> FreezableProxy {
+        use std::sync::atomic::Ordering;
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let address = listener.local_addr().unwrap().to_string();
+        let frozen = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let flag = std::sync::Arc::clone(&frozen);
+        tokio::spawn(async move {
+            while let Ok((client, _)) = listener.accept().await {
+                let Ok(server) = tokio::net::TcpStream::connect(&target).await else {
+                    continue;
+                };
+                let (client_read, client_write) = client.into_split();
+                let (server_read, server_write) = server.into_split();
+                for (mut from, mut to) in [
+                    (
+                        Box::new(client_read) as Box<dyn tokio::io::AsyncRead + Send + Unpin>,
+                        Box::new(server_write) as Box<dyn tokio::io::AsyncWrite + Send + Unpin>,
+                    ),
+                    (Box::new(server_read), Box::new(client_write)),
+                ] {
+                    let flag = std::sync::Arc::clone(&flag);
+                    tokio::spawn(async move {
+                        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+                        let mut buffer = vec![0u8; 16 * 1024];
+                        loop {
+                            let Ok(n) = from.read(&mut buffer).await else {
+                                return;
+                            };
+                            if n == 0 {
+                                return;
+                            }
+                            while flag.load(Ordering::SeqCst) {
+                                tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+                            }
+                            if to.write_all(&buffer[..n]).await.is_err() {
+                                return;
+                            }
+                        }
+                    });
+                }
+            }
+        });
+        FreezableProxy { address, frozen }
+    }
+
+    fn freeze(&self, frozen: bool) {
+        self.frozen
+            .store(frozen, std::sync::atomic::Ordering::SeqCst);
+    }
+}
+
+/// The database stops answering (its host hangs): `/auth/health` says 503 within a second
+/// (it took the pool's whole 5 s wait, longer than a balancer's probe waits), a request cut
+/// at `request_timeout` is counted under its own route and as a database error (it was
+/// counted under `route="timeout"` and not as a database error), and all recovers.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_database_that_stops_answering_is_reported_at_once_and_counted() {
+    if common::server::postgres_skipped() {
+        return;
+    }
+    let database = common::server::TestDatabase::new(Backend::Postgres).await;
+    let target = url::Url::parse(&database.url).unwrap();
+    let proxy = FreezableProxy::start(format!(
+        "{}:{}",
+        target.host_str().unwrap(),
+        target.port().unwrap_or(5432)
+    ))
+    .await;
+    let mut through = target.clone();
+    through
+        .set_port(Some(
+            proxy.address.rsplit(':').next().unwrap().parse().unwrap(),
+        ))
+        .unwrap();
+    let server = TestServer::start_on(
+        database,
+        json!({
+            "database_url": through.to_string(),
+            "token_cache_ms": 0,
+            "request_timeout_ms": 1500,
+        }),
+    )
+    .await;
+    let user = server.add_user("hana@example.com", "hana").await;
+    let token = server.token_for(&user.id);
+    let (status, _) = server.get_json(&format!("/auth/check?jwt={token}")).await;
+    assert_eq!(status, 200);
+
+    proxy.freeze(true);
+    let asked = std::time::Instant::now();
+    let (status, body) = server.get_json("/auth/health").await;
+    let took = asked.elapsed();
+    assert_eq!(status, 503, "{body}");
+    assert_eq!(body["database"], "unreachable", "{body}");
+    assert!(took < std::time::Duration::from_millis(1800), "{took:?}");
+
+    let (status, body) = server.get_json(&format!("/auth/check?jwt={token}")).await;
+    assert_eq!(status, 503, "{body}");
+    assert_eq!(body["error"], "request took too long", "{body}");
+    let metric = |text: &str, name: &str| common::server::metric_value(text, name);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    let metrics = loop {
+        let text = common::server::get_text(&server.url("/auth/metrics")).await;
+        if metric(&text, "auth_host_database_errors_total") >= 1.0
+            || std::time::Instant::now() > deadline
+        {
+            break text;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    };
+    assert_eq!(
+        metric(
+            &metrics,
+            "auth_host_http_requests_total{route=\"check\",status=\"503\"}"
+        ),
+        1.0,
+        "{metrics}"
+    );
+    assert_eq!(
+        metric(
+            &metrics,
+            "auth_host_http_request_timeouts_total{route=\"check\"}"
+        ),
+        1.0
+    );
+    assert!(!metrics.contains("route=\"timeout\""), "{metrics}");
+    assert!(metric(&metrics, "auth_host_database_errors_total") >= 1.0);
+
+    proxy.freeze(false);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        let (status, _) = server.get_json(&format!("/auth/check?jwt={token}")).await;
+        if status == 200 {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no recovery: {status}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    }
+    let _ = server.stop().await;
+}
