@@ -186,8 +186,14 @@ impl Keyring {
     }
 
     /// Sorts rows by whether they are authenticated under `key_secrets`.
+    ///
+    /// A row in the earlier release's format (its `kid` alone bound) is accepted only during
+    /// the upgrade: once any row is bound whole, the upgrade has happened (it seals every
+    /// earlier row again at once, under the lock), and an earlier-format row appearing after
+    /// that is a copy put back — from a backup, say — to publish an old key again.
     fn sort(&self, stored: Vec<StoredKey>) -> Sorted {
         let mut sorted = Sorted::default();
+        let mut earlier_format = Vec::new();
         for key in stored {
             match self.authenticate(&key) {
                 Ok(Authenticated::WholeRow) => {
@@ -196,8 +202,21 @@ impl Keyring {
                     }
                     sorted.trusted.push(key);
                 }
-                Ok(Authenticated::KidOnly) => sorted.to_reseal.push(key),
+                Ok(Authenticated::KidOnly) => earlier_format.push(key),
                 Err(why) => sorted.refused.push((key.generation, why)),
+            }
+        }
+        let upgraded = !sorted.trusted.is_empty();
+        for key in earlier_format {
+            if upgraded {
+                sorted.refused.push((
+                    key.generation,
+                    "sealed in the earlier release's format after the upgrade to whole-row \
+                     sealing was done (a copy put back?)"
+                        .into(),
+                ));
+            } else {
+                sorted.to_reseal.push(key);
             }
         }
         sorted

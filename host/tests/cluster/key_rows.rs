@@ -366,6 +366,60 @@ async fn keys_sealed_by_the_earlier_release_keep_verifying_after_the_upgrade() {
         ),
         1.0
     );
+
+    // Later the key is rotated out: deleted, a new one (sealed whole) signs.
+    drop(server);
+    execute(
+        &database,
+        "DELETE FROM signing_keys WHERE generation = 0".into(),
+    )
+    .await;
+    let rotated = crate::replica_on(&database, &plugins, &[]);
+    let landing = dev_login_at(&rotated.base, "http://127.0.0.1:9/app", "cy@example.com").await;
+    let new_kid = jsonwebtoken::decode_header(&params_of(&landing)["jwt"])
+        .unwrap()
+        .kid
+        .unwrap();
+    assert_ne!(new_kid, kid);
+    drop(rotated);
+    // The earlier release's row put back after the upgrade (from a backup), as the newest
+    // generation, which would sign: refused, left as it is, never signing, its kid not
+    // published. (It was accepted, sealed again and signed once more.)
+    execute(
+        &database,
+        format!(
+            "INSERT INTO signing_keys (generation, kid, algorithm, public_pem, \
+             sealed_private_key, signs_from, signs_until, created_at) VALUES \
+             (7, '{kid}', 'RS256', '{public_pem}', '{sealed}', {}, NULL, {})",
+            now() - 50,
+            now() - 50
+        ),
+    )
+    .await;
+    let later = crate::replica_on(&database, &plugins, &[]);
+    assert_eq!(
+        metric_value(
+            &get_text(&format!("{}/auth/metrics", later.base)).await,
+            "auth_host_signing_key_rows_refused"
+        ),
+        2.0,
+        "{}",
+        later.log()
+    );
+    let put_back = query(
+        &database,
+        "SELECT sealed_private_key FROM signing_keys WHERE generation = 7",
+    )
+    .await;
+    let sealed_7: String = put_back[0].try_get("", "sealed_private_key").unwrap();
+    assert!(sealed_7.starts_with("v1."), "left as it was");
+    let landing = dev_login_at(&later.base, "http://127.0.0.1:9/app", "bo@example.com").await;
+    let signed_by = jsonwebtoken::decode_header(&params_of(&landing)["jwt"])
+        .unwrap()
+        .kid
+        .unwrap();
+    assert_eq!(signed_by, new_kid, "the key of the rotation signs");
+    assert!(!jwks_kids(&later.base).await.contains(&kid));
 }
 
 /// The fault probe's clock skew: on a fresh database, a replica whose clock is 30 s behind
