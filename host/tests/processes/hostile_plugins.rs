@@ -71,6 +71,13 @@ async fn an_isolated_plugins_output_cannot_exhaust_the_hosts_memory_nor_stop_its
         log.contains("the rest of it was dropped"),
         "long lines are said to be cut"
     );
+    // SAFETY: geteuid has no preconditions.
+    if unsafe { libc::geteuid() } == 0 {
+        assert!(
+            log.contains("runs as root without plugin_user"),
+            "a root host's workers stay root: said at start"
+        );
+    }
 }
 
 /// A plugin's log message holding a newline, from an isolated worker's stderr and through
