@@ -207,7 +207,8 @@ type CountedKey = (String, String);
 /// The row an interval's first refusal went to, and the refusals since.
 #[derive(Debug, Clone)]
 struct Counted {
-    id: i64,
+    /// The row, once stored (`None` while its insert is under way).
+    id: Option<i64>,
     since: Instant,
     more: i64,
     event_type: &'static str,
@@ -271,42 +272,68 @@ impl Audit {
             caller.client.clone().unwrap_or_default(),
             event.reason.clone().unwrap_or_default(),
         );
-        let counted_now =
-            self.counted
-                .lock()
-                .is_ok_and(|mut counted| match counted.get_mut(&key) {
-                    Some(entry) if entry.since.elapsed() < COUNTING_INTERVAL => {
-                        entry.more = entry.more.saturating_add(1);
-                        true
-                    }
-                    _ => false,
-                });
-        if counted_now {
-            self.count_login(&event, event.provider.clone());
-            return;
-        }
-        // A new interval: what the last one counted goes into its row first.
-        self.flush_counted(false).await;
         let (event_type, outcome) = (event.kind.name(), event.outcome.name());
-        match self.store_and_log(event, caller).await {
-            Ok(id) => {
-                if let Ok(mut counted) = self.counted.lock()
-                    && counted.len() < MAX_COUNTED
-                {
-                    let entry = Counted {
-                        id,
-                        since: Instant::now(),
-                        more: 0,
-                        event_type,
-                        outcome,
-                    };
-                    counted.insert(key, entry);
+        // Decided under one lock, so that refusals arriving together make one row: the first
+        // of an interval takes the key (its row still to be stored), the others count into it
+        // meanwhile; the interval it ends is written below.
+        let decided = self
+            .counted
+            .lock()
+            .ok()
+            .map(|mut counted| match counted.get_mut(&key) {
+                Some(entry) if entry.id.is_none() || entry.since.elapsed() < COUNTING_INTERVAL => {
+                    entry.more = entry.more.saturating_add(1);
+                    None
+                }
+                _ => {
+                    let ended = counted.remove(&key);
+                    let tracked = counted.len() < MAX_COUNTED;
+                    if tracked {
+                        let pending = Counted {
+                            id: None,
+                            since: Instant::now(),
+                            more: 0,
+                            event_type,
+                            outcome,
+                        };
+                        counted.insert(key.clone(), pending);
+                    }
+                    Some((ended, tracked))
+                }
+            });
+        let (ended, tracked) = match decided {
+            Some(Some(first)) => first,
+            Some(None) => {
+                self.count_login(&event, event.provider.clone());
+                return;
+            }
+            // The counts are unusable (a thread panicked holding them): stored as it comes.
+            None => return self.record_best_effort(event, caller).await,
+        };
+        if let Some(ended) = ended {
+            self.write_count(key.clone(), ended).await;
+        }
+        let stored = self.store_and_log(event, caller).await;
+        if let Ok(mut counted) = self.counted.lock()
+            && tracked
+        {
+            match &stored {
+                Ok(id) => {
+                    if let Some(entry) = counted.get_mut(&key) {
+                        entry.id = Some(*id);
+                    }
+                }
+                // Nothing to count into: the next refusal tries to store a row again.
+                Err(_) => {
+                    counted.remove(&key);
                 }
             }
-            Err(error) => {
-                tracing::error!(%error, r#type = event_type, "cannot store an audit event");
-            }
         }
+        if let Err(error) = stored {
+            tracing::error!(%error, r#type = event_type, "cannot store an audit event");
+        }
+        // Other clients' ended intervals, while at it.
+        self.flush_counted(false).await;
     }
 
     /// Adds the refusals counted since each row was stored to it, for the intervals that have
@@ -314,9 +341,12 @@ impl Audit {
     pub async fn flush_counted(&self, all: bool) {
         let due: Vec<(CountedKey, Counted)> = match self.counted.lock() {
             Ok(mut counted) => {
+                // A row still being stored is never due: its count goes in once it is.
                 let keys: Vec<CountedKey> = counted
                     .iter()
-                    .filter(|(_, entry)| all || entry.since.elapsed() >= COUNTING_INTERVAL)
+                    .filter(|(_, entry)| {
+                        entry.id.is_some() && (all || entry.since.elapsed() >= COUNTING_INTERVAL)
+                    })
                     .map(|(key, _)| key.clone())
                     .collect();
                 keys.into_iter()
@@ -325,26 +355,34 @@ impl Audit {
             }
             Err(_) => Vec::new(),
         };
-        for ((client, reason), entry) in due.into_iter().filter(|(_, e)| e.more > 0) {
-            match self.store.add_to_audit_count(entry.id, entry.more).await {
-                Ok(()) => tracing::info!(
-                    target: "auth_host::audit",
-                    r#type = entry.event_type,
-                    outcome = entry.outcome,
-                    client,
-                    replica = self.replica,
-                    reason,
-                    id = entry.id,
-                    count = entry.more.saturating_add(1),
-                    "audit: counted"
-                ),
-                Err(error) => tracing::error!(
-                    %error,
-                    id = entry.id,
-                    more = entry.more,
-                    "cannot add counted refusals to their audit event"
-                ),
-            }
+        for (key, entry) in due {
+            self.write_count(key, entry).await;
+        }
+    }
+
+    /// Adds an ended interval's count to its row, and logs the sum once.
+    async fn write_count(&self, (client, reason): CountedKey, entry: Counted) {
+        let (Some(id), true) = (entry.id, entry.more > 0) else {
+            return;
+        };
+        match self.store.add_to_audit_count(id, entry.more).await {
+            Ok(()) => tracing::info!(
+                target: "auth_host::audit",
+                r#type = entry.event_type,
+                outcome = entry.outcome,
+                client,
+                replica = self.replica,
+                reason,
+                id,
+                count = entry.more.saturating_add(1),
+                "audit: counted"
+            ),
+            Err(error) => tracing::error!(
+                %error,
+                id,
+                more = entry.more,
+                "cannot add counted refusals to their audit event"
+            ),
         }
     }
 
