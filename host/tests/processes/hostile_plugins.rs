@@ -313,6 +313,54 @@ async fn a_plugin_cannot_outlive_the_host() {
     );
 }
 
+/// A plugin that answers and leaves a thread spinning: its worker, holding no call, is ended
+/// within a few seconds (it spun on for 30 s), said so in the log, and the next call is
+/// answered by a new worker.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_worker_burning_cpu_between_calls_is_ended() {
+    let plugins = PluginDir::with_workspace_plugins(&["test_hostile_provider"]);
+    let data = tempfile::tempdir().unwrap();
+    let token = common::user_token(data.path(), "ada@example.com");
+    let server = ServerProcess::start(&[
+        ("AUTH_DATA_DIR", data.path().to_str().unwrap()),
+        ("AUTH_PLUGIN_DIR", plugins.path().to_str().unwrap()),
+        ("ALLOWED_SERVICES", "spin:test_hostile_provider"),
+        ("AUTH_PLUGIN_ISOLATION", "process"),
+        ("AUTH_PLUGINS__SPIN__MODE", "spin_after_answer"),
+        ("AUTH_SHUTDOWN_DELAY_MS", "0"),
+    ]);
+    let url = format!("{}/auth/authorize?service=spin&jwt={token}", server.base);
+    let (status, body) = common::server::get_json(&url).await;
+    assert_eq!(status, 200, "{body}");
+    let first = body["permissions"]["worker"].as_u64().unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(6);
+    while running(first) {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the spinning worker still runs\n{}",
+            server.log()
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    assert!(
+        server.log().contains("with no call in flight"),
+        "{}",
+        server.log()
+    );
+    // The next call starts a new worker (after the crash back-off).
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    let second = loop {
+        let (status, body) = common::server::get_json(&url).await;
+        if status == 200 {
+            break body["permissions"]["worker"].as_u64().unwrap();
+        }
+        assert!(std::time::Instant::now() < deadline, "{status} {body}");
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    };
+    assert_ne!(first, second);
+    let _ = server.stop();
+}
+
 /// Ctrl-C during the drain stops at once, as the README says.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigint_during_the_drain_stops_at_once() {

@@ -7,6 +7,7 @@
 //!   over `process`, the worker process as the host sees it, and `worker_log`, which
 //!   forwards what the worker writes to its stderr (the plugin's prints included).
 
+mod idle_cpu;
 pub mod lifetime;
 mod process;
 pub mod protocol;

@@ -45,7 +45,8 @@ pub(super) struct Worker {
     /// Closed (taken) to tell the worker to leave.
     stdin: Mutex<Option<ChildStdin>>,
     pending: Arc<Mutex<Pending>>,
-    next_id: AtomicU64,
+    /// The next call's id: also how many calls were started.
+    next_id: Arc<AtomicU64>,
     /// Why the host killed it, when it did; told to `on_exit` in place of the signal.
     killed_because: Arc<Mutex<Option<String>>>,
     /// Set once the host no longer needs it: its end is then no crash.
@@ -141,12 +142,13 @@ impl Worker {
             process,
             stdin: Mutex::new(Some(stdin)),
             pending: Arc::new(Mutex::new(Pending::default())),
-            next_id: AtomicU64::new(1),
+            next_id: Arc::new(AtomicU64::new(1)),
             killed_because: Arc::new(Mutex::new(None)),
             retiring: Arc::new(std::sync::atomic::AtomicBool::new(false)),
         };
         drop(copy);
         worker.read_answers(stdout, on_exit);
+        worker.watch_idle_cpu();
         worker.never_block_on_stdin()?;
         if summary.sandbox.contains("missing") {
             // `sandbox = "available"`: the operator accepted it; it is said at every start.
@@ -275,14 +277,50 @@ impl Worker {
             });
     }
 
+    /// Ends the worker when it burns CPU while holding no call (see `idle_cpu`), on a thread
+    /// of its own that stops when the worker has ended or retired.
+    fn watch_idle_cpu(&self) {
+        let (pid, alias) = (self.pid, self.alias.clone());
+        let (pending, started) = (Arc::clone(&self.pending), Arc::clone(&self.next_id));
+        let (killed_because, process) =
+            (Arc::clone(&self.killed_because), Arc::clone(&self.process));
+        let retiring = Arc::clone(&self.retiring);
+        let look = move || -> Option<super::idle_cpu::Look> {
+            let in_flight = pending
+                .lock()
+                .ok()
+                .filter(|p| p.ended.is_none())?
+                .waiting
+                .len();
+            Some(super::idle_cpu::Look {
+                cpu: super::idle_cpu::cpu_time(pid)?,
+                started: started.load(Ordering::SeqCst),
+                in_flight,
+            })
+        };
+        let _ = std::thread::Builder::new()
+            .name(format!("plugin-cpu-{alias}"))
+            .spawn(move || {
+                let Some(mut before) = look() else { return };
+                loop {
+                    std::thread::sleep(super::idle_cpu::WINDOW);
+                    if retiring.load(Ordering::SeqCst) {
+                        return;
+                    }
+                    let Some(now) = look() else { return };
+                    if let Some(reason) = super::idle_cpu::verdict(before, now) {
+                        tracing::warn!(plugin = alias, pid, "plugin worker {reason}; ended");
+                        end(&killed_because, &process, reason);
+                        return;
+                    }
+                    before = now;
+                }
+            });
+    }
+
     /// Kills the worker (and what its plugin started); `because` is how its end is told.
     pub(super) fn kill(&self, because: String) {
-        if let Ok(mut reason) = self.killed_because.lock() {
-            reason.get_or_insert(because);
-        }
-        if let Ok(mut process) = self.process.lock() {
-            process.kill();
-        }
+        end(&self.killed_because, &self.process, because);
     }
 }
 
@@ -308,6 +346,16 @@ impl Drop for Worker {
             .spawn(move || {
                 let _ = lifetime::reap_within(&process, Duration::from_secs(1));
             });
+    }
+}
+
+/// Kills a worker's group, `because` being how its end is told (the first reason given wins).
+fn end(killed_because: &Mutex<Option<String>>, process: &Mutex<GroupLeader>, because: String) {
+    if let Ok(mut reason) = killed_because.lock() {
+        reason.get_or_insert(because);
+    }
+    if let Ok(mut process) = process.lock() {
+        process.kill();
     }
 }
 

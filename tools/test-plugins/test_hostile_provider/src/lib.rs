@@ -13,6 +13,8 @@
 //! - `outlive`: tries to outlive the host: ignores SIGTERM, clears its parent-death signal
 //!   and registers an exit handler that never returns; answers `{"worker": <pid>,
 //!   "death_signal_cleared": <whether prctl allowed it>}`.
+//! - `spin_after_answer`: leaves a thread spinning for 30 s and answers `{"worker": <pid>}`
+//!   at once.
 //! - `probe`: tries to reach the host's secrets, files, network and processes (see
 //!   `probes.rs`, with the targets in `probe`); answers what each attempt got.
 //!
@@ -33,6 +35,7 @@ enum Mode {
     SpawnChild,
     ForgeLog,
     Outlive,
+    SpinAfterAnswer,
     Probe,
 }
 
@@ -130,6 +133,16 @@ impl PermissionProvider for HostileProvider {
                     libc::prctl(libc::PR_SET_PDEATHSIG, 0, 0, 0, 0) == 0
                 };
                 object(json!({"worker": std::process::id(), "death_signal_cleared": cleared}))
+            }
+            Mode::SpinAfterAnswer => {
+                std::thread::spawn(|| {
+                    let until = std::time::Instant::now() + std::time::Duration::from_secs(30);
+                    let mut spins = 0u64;
+                    while std::time::Instant::now() < until {
+                        spins = std::hint::black_box(spins.wrapping_add(1));
+                    }
+                });
+                object(json!({"worker": std::process::id()}))
             }
             Mode::Probe => object(json!(probes::run(&self.settings.probe))),
         }
