@@ -219,19 +219,6 @@ impl App {
             extensions = plugins.extensions().len(),
             "plugins loaded"
         );
-        // SAFETY: geteuid has no preconditions.
-        let isolates = config.plugin_isolation == crate::config::Isolation::Process
-            || config
-                .plugins
-                .values()
-                .any(|alias| alias["isolation"] == "process");
-        if isolates && unsafe { libc::geteuid() } == 0 && config.plugin_user_ids().is_none() {
-            tracing::warn!(
-                "auth-host runs as root without plugin_user: sandboxed plugin workers run as \
-                 root, which no process limit binds (the kernel exempts uid 0 from \
-                 RLIMIT_NPROC); set plugin_user to a user of their own"
-            );
-        }
         let logins = logins(config, store.clone())?;
         let service = Arc::new(AuthService::new(
             store,

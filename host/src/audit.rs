@@ -304,7 +304,7 @@ impl Audit {
         let (ended, tracked) = match decided {
             Some(Some(first)) => first,
             Some(None) => {
-                self.count_login(&event, event.provider.clone());
+                self.count_login(event.kind, event.outcome, event.provider.as_deref());
                 return;
             }
             // The counts are unusable (a thread panicked holding them): stored as it comes.
@@ -332,8 +332,6 @@ impl Audit {
         if let Err(error) = stored {
             tracing::error!(%error, r#type = event_type, "cannot store an audit event");
         }
-        // Other clients' ended intervals, while at it.
-        self.flush_counted(false).await;
     }
 
     /// Adds the refusals counted since each row was stored to it, for the intervals that have
@@ -386,17 +384,15 @@ impl Audit {
         }
     }
 
-    fn count_login(&self, event: &AuditEvent, provider: Option<String>) {
+    /// Counts a login event in `auth_host_logins_total` (stored or counted in memory).
+    fn count_login(&self, kind: AuditKind, outcome: Outcome, provider: Option<&str>) {
         if let Some(logins) = &self.logins
-            && matches!(
-                event.kind,
-                AuditKind::LoginSucceeded | AuditKind::LoginRefused
-            )
+            && matches!(kind, AuditKind::LoginSucceeded | AuditKind::LoginRefused)
         {
             logins
                 .get_or_create(&crate::metrics::LoginLabels {
-                    provider: provider.unwrap_or_else(|| "unknown".into()),
-                    outcome: event.outcome.name(),
+                    provider: provider.unwrap_or("unknown").to_owned(),
+                    outcome: outcome.name(),
                 })
                 .inc();
         }
@@ -409,13 +405,13 @@ impl Audit {
             at: unix_now_millis(),
             event_type: event.kind.name().to_owned(),
             outcome: event.outcome.name().to_owned(),
-            user_id: event.user_id.clone(),
-            email: event.email.clone(),
-            provider: event.provider.clone(),
+            user_id: event.user_id,
+            email: event.email,
+            provider: event.provider,
             client: caller.client.clone(),
             request_id: caller.request_id.clone(),
             replica: Some(self.replica.clone()),
-            reason: event.reason.clone(),
+            reason: event.reason,
             count: 1,
         };
         let stored = self.store.append_audit(&record).await;
@@ -429,7 +425,7 @@ impl Audit {
             });
         }
         let id = stored?;
-        self.count_login(&event, record.provider.clone());
+        self.count_login(event.kind, event.outcome, record.provider.as_deref());
         tracing::info!(
             target: "auth_host::audit",
             r#type = record.event_type,

@@ -151,7 +151,9 @@ impl<P: opentelemetry_sdk::trace::SpanProcessor> opentelemetry_sdk::trace::SpanP
     }
 
     fn on_end(&self, mut span: opentelemetry_sdk::trace::SpanData) {
-        span.name = bounded(&span.name).into();
+        if let Some(cut) = cut(&span.name) {
+            span.name = cut.into();
+        }
         span.attributes.iter_mut().for_each(bound_value);
         for event in span.events.events.iter_mut() {
             event.attributes.iter_mut().for_each(bound_value);
@@ -177,22 +179,23 @@ impl<P: opentelemetry_sdk::trace::SpanProcessor> opentelemetry_sdk::trace::SpanP
 
 fn bound_value(attribute: &mut KeyValue) {
     if let opentelemetry::Value::String(text) = &attribute.value
-        && text.as_str().len() > MAX_ATTRIBUTE_BYTES
+        && let Some(cut) = cut(text.as_str())
     {
-        attribute.value = opentelemetry::Value::String(bounded(text.as_str()).into());
+        attribute.value = opentelemetry::Value::String(cut.into());
     }
 }
 
-/// `text` cut to [`MAX_ATTRIBUTE_BYTES`] at a character boundary, marked with `…` when cut.
-fn bounded(text: &str) -> String {
+/// `text` cut to [`MAX_ATTRIBUTE_BYTES`] at a character boundary and marked with `…`; `None`
+/// when it fits (the common case costs no copy).
+fn cut(text: &str) -> Option<String> {
     if text.len() <= MAX_ATTRIBUTE_BYTES {
-        return text.to_owned();
+        return None;
     }
     let mut end = MAX_ATTRIBUTE_BYTES - '…'.len_utf8();
     while !text.is_char_boundary(end) {
         end -= 1;
     }
-    format!("{}…", &text[..end])
+    Some(format!("{}…", &text[..end]))
 }
 
 /// The span of one HTTP request to `route`, continuing the caller's trace when its
@@ -350,6 +353,7 @@ mod tests {
 
     #[test]
     fn long_attributes_are_cut_at_a_character_boundary() {
+        let bounded = |text: &str| cut(text).unwrap_or_else(|| text.to_owned());
         assert_eq!(bounded("short"), "short");
         let exact = "x".repeat(MAX_ATTRIBUTE_BYTES);
         assert_eq!(bounded(&exact), exact);

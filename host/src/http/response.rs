@@ -235,7 +235,7 @@ impl From<Error> for Reply {
         let (status, message) = match &error {
             Error::BadRequest(message) => (StatusCode::BAD_REQUEST, message.clone()),
             Error::Plugin(plugin) => (plugin_status(plugin), plugin.to_string()),
-            // As /auth/health says it; the request can be tried again.
+            // Not an internal error: worth trying again once room is made.
             Error::Storage(store) if store.is_full() => {
                 tracing::error!(%error, "database full");
                 (
@@ -243,6 +243,7 @@ impl From<Error> for Reply {
                     crate::storage::STORAGE_FULL.into(),
                 )
             }
+            // As /auth/health says it; the request can be tried again.
             Error::Storage(store) if store.is_unavailable() => {
                 tracing::warn!(%error, "database unavailable");
                 (

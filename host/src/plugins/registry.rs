@@ -66,19 +66,6 @@ impl PluginSettings {
         let mode = take(SANDBOX_KEY).and_then(|v| serde_json::from_value(v).ok());
         let read_paths = take(READ_PATHS_KEY).and_then(|v| serde_json::from_value(v).ok());
         let network = take(NETWORK_KEY).and_then(|v| v.as_bool());
-        let read_paths: Option<Vec<std::path::PathBuf>> = read_paths;
-        if read_paths
-            .iter()
-            .flatten()
-            .any(|path| path.parent().is_none())
-        {
-            tracing::warn!(
-                plugin = alias,
-                "read_paths names `/`: the plugin may read every file its worker's user can, \
-                 auth-host's data directory and configuration among them; list only what it \
-                 needs"
-            );
-        }
         Placement {
             isolation: isolation.unwrap_or(self.isolation),
             sandbox: SandboxSpec {
@@ -286,18 +273,24 @@ fn load_all(settings: &PluginSettings) -> (Vec<LoadOutcome>, Vec<Arc<LoadedPlugi
                 settings: plugin_settings,
             } = settings.placement(&entry.alias);
             let loaded = match isolation {
-                Isolation::Process => IsolatedPlugin::start(WorkerSpec {
-                    alias: entry.alias.clone(),
-                    file: file.clone(),
-                    kind,
-                    settings: plugin_settings.to_string(),
-                    sandbox,
-                    call_timeout: settings.call_timeout,
-                    threads: worker_threads(settings.max_in_flight),
-                    memory_limit: settings.worker_memory_limit,
-                    metrics: settings.worker_metrics.clone(),
-                })
-                .map(|plugin| LoadedPlugin::isolated(plugin, kind, settings.max_in_flight)),
+                Isolation::Process => {
+                    // Said at every load, as a weaker sandbox is.
+                    for weakness in sandbox.weaknesses() {
+                        tracing::warn!(plugin = entry.alias, "{weakness}");
+                    }
+                    IsolatedPlugin::start(WorkerSpec {
+                        alias: entry.alias.clone(),
+                        file: file.clone(),
+                        kind,
+                        settings: plugin_settings.to_string(),
+                        sandbox,
+                        call_timeout: settings.call_timeout,
+                        threads: worker_threads(settings.max_in_flight),
+                        memory_limit: settings.worker_memory_limit,
+                        metrics: settings.worker_metrics.clone(),
+                    })
+                    .map(|plugin| LoadedPlugin::isolated(plugin, kind, settings.max_in_flight))
+                }
                 Isolation::None => libraries
                     .entry(file.clone())
                     .or_insert_with(|| library::open(&file))

@@ -134,6 +134,7 @@ impl AuthService {
                 }
                 // Not reported as logged in unless it is on record.
                 if let Err(error) = self.audit.record(event, caller).await {
+                    let error = Error::from(error);
                     tracing::error!(%error, "login not recorded in the audit trail");
                     return LoginFailure::new(Some(&next), failed_because(&error)).end();
                 }
@@ -147,10 +148,7 @@ impl AuthService {
             }
             Err(Unfinished::Failed(error)) => {
                 tracing::error!(%error, "login failed");
-                let message = match &error {
-                    Error::Storage(store) => failed_because(store),
-                    _ => "Login failed: internal error".into(),
-                };
+                let message = failed_because(&error);
                 self.audit
                     .record_best_effort(refused(Outcome::Failure, &message), caller)
                     .await;
@@ -216,12 +214,13 @@ impl AuthService {
     }
 }
 
-/// What a user is told of a login the database failed: that its storage is full (worth
-/// trying again later), or an internal error.
-fn failed_because(error: &crate::storage::StoreError) -> String {
-    if error.is_full() {
-        format!("Login failed: {}", crate::storage::STORAGE_FULL)
-    } else {
-        "Login failed: internal error".into()
+/// What a user is told of a login auth-host failed: that its storage is full (worth trying
+/// again later), or an internal error (the details are logged, never shown).
+fn failed_because(error: &Error) -> String {
+    match error {
+        Error::Storage(store) if store.is_full() => {
+            format!("Login failed: {}", crate::storage::STORAGE_FULL)
+        }
+        _ => "Login failed: internal error".into(),
     }
 }

@@ -56,8 +56,10 @@ pub struct AuthService {
     /// Set on SIGTERM: `/auth/health` says not ready, so load balancers stop sending.
     draining: AtomicBool,
     audit: Audit,
-    /// When the database was last looked at, and whether it answered.
-    database_look: std::sync::Mutex<Option<(std::time::Instant, bool)>>,
+    /// When the database was last looked at, and whether it answered. Held across a look,
+    /// so that callers arriving meanwhile (health checks, timed-out requests) wait for its
+    /// answer instead of each pinging the database.
+    database_look: tokio::sync::Mutex<Option<(std::time::Instant, bool)>>,
 }
 
 /// How long a look at the database stands (for `/auth/health`, and for telling a time-out
@@ -95,7 +97,7 @@ impl AuthService {
             metrics,
             draining: AtomicBool::new(false),
             audit,
-            database_look: std::sync::Mutex::new(None),
+            database_look: tokio::sync::Mutex::new(None),
         };
         service.count_loaded_plugins();
         service
@@ -172,13 +174,10 @@ impl AuthService {
     /// Whether the database answers: a look at most [`DATABASE_LOOK_STANDS`] old, or a new
     /// one that waits at most [`DATABASE_LOOK_LIMIT`].
     pub async fn database_answers(&self) -> bool {
-        let recent = self
-            .database_look
-            .lock()
-            .ok()
-            .and_then(|look| *look)
-            .filter(|(at, _)| at.elapsed() < DATABASE_LOOK_STANDS);
-        if let Some((_, answers)) = recent {
+        let mut look = self.database_look.lock().await;
+        if let Some((at, answers)) = *look
+            && at.elapsed() < DATABASE_LOOK_STANDS
+        {
             return answers;
         }
         let answers = match tokio::time::timeout(DATABASE_LOOK_LIMIT, self.store.ping()).await {
@@ -192,9 +191,7 @@ impl AuthService {
                 false
             }
         };
-        if let Ok(mut look) = self.database_look.lock() {
-            *look = Some((std::time::Instant::now(), answers));
-        }
+        *look = Some((std::time::Instant::now(), answers));
         answers
     }
 

@@ -124,53 +124,52 @@ pub enum StoreError {
     Config(String),
 }
 
-impl StoreError {
-    /// Whether the database cannot be reached right now (as opposed to refusing a
-    /// statement): the request may succeed later.
-    pub fn is_unavailable(&self) -> bool {
-        use sea_orm::{RuntimeErr, sqlx};
-        match self {
-            StoreError::Db(DbErr::ConnectionAcquire(_) | DbErr::Conn(_)) => true,
-            StoreError::Db(
-                DbErr::Query(RuntimeErr::SqlxError(error))
-                | DbErr::Exec(RuntimeErr::SqlxError(error)),
-            ) => matches!(
-                error.as_ref(),
-                sqlx::Error::Io(_)
-                    | sqlx::Error::Tls(_)
-                    | sqlx::Error::PoolTimedOut
-                    | sqlx::Error::PoolClosed
-                    | sqlx::Error::WorkerCrashed
-            ),
-            _ => false,
-        }
-    }
-}
-
 /// What a client is told while the database has no room: not an internal error, and worth
 /// trying again once an operator has made room.
 pub const STORAGE_FULL: &str =
     "storage full: the server cannot store anything right now; try again later";
 
 impl StoreError {
+    /// Whether the database cannot be reached right now (as opposed to refusing a
+    /// statement): the request may succeed later.
+    pub fn is_unavailable(&self) -> bool {
+        use sea_orm::sqlx;
+        matches!(
+            self,
+            StoreError::Db(DbErr::ConnectionAcquire(_) | DbErr::Conn(_))
+        ) || matches!(
+            self.driver_error(),
+            Some(
+                sqlx::Error::Io(_)
+                    | sqlx::Error::Tls(_)
+                    | sqlx::Error::PoolTimedOut
+                    | sqlx::Error::PoolClosed
+                    | sqlx::Error::WorkerCrashed
+            )
+        )
+    }
+
     /// Whether the database refused for want of space (SQLite's "database or disk is full",
     /// PostgreSQL's `disk_full`, 53100): nothing can be stored until room is made, and the
     /// request may succeed then.
     pub fn is_full(&self) -> bool {
-        use sea_orm::{RuntimeErr, sqlx};
-        let StoreError::Db(
-            DbErr::Query(RuntimeErr::SqlxError(error)) | DbErr::Exec(RuntimeErr::SqlxError(error)),
-        ) = self
-        else {
+        let Some(sea_orm::sqlx::Error::Database(database)) = self.driver_error() else {
             return false;
         };
-        match error.as_ref() {
-            sqlx::Error::Database(database) => {
-                let code = database.code().unwrap_or_default();
-                // SQLite's code is its primary or extended result code (SQLITE_FULL = 13).
-                code == "53100" || code == "13" || database.message().contains("disk is full")
-            }
-            _ => false,
+        let code = database.code().unwrap_or_default();
+        // SQLite's code is its primary or extended result code (SQLITE_FULL = 13).
+        code == "53100" || code == "13" || database.message().contains("disk is full")
+    }
+
+    /// The driver's own error behind a failed statement.
+    fn driver_error(&self) -> Option<&sea_orm::sqlx::Error> {
+        use sea_orm::RuntimeErr;
+        match self {
+            StoreError::Db(
+                DbErr::Query(RuntimeErr::SqlxError(error))
+                | DbErr::Exec(RuntimeErr::SqlxError(error)),
+            ) => Some(error.as_ref()),
+            _ => None,
         }
     }
 }

@@ -16,32 +16,67 @@ fn peak_memory_mib(pid: u32) -> u64 {
     kib / 1024
 }
 
+/// `test_hostile_provider` in a plugin directory, a data directory, and a token of a user of
+/// it: what the servers of these tests start from.
+struct HostileSetUp {
+    plugins: PluginDir,
+    data: tempfile::TempDir,
+    token: String,
+}
+
+impl HostileSetUp {
+    fn new() -> HostileSetUp {
+        let plugins = PluginDir::with_workspace_plugins(&["test_hostile_provider"]);
+        let data = tempfile::tempdir().unwrap();
+        let token = common::user_token(data.path(), "ada@example.com");
+        HostileSetUp {
+            plugins,
+            data,
+            token,
+        }
+    }
+
+    /// A server with `services` as `ALLOWED_SERVICES` and `settings` after the directories.
+    fn start(&self, services: &str, settings: &[(&str, &str)]) -> ServerProcess {
+        let mut envs = vec![
+            ("AUTH_DATA_DIR", self.data.path().to_str().unwrap()),
+            ("AUTH_PLUGIN_DIR", self.plugins.path().to_str().unwrap()),
+            ("ALLOWED_SERVICES", services),
+        ];
+        envs.extend_from_slice(settings);
+        ServerProcess::start(&envs)
+    }
+
+    /// `/auth/authorize` of `service` on `server`, as the set-up's user.
+    fn authorize_url(&self, server: &ServerProcess, service: &str) -> String {
+        format!(
+            "{}/auth/authorize?service={service}&jwt={}",
+            server.base, self.token
+        )
+    }
+}
+
 /// A plugin writing 2 × 64 MiB without a newline, three calls in a row, then a line that is
 /// not UTF-8: the host's memory stays bounded (lines are cut), its log forwarding goes on,
 /// and the plugin's next prints still succeed.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_isolated_plugins_output_cannot_exhaust_the_hosts_memory_nor_stop_its_log() {
     const FLOOD_MIB: u64 = 64;
-    let plugins = PluginDir::with_workspace_plugins(&["test_hostile_provider"]);
-    let data = tempfile::tempdir().unwrap();
-    let token = common::user_token(data.path(), "ada@example.com");
+    let set_up = HostileSetUp::new();
     let bytes = (FLOOD_MIB << 20).to_string();
-    let server = ServerProcess::start(&[
-        ("AUTH_DATA_DIR", data.path().to_str().unwrap()),
-        ("AUTH_PLUGIN_DIR", plugins.path().to_str().unwrap()),
-        ("ALLOWED_SERVICES", "noisy:test_hostile_provider"),
-        ("AUTH_PLUGIN_ISOLATION", "process"),
-        ("AUTH_PLUGINS__NOISY__MODE", "flood_output"),
-        ("AUTH_PLUGINS__NOISY__BYTES", &bytes),
-        ("AUTH_PLUGIN_TIMEOUT_MS", "20000"),
-    ]);
+    let server = set_up.start(
+        "noisy:test_hostile_provider",
+        &[
+            ("AUTH_PLUGIN_ISOLATION", "process"),
+            ("AUTH_PLUGINS__NOISY__MODE", "flood_output"),
+            ("AUTH_PLUGINS__NOISY__BYTES", &bytes),
+            ("AUTH_PLUGIN_TIMEOUT_MS", "20000"),
+        ],
+    );
     let before = peak_memory_mib(server.pid());
     for call in 0..3 {
-        let (status, body) = common::server::get_json(&format!(
-            "{}/auth/authorize?service=noisy&jwt={token}",
-            server.base
-        ))
-        .await;
+        let (status, body) =
+            common::server::get_json(&set_up.authorize_url(&server, "noisy")).await;
         let peak = peak_memory_mib(server.pid());
         eprintln!(
             "host peak memory: {before} MiB before, {peak} MiB after call {call} \
@@ -85,27 +120,19 @@ async fn an_isolated_plugins_output_cannot_exhaust_the_hosts_memory_nor_stop_its
 /// to fail2ban) the text after the newline never starts a line of its own.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_plugin_cannot_forge_a_line_of_the_hosts_log() {
-    let plugins = PluginDir::with_workspace_plugins(&["test_hostile_provider"]);
-    let data = tempfile::tempdir().unwrap();
-    let token = common::user_token(data.path(), "ada@example.com");
-    let server = ServerProcess::start(&[
-        ("AUTH_DATA_DIR", data.path().to_str().unwrap()),
-        ("AUTH_PLUGIN_DIR", plugins.path().to_str().unwrap()),
-        (
-            "ALLOWED_SERVICES",
-            "isolated:test_hostile_provider;inside:test_hostile_provider",
-        ),
-        ("AUTH_PLUGINS__ISOLATED__MODE", "forge_log"),
-        ("AUTH_PLUGINS__ISOLATED__ISOLATION", "process"),
-        ("AUTH_PLUGINS__INSIDE__MODE", "forge_log"),
-        ("AUTH_LOG_FORMAT", "human"),
-    ]);
+    let set_up = HostileSetUp::new();
+    let server = set_up.start(
+        "isolated:test_hostile_provider;inside:test_hostile_provider",
+        &[
+            ("AUTH_PLUGINS__ISOLATED__MODE", "forge_log"),
+            ("AUTH_PLUGINS__ISOLATED__ISOLATION", "process"),
+            ("AUTH_PLUGINS__INSIDE__MODE", "forge_log"),
+            ("AUTH_LOG_FORMAT", "human"),
+        ],
+    );
     for service in ["isolated", "inside"] {
-        let (status, body) = common::server::get_json(&format!(
-            "{}/auth/authorize?service={service}&jwt={token}",
-            server.base
-        ))
-        .await;
+        let (status, body) =
+            common::server::get_json(&set_up.authorize_url(&server, service)).await;
         assert_eq!(status, 200, "{service}: {body}");
         assert_eq!(body["permissions"]["forged"], true, "{service}: {body}");
     }
@@ -258,26 +285,24 @@ async fn workers_and_what_their_plugins_start_end_with_the_host() {
 }
 
 /// A sandboxed plugin that ignores SIGTERM, clears its parent-death signal and blocks in an
-/// exit handler: killed outright, the host still takes its worker with it (the signal is
-/// SIGKILL and cannot be cleared); stopped normally, the closed pipe ends the worker past
-/// its exit handler.
+/// exit handler: killed outright while a call of it hangs, the host still takes its worker
+/// with it (the signal is SIGKILL and cannot be cleared); stopped normally, the closed pipe
+/// ends the worker past its exit handler.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_plugin_cannot_outlive_the_host() {
-    let plugins = PluginDir::with_workspace_plugins(&["test_hostile_provider"]);
-    let data = tempfile::tempdir().unwrap();
-    let token = common::user_token(data.path(), "ada@example.com");
+    let set_up = HostileSetUp::new();
     let start = || {
-        ServerProcess::start(&[
-            ("AUTH_DATA_DIR", data.path().to_str().unwrap()),
-            ("AUTH_PLUGIN_DIR", plugins.path().to_str().unwrap()),
-            ("ALLOWED_SERVICES", "stay:test_hostile_provider"),
-            ("AUTH_PLUGIN_ISOLATION", "process"),
-            ("AUTH_PLUGINS__STAY__MODE", "outlive"),
-            ("AUTH_SHUTDOWN_DELAY_MS", "0"),
-        ])
+        set_up.start(
+            "stay:test_hostile_provider",
+            &[
+                ("AUTH_PLUGIN_ISOLATION", "process"),
+                ("AUTH_PLUGINS__STAY__MODE", "outlive"),
+                ("AUTH_SHUTDOWN_DELAY_MS", "0"),
+            ],
+        )
     };
     let prepared = |server: &ServerProcess| {
-        let url = format!("{}/auth/authorize?service=stay&jwt={token}", server.base);
+        let url = set_up.authorize_url(server, "stay");
         async move {
             let (status, body) = common::server::get_json(&url).await;
             assert_eq!(status, 200, "{body}");
@@ -288,6 +313,10 @@ async fn a_plugin_cannot_outlive_the_host() {
 
     let mut server = start();
     let worker = prepared(&server).await;
+    // A call that never returns: the worker does not read the end of its pipe.
+    let stuck = common::server::client().get(set_up.authorize_url(&server, "stay"));
+    tokio::spawn(async move { stuck.send().await });
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
     std::process::Command::new("kill")
         .args(["-KILL", &server.pid().to_string()])
         .status()
@@ -318,18 +347,16 @@ async fn a_plugin_cannot_outlive_the_host() {
 /// answered by a new worker.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_worker_burning_cpu_between_calls_is_ended() {
-    let plugins = PluginDir::with_workspace_plugins(&["test_hostile_provider"]);
-    let data = tempfile::tempdir().unwrap();
-    let token = common::user_token(data.path(), "ada@example.com");
-    let server = ServerProcess::start(&[
-        ("AUTH_DATA_DIR", data.path().to_str().unwrap()),
-        ("AUTH_PLUGIN_DIR", plugins.path().to_str().unwrap()),
-        ("ALLOWED_SERVICES", "spin:test_hostile_provider"),
-        ("AUTH_PLUGIN_ISOLATION", "process"),
-        ("AUTH_PLUGINS__SPIN__MODE", "spin_after_answer"),
-        ("AUTH_SHUTDOWN_DELAY_MS", "0"),
-    ]);
-    let url = format!("{}/auth/authorize?service=spin&jwt={token}", server.base);
+    let set_up = HostileSetUp::new();
+    let server = set_up.start(
+        "spin:test_hostile_provider",
+        &[
+            ("AUTH_PLUGIN_ISOLATION", "process"),
+            ("AUTH_PLUGINS__SPIN__MODE", "spin_after_answer"),
+            ("AUTH_SHUTDOWN_DELAY_MS", "0"),
+        ],
+    );
+    let url = set_up.authorize_url(&server, "spin");
     let (status, body) = common::server::get_json(&url).await;
     assert_eq!(status, 200, "{body}");
     let first = body["permissions"]["worker"].as_u64().unwrap();

@@ -5,11 +5,12 @@
 //!   group id cannot have been reused).
 //! - When the host exits, it ends every group still alive ([`end_all`]).
 //! - When the host dies without a chance to (SIGKILL, a crash), the kernel sends each worker
-//!   its parent-death signal. A sandboxed worker gets SIGKILL, which nothing in it can catch
-//!   or ignore (it cannot have started processes, nor clear the signal: the filter refuses
-//!   both); a worker without the sandbox gets SIGTERM, on which it ends its own group, the
-//!   processes its plugin started included. The signal follows the *thread* that started the
-//!   worker, so workers are started from one thread that lives as long as the process.
+//!   its parent-death signal: SIGTERM, on which the worker ends its own group, the processes
+//!   its plugin started included. A worker under the system-call filter makes it SIGKILL
+//!   itself, which nothing in it can catch or ignore (it cannot have started processes, nor
+//!   clear the signal: the filter refuses both; see `sandbox::enter`). The signal follows the
+//!   *thread* that started the worker, so workers are started from one thread that lives as
+//!   long as the process.
 //!
 //! A plugin that moves its children to another session (`setsid`) escapes the group: the
 //! sandbox's system-call filter is what forbids that.
@@ -25,12 +26,9 @@ type SpawnRequest = (Command, mpsc::Sender<std::io::Result<Child>>);
 /// Worker process ids (each its group's id) not yet reaped.
 static LIVE: Mutex<Option<HashSet<u32>>> = Mutex::new(None);
 
-/// Starts `command` as a worker: a group of its own, `death_signal` when the host goes, no
+/// Starts `command` as a worker: a group of its own, SIGTERM when the host goes, no
 /// descriptor of the host's but its pipes.
-pub(super) fn spawn(
-    mut command: Command,
-    death_signal: libc::c_int,
-) -> std::io::Result<GroupLeader> {
+pub(super) fn spawn(mut command: Command) -> std::io::Result<GroupLeader> {
     use std::os::unix::process::CommandExt;
     // SAFETY: getpid has no preconditions.
     let host = unsafe { libc::getpid() };
@@ -39,7 +37,7 @@ pub(super) fn spawn(
     unsafe {
         command.pre_exec(move || {
             if libc::setpgid(0, 0) != 0
-                || libc::prctl(libc::PR_SET_PDEATHSIG, death_signal as libc::c_ulong) != 0
+                || libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGTERM as libc::c_ulong) != 0
             {
                 return Err(std::io::Error::last_os_error());
             }

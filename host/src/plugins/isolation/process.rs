@@ -96,14 +96,7 @@ impl Worker {
             .stdout(Stdio::piped())
             .stderr(Stdio::piped());
         limit_memory(&mut command, spec.memory_limit);
-        // Sandboxed, the worker has nothing to take along when the host dies, and is given a
-        // signal its plugin cannot catch; unsandboxed, SIGTERM lets it end what its plugin
-        // started.
-        let death_signal = match spec.sandbox.mode {
-            super::sandbox::SandboxMode::Off => libc::SIGTERM,
-            _ => libc::SIGKILL,
-        };
-        let mut child = lifetime::spawn(command, death_signal)
+        let mut child = lifetime::spawn(command)
             .map_err(|e| LoadError::Create(format!("cannot start a worker process: {e}")))?;
         let pid = child.id();
         let pipes = child.take_pipes();

@@ -47,6 +47,32 @@ pub struct SandboxSpec {
     pub user: Option<(u32, u32)>,
 }
 
+impl SandboxSpec {
+    /// What the operator's settings leave weaker than the sandbox looks: said at every load.
+    pub fn weaknesses(&self) -> Vec<&'static str> {
+        let mut weaknesses = Vec::new();
+        if self.mode == SandboxMode::Off {
+            return weaknesses;
+        }
+        if self.read_paths.iter().any(|path| path.parent().is_none()) {
+            weaknesses.push(
+                "read_paths names `/`: the plugin may read every file its worker's user can, \
+                 auth-host's data directory and configuration among them; list only what it \
+                 needs",
+            );
+        }
+        // SAFETY: geteuid has no preconditions.
+        if self.user.is_none() && unsafe { libc::geteuid() } == 0 {
+            weaknesses.push(
+                "auth-host runs as root without plugin_user: the plugin's worker runs as root, \
+                 which no process limit binds (the kernel exempts uid 0 from RLIMIT_NPROC); set \
+                 plugin_user to a user of its own",
+            );
+        }
+        weaknesses
+    }
+}
+
 /// What every plugin may read: the dynamic loader's cache and the shared libraries.
 const SYSTEM_LIBRARIES: &[&str] = &[
     "/lib",
@@ -158,9 +184,17 @@ pub fn enter(spec: &SandboxSpec, plugin_file: &Path) -> Result<Entered, String> 
                 .push("Landlock (not in this kernel, or not enabled at boot)".into());
         }
     }
+    // Confined by the filter, the worker can start no process to take along when the host
+    // dies: its parent-death signal becomes SIGKILL, which nothing in it can catch or ignore
+    // and the filter keeps (it refuses `PR_SET_PDEATHSIG`). Without the filter it stays
+    // SIGTERM, on which the worker ends its process group (see `lifetime`).
+    set_death_signal(libc::SIGKILL);
     match filter_system_calls(spec.network) {
         Ok(()) => entered.seccomp = true,
-        Err(error) => entered.missing.push(format!("seccomp ({error})")),
+        Err(error) => {
+            set_death_signal(libc::SIGTERM);
+            entered.missing.push(format!("seccomp ({error})"));
+        }
     }
     if spec.mode == SandboxMode::Strict && !entered.missing.is_empty() {
         return Err(format!(
@@ -170,6 +204,13 @@ pub fn enter(spec: &SandboxSpec, plugin_file: &Path) -> Result<Entered, String> 
         ));
     }
     Ok(entered)
+}
+
+fn set_death_signal(signal: libc::c_int) {
+    // SAFETY: prctl with integer arguments only.
+    unsafe {
+        libc::prctl(libc::PR_SET_PDEATHSIG, signal as libc::c_ulong, 0, 0, 0);
+    }
 }
 
 fn switch_user(uid: u32, gid: u32) -> Result<(), String> {
@@ -388,15 +429,24 @@ fn refused_when(conditions: Vec<SeccompCondition>) -> Result<SeccompRule, String
     SeccompRule::new(conditions).map_err(|e| e.to_string())
 }
 
+/// A condition on argument `index`, read whole (`Qword`) or by its low 32 bits (`Dword`).
+fn arg(
+    index: u8,
+    length: SeccompCmpArgLen,
+    op: SeccompCmpOp,
+    value: u64,
+) -> Result<SeccompCondition, String> {
+    SeccompCondition::new(index, length, op, value).map_err(|e| e.to_string())
+}
+
 /// A condition on the low 32 bits of an argument (the calls below take `int`s and `pid_t`s,
 /// whose upper bits a caller may leave as it likes).
 fn arg32(index: u8, op: SeccompCmpOp, value: u64) -> Result<SeccompCondition, String> {
-    SeccompCondition::new(index, SeccompCmpArgLen::Dword, op, value).map_err(|e| e.to_string())
+    arg(index, SeccompCmpArgLen::Dword, op, value)
 }
 
-/// Calls that name a process (argument `pid_arg`) and change it — its limits, priority,
-/// scheduling, CPUs, I/O priority — refused for any process but the worker itself (0 or its
-/// own pid). A worker shares the host's uid unless `plugin_user` says otherwise, and the
+/// Calls that name a process and change it — its limits, priority, scheduling, CPUs, I/O
+/// priority — refused for any process but the worker itself (0 or its own pid). A worker shares the host's uid unless `plugin_user` says otherwise, and the
 /// kernel lets a process change these for every process of its uid: the host included
 /// (`prlimit64(host, RLIMIT_CPU, 1)` ends it with SIGXCPU).
 fn only_on_itself(rules: &mut BTreeMap<i64, Vec<SeccompRule>>, own_pid: u64) -> Result<(), String> {
@@ -472,15 +522,12 @@ fn filter_system_calls(network: bool) -> Result<(), String> {
     let clone_thread = libc::CLONE_THREAD as u64;
     rules.insert(
         libc::SYS_clone,
-        vec![refused_when(vec![
-            SeccompCondition::new(
-                0,
-                SeccompCmpArgLen::Qword,
-                SeccompCmpOp::MaskedEq(clone_thread),
-                0,
-            )
-            .map_err(|e| e.to_string())?,
-        ])?],
+        vec![refused_when(vec![arg(
+            0,
+            SeccompCmpArgLen::Qword,
+            SeccompCmpOp::MaskedEq(clone_thread),
+            0,
+        )?])?],
     );
     // SAFETY: getpid has no preconditions.
     let own_pid = u64::try_from(unsafe { libc::getpid() }).map_err(|e| e.to_string())?;

@@ -114,9 +114,9 @@ pub fn run(alias: &str, file: &Path, kind: PluginKind) -> i32 {
 
 type Output = Mutex<BufWriter<std::fs::File>>;
 
-/// Unsandboxed, the kernel sends this worker SIGTERM when the host dies (its parent-death
-/// signal, see `lifetime`; a sandboxed worker gets SIGKILL); the worker then ends its whole
-/// process group: itself and whatever the plugin started.
+/// The kernel sends this worker SIGTERM when the host dies (its parent-death signal, see
+/// `lifetime`; SIGKILL once the system-call filter confines it); the worker then ends its
+/// whole process group: itself and whatever the plugin started.
 fn end_with_the_host() {
     extern "C" fn end_group(_signal: libc::c_int) {
         // SAFETY: kill is async-signal-safe; 0 names this process' own group.

@@ -12,7 +12,8 @@
 //!   with `FORGED`); answers `{"forged": true}`.
 //! - `outlive`: tries to outlive the host: ignores SIGTERM, clears its parent-death signal
 //!   and registers an exit handler that never returns; answers `{"worker": <pid>,
-//!   "death_signal_cleared": <whether prctl allowed it>}`.
+//!   "death_signal_cleared": <whether prctl allowed it>}`; every later call never returns
+//!   (so that its worker is not ended by reading the end of its pipe either).
 //! - `spin_after_answer`: leaves a thread spinning for 30 s and answers `{"worker": <pid>}`
 //!   at once.
 //! - `probe`: tries to reach the host's secrets, files, network and processes (see
@@ -126,6 +127,11 @@ impl PermissionProvider for HostileProvider {
                 object(json!({"forged": true}))
             }
             Mode::Outlive => {
+                static PREPARED: std::sync::atomic::AtomicBool =
+                    std::sync::atomic::AtomicBool::new(false);
+                if PREPARED.swap(true, std::sync::atomic::Ordering::SeqCst) {
+                    never_return();
+                }
                 // SAFETY: signal, prctl and atexit with a handler that touches nothing.
                 let cleared = unsafe {
                     libc::signal(libc::SIGTERM, libc::SIG_IGN);
